@@ -1,0 +1,257 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Environment variable names. The operator renders exactly these.
+const (
+	EnvNodeID            = "IM_NODE_ID"
+	EnvHTTPAddr          = "IM_HTTP_ADDR"
+	EnvInternalAddr      = "IM_INTERNAL_ADDR"
+	EnvMetricsAddr       = "IM_METRICS_ADDR"
+	EnvAdvertiseURL      = "IM_ADVERTISE_URL"
+	EnvMessageURL        = "IM_MESSAGE_URL"
+	EnvKafkaBrokers      = "IM_KAFKA_BROKERS"
+	EnvKafkaTopic        = "IM_KAFKA_TOPIC"
+	EnvKafkaDLQTopic     = "IM_KAFKA_DLQ_TOPIC"
+	EnvKafkaPartitions   = "IM_KAFKA_PARTITIONS"
+	EnvKafkaReplication  = "IM_KAFKA_REPLICATION_FACTOR"
+	EnvKafkaGroup        = "IM_KAFKA_GROUP"
+	EnvKafkaTLSDir       = "IM_KAFKA_TLS_DIR"
+	EnvKafkaSASLUserFile = "IM_KAFKA_SASL_USERNAME_FILE"
+	EnvKafkaSASLPassFile = "IM_KAFKA_SASL_PASSWORD_FILE"
+	EnvCassandraHosts    = "IM_CASSANDRA_HOSTS"
+	EnvCassandraKeyspace = "IM_CASSANDRA_KEYSPACE"
+	EnvCassandraLocalDC  = "IM_CASSANDRA_LOCAL_DC"
+	EnvCassandraRepl     = "IM_CASSANDRA_REPLICATION"
+	EnvCassandraUserFile = "IM_CASSANDRA_USERNAME_FILE"
+	EnvCassandraPassFile = "IM_CASSANDRA_PASSWORD_FILE"
+	EnvEtcdEndpoints     = "IM_ETCD_ENDPOINTS"
+	EnvEtcdPrefix        = "IM_ETCD_PREFIX"
+	EnvEtcdTLSDir        = "IM_ETCD_TLS_DIR"
+	EnvUserKeyFile       = "IM_AUTH_USER_KEY_FILE"
+	EnvServiceKeyFile    = "IM_AUTH_SERVICE_KEY_FILE"
+	EnvInternalKeyFile   = "IM_AUTH_INTERNAL_KEY_FILE"
+	EnvMaxMessageBytes   = "IM_MAX_MESSAGE_BYTES"
+	EnvRecallWindow      = "IM_RECALL_WINDOW"
+	EnvShutdownGrace     = "IM_SHUTDOWN_GRACE"
+	EnvMaxConnections    = "IM_PUSH_MAX_CONNECTIONS"
+	EnvHeartbeatInterval = "IM_PUSH_HEARTBEAT_INTERVAL"
+	EnvSendQueueLength   = "IM_PUSH_SEND_QUEUE"
+	EnvPresenceLeaseTTL  = "IM_PRESENCE_LEASE_TTL"
+)
+
+// Common holds what every tier needs.
+type Common struct {
+	NodeID          string // unique per process (pod name in Kubernetes)
+	HTTPAddr        string // public listener (API or WebSocket)
+	InternalAddr    string // tier-to-tier listener (push: delivery endpoint)
+	MetricsAddr     string // /metrics, /healthz, /readyz
+	EtcdEndpoints   []string
+	EtcdPrefix      string // all keys live under it, e.g. "/imcluster/<name>"
+	EtcdTLSDir      string // ca.crt, tls.crt, tls.key; empty: plaintext
+	InternalKeyFile string // HMAC key shared by the tiers for internal calls
+	ShutdownGrace   time.Duration
+}
+
+// Kafka is the reliable log.
+type Kafka struct {
+	Brokers           []string
+	Topic             string
+	DLQTopic          string
+	Partitions        int32 // immutable once the topic exists: seq derives from it
+	ReplicationFactor int16
+	Group             string
+	TLSDir            string
+	SASLUserFile      string
+	SASLPassFile      string
+}
+
+// Cassandra is the message store.
+type Cassandra struct {
+	Hosts       []string
+	Keyspace    string
+	LocalDC     string
+	Replication string // "SimpleStrategy:1" or "NetworkTopologyStrategy:dc1=3,dc2=3"
+	UserFile    string
+	PassFile    string
+}
+
+// Message configures the message tier (API + pipeline).
+type Message struct {
+	Common
+	Kafka
+	Cassandra
+	UserKeyFile     string // HMAC key for user JWTs
+	ServiceKeyFile  string // HMAC key for business back-end (SDK) tokens
+	MaxMessageBytes int
+	RecallWindow    time.Duration
+}
+
+// Push configures the push tier (WebSocket gateway).
+type Push struct {
+	Common
+	UserKeyFile       string
+	AdvertiseURL      string // how message pods reach this node's internal listener
+	MessageURL        string // base URL of the message tier, for forwarded sends
+	MaxConnections    int
+	HeartbeatInterval time.Duration
+	SendQueue         int // per-connection queued frames before the client is cut off
+	PresenceLeaseTTL  time.Duration
+}
+
+// Getenv is how Load reads variables; tests may replace it.
+type Getenv func(string) string
+
+func loadCommon(get Getenv, c *Common, defHTTP string) error {
+	var errs []string
+	c.NodeID = str(get, EnvNodeID, hostname())
+	c.HTTPAddr = str(get, EnvHTTPAddr, defHTTP)
+	c.InternalAddr = str(get, EnvInternalAddr, "")
+	c.MetricsAddr = str(get, EnvMetricsAddr, "")
+	c.EtcdEndpoints = list(get, EnvEtcdEndpoints, "127.0.0.1:2379")
+	c.EtcdPrefix = str(get, EnvEtcdPrefix, "/imcluster/default")
+	c.EtcdTLSDir = str(get, EnvEtcdTLSDir, "")
+	c.InternalKeyFile = str(get, EnvInternalKeyFile, "")
+	c.ShutdownGrace = dur(get, EnvShutdownGrace, 25*time.Second, &errs)
+	return joinErrs(errs)
+}
+
+// LoadMessage reads the message tier's configuration from the environment.
+func LoadMessage(get Getenv) (Message, error) {
+	var m Message
+	var errs []string
+	if err := loadCommon(get, &m.Common, ":8080"); err != nil {
+		errs = append(errs, err.Error())
+	}
+	m.Kafka = Kafka{
+		Brokers:           list(get, EnvKafkaBrokers, "127.0.0.1:9092"),
+		Topic:             str(get, EnvKafkaTopic, "im.messages"),
+		DLQTopic:          str(get, EnvKafkaDLQTopic, "im.messages.dlq"),
+		Partitions:        int32(num(get, EnvKafkaPartitions, 12, &errs)),
+		ReplicationFactor: int16(num(get, EnvKafkaReplication, 1, &errs)),
+		Group:             str(get, EnvKafkaGroup, "im-pipeline"),
+		TLSDir:            str(get, EnvKafkaTLSDir, ""),
+		SASLUserFile:      str(get, EnvKafkaSASLUserFile, ""),
+		SASLPassFile:      str(get, EnvKafkaSASLPassFile, ""),
+	}
+	m.Cassandra = Cassandra{
+		Hosts:       list(get, EnvCassandraHosts, "127.0.0.1:9042"),
+		Keyspace:    str(get, EnvCassandraKeyspace, "imcluster"),
+		LocalDC:     str(get, EnvCassandraLocalDC, ""),
+		Replication: str(get, EnvCassandraRepl, "SimpleStrategy:1"),
+		UserFile:    str(get, EnvCassandraUserFile, ""),
+		PassFile:    str(get, EnvCassandraPassFile, ""),
+	}
+	m.UserKeyFile = str(get, EnvUserKeyFile, "")
+	m.ServiceKeyFile = str(get, EnvServiceKeyFile, "")
+	m.MaxMessageBytes = num(get, EnvMaxMessageBytes, 16*1024, &errs)
+	m.RecallWindow = dur(get, EnvRecallWindow, 2*time.Minute, &errs)
+	if m.Partitions < 1 {
+		errs = append(errs, EnvKafkaPartitions+" must be >= 1")
+	}
+	if m.MaxMessageBytes < 1 || m.MaxMessageBytes > 1<<20 {
+		errs = append(errs, EnvMaxMessageBytes+" must be in [1, 1048576]")
+	}
+	return m, joinErrs(errs)
+}
+
+// LoadPush reads the push tier's configuration from the environment.
+func LoadPush(get Getenv) (Push, error) {
+	var p Push
+	var errs []string
+	if err := loadCommon(get, &p.Common, ":8081"); err != nil {
+		errs = append(errs, err.Error())
+	}
+	p.UserKeyFile = str(get, EnvUserKeyFile, "")
+	p.AdvertiseURL = str(get, EnvAdvertiseURL, "")
+	p.MessageURL = str(get, EnvMessageURL, "http://127.0.0.1:8080")
+	p.MaxConnections = num(get, EnvMaxConnections, 50000, &errs)
+	p.HeartbeatInterval = dur(get, EnvHeartbeatInterval, 30*time.Second, &errs)
+	p.SendQueue = num(get, EnvSendQueueLength, 256, &errs)
+	p.PresenceLeaseTTL = dur(get, EnvPresenceLeaseTTL, 10*time.Second, &errs)
+	if p.SendQueue < 1 {
+		errs = append(errs, EnvSendQueueLength+" must be >= 1")
+	}
+	return p, joinErrs(errs)
+}
+
+// ReadSecretFile reads a key or credential from a mounted file, trimming one
+// trailing newline (kubectl create secret --from-file keeps it).
+func ReadSecretFile(path string) ([]byte, error) {
+	if path == "" {
+		return nil, fmt.Errorf("no secret file configured")
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("while reading secret file %s: %w", path, err)
+	}
+	b = []byte(strings.TrimRight(string(b), "\r\n"))
+	if len(b) == 0 {
+		return nil, fmt.Errorf("secret file %s is empty", path)
+	}
+	return b, nil
+}
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "node"
+	}
+	return h
+}
+
+func str(get Getenv, k, def string) string {
+	if v := strings.TrimSpace(get(k)); v != "" {
+		return v
+	}
+	return def
+}
+
+func list(get Getenv, k, def string) []string {
+	var out []string
+	for _, s := range strings.Split(str(get, k, def), ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func num(get Getenv, k string, def int, errs *[]string) int {
+	v := str(get, k, "")
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		*errs = append(*errs, fmt.Sprintf("%s: %q is not an integer", k, v))
+		return def
+	}
+	return n
+}
+
+func dur(get Getenv, k string, def time.Duration, errs *[]string) time.Duration {
+	v := str(get, k, "")
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		*errs = append(*errs, fmt.Sprintf("%s: %q is not a duration", k, v))
+		return def
+	}
+	return d
+}
+
+func joinErrs(errs []string) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("invalid configuration: %s", strings.Join(errs, "; "))
+}

@@ -1,0 +1,29 @@
+package protocol
+
+// Error is the JSON body of every 4xx/5xx answer and of WebSocket error
+// frames. Code is stable: clients switch on it; Message is for humans.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Stable error codes. Add, never rename.
+const (
+	ErrBadJSON          = "bad_json"          // malformed JSON or frame
+	ErrUnknownField     = "unknown_field"     // a field the server does not know
+	ErrMissingField     = "missing_field"     // a required field is absent or empty
+	ErrInvalidField     = "invalid_field"     // a field's value is not allowed
+	ErrInvalidUTF8      = "invalid_utf8"      // text is not valid UTF-8
+	ErrTooLarge         = "too_large"         // body/frame/content over the limit
+	ErrUnauthenticated  = "unauthenticated"   // no, expired, forged or wrong-key token
+	ErrForbidden        = "forbidden"         // authenticated, but not allowed
+	ErrNotFound         = "not_found"         // no such conversation or message
+	ErrIdempotencyClash = "idempotency_clash" // client_msg_id reused with other content
+	ErrRecallExpired    = "recall_expired"    // recall window has passed
+	ErrRateLimited      = "rate_limited"      // too many requests or frames
+	ErrUnavailable      = "unavailable"       // a dependency is down; retry
+	ErrInternal         = "internal"
+	ErrSlowConsumer     = "slow_consumer" // push: client could not keep up
+	ErrKicked           = "kicked"        // push: same terminal logged in elsewhere
+	ErrDraining         = "draining"      // push: node shutting down, reconnect
+)

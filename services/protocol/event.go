@@ -1,0 +1,71 @@
+package protocol
+
+// Kind says what an Event is.
+type Kind string
+
+const (
+	KindMessage   Kind = "message"   // a new message; Message is set
+	KindRead      Kind = "read"      // From read the conversation up to RefSeq
+	KindRecall    Kind = "recall"    // From recalled the message at RefSeq
+	KindDelivered Kind = "delivered" // From's device received up to RefSeq
+)
+
+// MessageType is the type of a message's content.
+type MessageType string
+
+const (
+	TypeText  MessageType = "text"
+	TypeImage MessageType = "image"
+	TypeFile  MessageType = "file"
+	TypeVoice MessageType = "voice"
+	TypeVideo MessageType = "video"
+)
+
+// Valid reports whether t is a known message type.
+func (t MessageType) Valid() bool {
+	switch t {
+	case TypeText, TypeImage, TypeFile, TypeVoice, TypeVideo:
+		return true
+	}
+	return false
+}
+
+// Body is a message's content. Text messages use Text; media messages
+// travel as a URL plus metadata (the bytes live in the business's object
+// store, never in imcluster).
+type Body struct {
+	Text       string `json:"text,omitempty"`
+	URL        string `json:"url,omitempty"`
+	Name       string `json:"name,omitempty"`
+	MIME       string `json:"mime,omitempty"`
+	Size       int64  `json:"size,omitempty"`
+	DurationMs int64  `json:"duration_ms,omitempty"`
+	Width      int    `json:"width,omitempty"`
+	Height     int    `json:"height,omitempty"`
+}
+
+// Message is a stored chat message.
+type Message struct {
+	MsgID       string      `json:"msg_id"`
+	ClientMsgID string      `json:"client_msg_id"`
+	From        string      `json:"from"`
+	To          string      `json:"to"`
+	Type        MessageType `json:"type"`
+	Body        *Body       `json:"body,omitempty"` // nil once recalled
+	Recalled    bool        `json:"recalled,omitempty"`
+	SentAtMs    int64       `json:"sent_at_ms"` // accepted by the API, unix ms
+}
+
+// Event is one change to a conversation, as devices see it.
+type Event struct {
+	Kind   Kind   `json:"kind"`
+	ConvID string `json:"conv_id"`
+	Seq    int64  `json:"seq"`               // this event's place in the conversation
+	From   string `json:"from"`              // who caused it
+	RefSeq int64  `json:"ref_seq,omitempty"` // read/recall/delivered: the seq it refers to
+	// DeviceID is the device that caused the event, when known, so routing
+	// can skip echoing a device's own action back to it.
+	DeviceID string   `json:"device_id,omitempty"`
+	Message  *Message `json:"message,omitempty"`
+	AtMs     int64    `json:"at_ms"`
+}
