@@ -1,0 +1,8 @@
+// Package testdeps tells tests where the real dependency servers are.
+//
+// The servers are started by hack/deps.sh (make test and make deps-up do it);
+// their endpoints come from the environment with the defaults of hack/deps.sh.
+// A test that needs a server that does not answer is skipped on a laptop, but
+// fails under CI=true: in CI a missing dependency is a broken build, never a
+// silent pass.
+package testdeps
