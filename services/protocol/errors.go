@@ -26,4 +26,6 @@ const (
 	ErrSlowConsumer     = "slow_consumer" // push: client could not keep up
 	ErrKicked           = "kicked"        // push: same terminal logged in elsewhere
 	ErrDraining         = "draining"      // push: node shutting down, reconnect
+	ErrIdleTimeout      = "idle_timeout"  // push: no frame within the idle timeout
+	ErrAtCapacity       = "at_capacity"   // push: node holds its maximum connections
 )
