@@ -1,0 +1,59 @@
+package config
+
+import (
+	"reflect"
+	"testing"
+	"time"
+)
+
+func TestEnvRoundTrip(t *testing.T) {
+	common := Common{
+		NodeID: "pod-1", HTTPAddr: ":8080", InternalAddr: ":9091", MetricsAddr: ":9090",
+		EtcdEndpoints: []string{"etcd-0:2379", "etcd-1:2379"}, EtcdPrefix: "/imcluster/ns/x",
+		EtcdTLSDir: "/etc/imcluster/etcd-tls", InternalKeyFile: "/k/internal", ShutdownGrace: 40 * time.Second,
+	}
+	msg := Message{
+		Common: common,
+		Kafka: Kafka{Brokers: []string{"k-0:9092", "k-1:9092"}, Topic: "t", DLQTopic: "t.dlq", Partitions: 24,
+			ReplicationFactor: 3, Group: "g", TLSDir: "/tls", SASLUserFile: "/u", SASLPassFile: "/p"},
+		Cassandra: Cassandra{Hosts: []string{"c-0:9042"}, Keyspace: "ks", LocalDC: "dc1",
+			Replication: "NetworkTopologyStrategy:dc1=3,dc2=3", UserFile: "/cu", PassFile: "/cp"},
+		UserKeyFile: "/k/user", ServiceKeyFile: "/k/service", MaxMessageBytes: 4096, RecallWindow: 90 * time.Second,
+	}
+	push := Push{
+		Common: common, UserKeyFile: "/k/user", AdvertiseURL: "http://10.0.0.1:9091",
+		MessageURL: "http://x-message:8080", MaxConnections: 1000, HeartbeatInterval: 15 * time.Second,
+		SendQueue: 64, PresenceLeaseTTL: 5 * time.Second,
+	}
+	tests := []struct {
+		name string
+		env  map[string]string
+		load func(Getenv) (any, error)
+		want any
+	}{
+		{"message", msg.Env(), func(g Getenv) (any, error) { return LoadMessage(g) }, msg},
+		{"push", push.Env(), func(g Getenv) (any, error) { return LoadPush(g) }, push},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := tc.load(func(k string) string { return tc.env[k] })
+			if err != nil {
+				t.Fatalf("load: %v", err)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("round trip differs:\n got  %+v\n want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestEnvOmitsZeroFields(t *testing.T) {
+	e := Push{}.Env()
+	if len(e) != 0 {
+		t.Fatalf("zero Push rendered %v, want nothing", e)
+	}
+	m := Message{Kafka: Kafka{Partitions: 6}}.Env()
+	if len(m) != 1 || m[EnvKafkaPartitions] != "6" {
+		t.Fatalf("got %v, want only %s=6", m, EnvKafkaPartitions)
+	}
+}
