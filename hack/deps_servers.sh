@@ -1,0 +1,254 @@
+# shellcheck shell=bash
+# Server lifecycle for hack/deps.sh: start, wait, stop and status of Kafka,
+# Cassandra and etcd. Each server runs in its own session (setsid) so stop can
+# take its whole process group; data, config, log and pid live in
+# $IMC_RUN_DIR/<component>/. IMC_FRESH=1 wipes a server's data before start.
+
+server_port() {
+	case $1 in
+	kafka) echo "$IMC_KAFKA_PORT" ;;
+	cassandra) echo "$IMC_CASSANDRA_PORT" ;;
+	etcd) echo "$IMC_ETCD_PORT" ;;
+	esac
+}
+
+ready_timeout() {
+	case $1 in
+	kafka) echo 90 ;;
+	cassandra) echo 180 ;;
+	etcd) echo 30 ;;
+	esac
+}
+
+# launch COMPONENT CMD...: runs CMD detached, output to the component's log.
+launch() {
+	local c=$1 dir="$IMC_RUN_DIR/$1"
+	shift
+	setsid "$@" >>"$dir/server.log" 2>&1 </dev/null &
+	echo $! >"$dir/pid"
+	date +%s.%N >"$dir/started_at"
+}
+
+# prepare COMPONENT: returns 1 when it is already running (nothing to do).
+prepare() {
+	local c=$1 dir="$IMC_RUN_DIR/$1" port
+	port="$(server_port "$c")"
+	if pid_of "$c" >/dev/null; then
+		log "$c already running (pid $(pid_of "$c"))"
+		return 1
+	fi
+	port_open "$port" && die "$c: port $port is in use by a process hack/deps.sh did not start; stop it or set IMC_${c^^}_PORT"
+	[[ "${IMC_FRESH:-0}" == 1 ]] && rm -rf "$dir"
+	mkdir -p "$dir"
+	: >"$dir/server.log"
+	return 0
+}
+
+start_kafka() {
+	prepare kafka || return 0
+	local dir="$IMC_RUN_DIR/kafka"
+	cat >"$dir/server.properties" <<EOF
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$IMC_KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$IMC_KAFKA_PORT,CONTROLLER://127.0.0.1:$IMC_KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$IMC_KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$dir/data
+num.partitions=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+share.coordinator.state.topic.num.partitions=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+delete.topic.enable=true
+EOF
+	cat >"$dir/log4j2.properties" <<'EOF'
+status = warn
+appender.out.type = Console
+appender.out.name = out
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = info
+rootLogger.appenderRef.out.ref = out
+logger.request.name = kafka.request.logger
+logger.request.level = warn
+logger.controller.name = org.apache.kafka.controller
+logger.controller.level = warn
+EOF
+	local java cid
+	java="$(java17)"
+	if [[ ! -f "$dir/data/meta.properties" ]]; then
+		# Cluster id: 16 random bytes, URL-safe base64 without padding.
+		cid="$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+		[[ $cid == -* ]] && cid="A${cid:1}"
+		"$java" -Dlog4j2.configurationFile="file:$dir/log4j2.properties" -cp "$KAFKA_HOME/libs/*" \
+			kafka.tools.StorageTool format -t "$cid" -c "$dir/server.properties" >>"$dir/server.log" 2>&1 ||
+			{ tail -n 30 "$dir/server.log" >&2; die "kafka storage format failed"; }
+	fi
+	log "starting kafka $KAFKA_VERSION on 127.0.0.1:$IMC_KAFKA_PORT (log: $dir/server.log)"
+	launch kafka "$java" -Xms512m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true \
+		-Dlog4j2.configurationFile="file:$dir/log4j2.properties" \
+		-cp "$KAFKA_HOME/libs/*" kafka.Kafka "$dir/server.properties"
+}
+
+start_cassandra() {
+	prepare cassandra || return 0
+	local dir="$IMC_RUN_DIR/cassandra"
+	mkdir -p "$dir/data"
+	cat >"$dir/cassandra.yaml" <<EOF
+cluster_name: imcluster-dev
+num_tokens: 1
+initial_token: 0
+partitioner: org.apache.cassandra.dht.Murmur3Partitioner
+endpoint_snitch: SimpleSnitch
+seed_provider:
+  - class_name: org.apache.cassandra.locator.SimpleSeedProvider
+    parameters:
+      - seeds: "127.0.0.1:$IMC_CASSANDRA_STORAGE_PORT"
+listen_address: 127.0.0.1
+rpc_address: 127.0.0.1
+storage_port: $IMC_CASSANDRA_STORAGE_PORT
+native_transport_port: $IMC_CASSANDRA_PORT
+start_native_transport: true
+commitlog_sync: periodic
+commitlog_sync_period: 10000ms
+storage_compatibility_mode: NONE
+hinted_handoff_enabled: false
+auto_snapshot: false
+compaction_throughput: 0MiB/s
+concurrent_reads: 16
+concurrent_writes: 32
+batch_size_warn_threshold: 64KiB
+batch_size_fail_threshold: 512KiB
+EOF
+	cat >"$dir/logback.xml" <<'EOF'
+<configuration>
+  <appender name="STDOUT" class="ch.qos.logback.core.ConsoleAppender">
+    <encoder><pattern>%-5level [%thread] %date{ISO8601} %F:%L - %msg%n</pattern></encoder>
+  </appender>
+  <root level="INFO"><appender-ref ref="STDOUT"/></root>
+</configuration>
+EOF
+	local java jamm
+	java="$(java17)"
+	jamm="$(ls "$CASSANDRA_HOME"/libs/jamm-*.jar | head -1)"
+	local opens=()
+	for m in java.lang.module jdk.internal.loader jdk.internal.ref jdk.internal.reflect jdk.internal.math \
+		jdk.internal.module jdk.internal.util.jar sun.nio.ch java.io java.lang.reflect java.lang java.util java.nio; do
+		opens+=(--add-opens "java.base/$m=ALL-UNNAMED")
+	done
+	opens+=(--add-opens jdk.management/com.sun.management.internal=ALL-UNNAMED)
+	for m in java.base/jdk.internal.misc java.management.rmi/com.sun.jmx.remote.internal.rmi \
+		java.management/com.sun.jmx.remote.security java.rmi/sun.rmi.registry java.rmi/sun.rmi.server \
+		java.sql/java.sql java.base/java.lang.ref jdk.unsupported/sun.misc; do
+		opens+=(--add-exports "$m=ALL-UNNAMED")
+	done
+	log "starting cassandra $CASSANDRA_VERSION on 127.0.0.1:$IMC_CASSANDRA_PORT (log: $dir/server.log)"
+	launch cassandra "$java" -Xms1g -Xmx1g -Xss256k -XX:+UseG1GC -XX:+HeapDumpOnOutOfMemoryError \
+		"${opens[@]}" -javaagent:"$jamm" -Djdk.attach.allowAttachSelf=true \
+		-Djava.net.preferIPv4Stack=true -Dchronicle.analytics.disable=true \
+		-Dcassandra.config="file://$dir/cassandra.yaml" -Dcassandra.storagedir="$dir/data" \
+		-Dcassandra-foreground=yes -Dlogback.configurationFile="$dir/logback.xml" \
+		-Dcassandra.jmx.local.port="$IMC_CASSANDRA_JMX_PORT" \
+		-Dcassandra.skip_wait_for_gossip_to_settle=0 -Dcassandra.initial_token=0 \
+		-Dcassandra.unsafesystem=true \
+		-cp "$CASSANDRA_HOME/libs/*" org.apache.cassandra.service.CassandraDaemon
+}
+
+start_etcd() {
+	prepare etcd || return 0
+	local dir="$IMC_RUN_DIR/etcd"
+	log "starting etcd $ETCD_VERSION on 127.0.0.1:$IMC_ETCD_PORT (log: $dir/server.log)"
+	launch etcd "$ETCD_BIN" --name imc --data-dir "$dir/data" \
+		--listen-client-urls "http://127.0.0.1:$IMC_ETCD_PORT" \
+		--advertise-client-urls "http://127.0.0.1:$IMC_ETCD_PORT" \
+		--listen-peer-urls "http://127.0.0.1:$IMC_ETCD_PEER_PORT" \
+		--initial-advertise-peer-urls "http://127.0.0.1:$IMC_ETCD_PEER_PORT" \
+		--initial-cluster "imc=http://127.0.0.1:$IMC_ETCD_PEER_PORT" \
+		--unsafe-no-fsync --log-level warn
+}
+
+wait_kafka() { wait_server kafka; }
+wait_cassandra() { wait_server cassandra; }
+wait_etcd() { wait_server etcd; }
+
+# wait_server COMPONENT: ready by the server's own protocol, or fail with the
+# log tail after the component's bounded timeout (the server is stopped).
+wait_server() {
+	local c=$1 dir="$IMC_RUN_DIR/$1" pid
+	install_depcheck
+	pid="$(pid_of "$c")" || { tail_log "$c"; die "$c is not running"; }
+	if ! "$DEPCHECK_BIN" -q -timeout "$(ready_timeout "$c")s" "$c" "127.0.0.1:$(server_port "$c")" 2>"$dir/depcheck.err" ||
+		! pid_alive "$pid"; then
+		tail_log "$c"
+		cat "$dir/depcheck.err" >&2
+		stop_server "$c"
+		die "$c did not become ready"
+	fi
+	local t0 took
+	t0="$(cat "$dir/started_at" 2>/dev/null || date +%s.%N)"
+	took="$(awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN { printf "%.1f", a - b }')"
+	log "$c ready on 127.0.0.1:$(server_port "$c") (${took}s since start)"
+}
+
+tail_log() {
+	log "last lines of $IMC_RUN_DIR/$1/server.log:"
+	tail -n 40 "$IMC_RUN_DIR/$1/server.log" >&2 || true
+}
+
+stop_server() {
+	local c=$1 pid i
+	pid="$(pid_of "$c")" || { rm -f "$IMC_RUN_DIR/$c/pid"; return 0; }
+	log "stopping $c (pid $pid)"
+	kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < 300; i++)); do
+		pid_alive "$pid" || break
+		sleep 0.1
+	done
+	if pid_alive "$pid"; then
+		log "$c did not stop in 30s; killing"
+		kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+		sleep 0.5
+	fi
+	rm -f "$IMC_RUN_DIR/$c/pid"
+	wait_port_free "$(server_port "$c")" 10 || log "warning: port $(server_port "$c") still busy after stopping $c"
+}
+
+status_of() {
+	local c=$1 pid
+	case $c in
+	kube) [[ -x "$ENVTEST_DIR/kube-apiserver" ]] && echo "kube: installed (KUBEBUILDER_ASSETS=$ENVTEST_DIR)" || echo "kube: not installed" ;;
+	helm) [[ -x "$HELM_BIN" ]] && echo "helm: installed ($HELM_BIN)" || echo "helm: not installed" ;;
+	*)
+		if pid="$(pid_of "$c")"; then
+			echo "$c: running, pid $pid, 127.0.0.1:$(server_port "$c"), rss $(($(awk '/VmRSS/{print $2}' "/proc/$pid/status") / 1024)) MiB, log $IMC_RUN_DIR/$c/server.log"
+		elif port_open "$(server_port "$c")"; then
+			echo "$c: port $(server_port "$c") open, but not started by hack/deps.sh"
+		else
+			echo "$c: stopped"
+		fi
+		;;
+	esac
+}
+
+print_env() {
+	cat <<EOF
+export IM_TEST_KAFKA=127.0.0.1:$IMC_KAFKA_PORT
+export IM_TEST_CASSANDRA=127.0.0.1:$IMC_CASSANDRA_PORT
+export IM_TEST_ETCD=127.0.0.1:$IMC_ETCD_PORT
+export IM_KAFKA_BROKERS=127.0.0.1:$IMC_KAFKA_PORT
+export IM_CASSANDRA_HOSTS=127.0.0.1:$IMC_CASSANDRA_PORT
+export IM_ETCD_ENDPOINTS=127.0.0.1:$IMC_ETCD_PORT
+export KUBEBUILDER_ASSETS=$ENVTEST_DIR
+export IMC_HELM=$HELM_BIN
+export IMC_KUBECTL=$ENVTEST_DIR/kubectl
+EOF
+}
