@@ -1,0 +1,334 @@
+package push
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gobwas/ws"
+
+	"github.com/imcluster/imcluster/services/presence"
+	"github.com/imcluster/imcluster/services/protocol"
+)
+
+const (
+	stateLogin  = iota // upgraded, waiting for the login frame
+	stateActive        // logged in and registered
+)
+
+// conn is one device connection. Its size is what an idle connection costs
+// (with the socket's kernel buffers, which are not process memory): no
+// goroutine, no buffer, an empty queue.
+type conn struct {
+	srv *Server
+	nc  net.Conn
+	fd  int32
+
+	// Set once at login, then read-only.
+	sess presence.Session
+
+	created  int64        // unix nanos
+	lastRead atomic.Int64 // unix nanos of the last frame
+	state    atomic.Int32
+	done     atomic.Bool
+	inflight atomic.Int32 // forwarded sends awaiting the message tier
+
+	// Token bucket against floods; only the (single) reading goroutine
+	// touches it.
+	tokens   float32
+	tokensAt int64
+
+	mu      sync.Mutex
+	queue   [][]byte // encoded frames waiting for the writer
+	writing bool
+	closing bool
+}
+
+func (c *conn) isDone() bool { return c.done.Load() }
+
+// enqueue queues an encoded frame; false when the connection is closing or
+// was just cut off as a slow consumer.
+func (c *conn) enqueue(frame []byte) bool {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return false
+	}
+	if len(c.queue) >= c.srv.opt.SendQueue {
+		c.mu.Unlock()
+		c.srv.met.slowConsumers.Inc()
+		c.fail(protocol.ErrSlowConsumer, protocol.ClosePolicy, "send queue full: the client does not read fast enough")
+		return false
+	}
+	c.queue = append(c.queue, frame)
+	start := !c.writing
+	c.writing = true
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+	return true
+}
+
+// enqueueActive queues frame only once the session is active (deliveries
+// that race the login are left to the device's post-login sync).
+func (c *conn) enqueueActive(frame []byte, epoch int64) bool {
+	if c.state.Load() != stateActive || c.sess.Epoch != epoch {
+		return false
+	}
+	return c.enqueue(frame)
+}
+
+// fail sends an error frame and a close frame, then closes.
+func (c *conn) fail(code string, status ws.StatusCode, msg string) {
+	c.srv.met.closedWith.WithLabelValues(code).Inc()
+	c.closeWith(encodeServerFrame(&protocol.ServerFrame{
+		Type: protocol.FrameError, Error: &protocol.Error{Code: code, Message: msg},
+	}), status, code)
+}
+
+// closeWith queues last (if any) and a close frame, then closes.
+func (c *conn) closeWith(last []byte, status ws.StatusCode, reason string) {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	c.closing = true
+	if last != nil {
+		c.queue = append(c.queue, last)
+	}
+	c.queue = append(c.queue, ws.MustCompileFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(status, reason))))
+	start := !c.writing
+	c.writing = true
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+}
+
+// writeLoop runs while frames are queued, writing them with writev.
+func (c *conn) writeLoop() {
+	for {
+		c.mu.Lock()
+		q := c.queue
+		c.queue = nil
+		closing := c.closing
+		if len(q) == 0 {
+			c.writing = false
+			c.mu.Unlock()
+			if closing {
+				c.teardown()
+			}
+			return
+		}
+		c.mu.Unlock()
+		timeout := c.srv.opt.WriteTimeout
+		if closing {
+			timeout = min(timeout, 2*time.Second)
+		}
+		_ = c.nc.SetWriteDeadline(time.Now().Add(timeout))
+		bufs := net.Buffers(q)
+		if _, err := bufs.WriteTo(c.nc); err != nil {
+			c.mu.Lock()
+			c.closing, c.queue, c.writing = true, nil, false
+			c.mu.Unlock()
+			if !closing {
+				c.srv.met.closedWith.WithLabelValues("write_error").Inc()
+			}
+			c.teardown()
+			return
+		}
+		c.srv.met.framesOut.Add(float64(len(q)))
+	}
+}
+
+// teardown releases the connection once.
+func (c *conn) teardown() {
+	if !c.done.CompareAndSwap(false, true) {
+		return
+	}
+	c.mu.Lock()
+	c.closing = true
+	c.mu.Unlock()
+	c.srv.poll.remove(c)
+	_ = c.nc.Close()
+	c.srv.forget(c)
+}
+
+// readable reads and handles one frame; it runs when the poller saw data.
+func (c *conn) readable() {
+	if c.isDone() {
+		return
+	}
+	if c.readFrame() && !c.isDone() {
+		c.srv.poll.rearm(c)
+	}
+}
+
+var errClosed = errors.New("closed")
+
+// readFrame reads one frame; false when the connection is finished.
+func (c *conn) readFrame() bool {
+	s := c.srv
+	if eventDriven {
+		// Data is there: a frame must arrive whole within the timeout.
+		_ = c.nc.SetReadDeadline(time.Now().Add(s.opt.FrameReadTimeout))
+	} else {
+		_ = c.nc.SetReadDeadline(time.Now().Add(s.idleTimeout()))
+	}
+	h, err := ws.ReadHeader(c.nc)
+	if err != nil {
+		c.dropped(err)
+		return false
+	}
+	if h.Length > protocol.MaxFrameBytes {
+		c.fail(protocol.ErrTooLarge, protocol.CloseTooLarge, "frame over the limit")
+		return false
+	}
+	if !h.Masked || h.Rsv != 0 {
+		c.fail(protocol.ErrBadJSON, protocol.ClosePolicy, "client frames must be masked and without extensions")
+		return false
+	}
+	if !h.Fin || h.OpCode == ws.OpContinuation {
+		c.fail(protocol.ErrBadJSON, protocol.ClosePolicy, "fragmented frames are not supported")
+		return false
+	}
+	payload := make([]byte, h.Length)
+	if _, err := io.ReadFull(c.nc, payload); err != nil {
+		c.dropped(err)
+		return false
+	}
+	ws.Cipher(payload, h.Mask, 0)
+	now := time.Now().UnixNano()
+	c.lastRead.Store(now)
+	s.met.framesIn.Inc()
+	if !c.allow(now) {
+		c.fail(protocol.ErrRateLimited, protocol.ClosePolicy, "too many frames")
+		return false
+	}
+	switch h.OpCode {
+	case ws.OpPing:
+		c.enqueue(ws.MustCompileFrame(ws.NewPongFrame(payload)))
+	case ws.OpPong:
+	case ws.OpClose:
+		code, _ := ws.ParseCloseFrameData(payload)
+		if code.Empty() {
+			code = ws.StatusNormalClosure
+		}
+		c.closeWith(nil, code, "")
+		return false
+	case ws.OpText:
+		if !utf8.Valid(payload) {
+			c.fail(protocol.ErrInvalidUTF8, protocol.CloseInvalidData, "frame is not valid UTF-8")
+			return false
+		}
+		return c.handleText(payload)
+	default:
+		c.fail(protocol.ErrBadJSON, protocol.ClosePolicy, "only text frames are accepted")
+		return false
+	}
+	return true
+}
+
+// dropped handles a read error: a peer that went away, or a frame that did
+// not arrive in time.
+func (c *conn) dropped(err error) {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		c.fail(protocol.ErrBadJSON, protocol.ClosePolicy, "incomplete frame")
+		return
+	}
+	c.srv.met.closedWith.WithLabelValues("peer_closed").Inc()
+	c.teardown()
+}
+
+// allow spends one token of the connection's flood budget.
+func (c *conn) allow(now int64) bool {
+	rate, burst := float32(c.srv.opt.FrameRate), float32(c.srv.opt.FrameBurst)
+	if c.tokensAt == 0 {
+		c.tokens = burst
+	} else {
+		c.tokens = min(burst, c.tokens+float32(now-c.tokensAt)/1e9*rate)
+	}
+	c.tokensAt = now
+	if c.tokens < 1 {
+		return false
+	}
+	c.tokens--
+	return true
+}
+
+func (c *conn) handleText(payload []byte) bool {
+	var f protocol.ClientFrame
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		code := protocol.ErrBadJSON
+		if bytes.Contains([]byte(err.Error()), []byte("unknown field")) {
+			code = protocol.ErrUnknownField
+		}
+		c.fail(code, protocol.ClosePolicy, err.Error())
+		return false
+	}
+	if dec.More() {
+		c.fail(protocol.ErrBadJSON, protocol.ClosePolicy, "one JSON object per frame")
+		return false
+	}
+	if c.state.Load() == stateLogin {
+		if f.Type != protocol.FrameLogin {
+			c.fail(protocol.ErrUnauthenticated, protocol.ClosePolicy, "the first frame must be login")
+			return false
+		}
+		return c.srv.login(c, &f)
+	}
+	switch f.Type {
+	case protocol.FramePing:
+		c.enqueue(pongFrame)
+	case protocol.FrameAck:
+		if len(f.Acks) == 0 || len(f.Acks) > protocol.MaxAcksPerFrame {
+			c.fail(protocol.ErrInvalidField, protocol.ClosePolicy, "acks must hold 1..256 items")
+			return false
+		}
+		for _, a := range f.Acks {
+			if a.ConvID == "" || len(a.ConvID) > 256 || a.Seq <= 0 {
+				c.fail(protocol.ErrInvalidField, protocol.ClosePolicy, "ack needs conv_id and seq > 0")
+				return false
+			}
+		}
+		c.srv.acks.add(c.sess.UserID, c.sess.DeviceID, f.Acks)
+	case protocol.FrameSend:
+		if f.ID == "" || len(f.ID) > 64 || len(f.Send) == 0 {
+			c.fail(protocol.ErrMissingField, protocol.ClosePolicy, "send needs id (1..64 bytes) and send")
+			return false
+		}
+		c.srv.forwardSend(c, f.ID, f.Send)
+	case protocol.FrameLogin:
+		c.fail(protocol.ErrInvalidField, protocol.ClosePolicy, "already logged in")
+		return false
+	default:
+		c.fail(protocol.ErrInvalidField, protocol.ClosePolicy, "unknown frame type")
+		return false
+	}
+	return true
+}
+
+var pongFrame = encodeServerFrame(&protocol.ServerFrame{Type: protocol.FramePong})
+
+// encodeServerFrame returns f as a complete WebSocket text frame. Server
+// frames are unmasked, so one encoding serves every target of a delivery.
+func encodeServerFrame(f *protocol.ServerFrame) []byte {
+	p, _ := json.Marshal(f)
+	h := ws.Header{Fin: true, OpCode: ws.OpText, Length: int64(len(p))}
+	var b bytes.Buffer
+	b.Grow(ws.HeaderSize(h) + len(p))
+	_ = ws.WriteHeader(&b, h)
+	b.Write(p)
+	return b.Bytes()
+}

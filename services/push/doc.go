@@ -1,0 +1,38 @@
+// Package push is the push tier: the WebSocket gateway devices connect to,
+// and the internal endpoint message pods deliver events to.
+//
+// # Contract
+//
+//   - A device logs in with its first frame (user JWT, device id, terminal),
+//     within LoginTimeout. The node registers the session in etcd presence
+//     under its lease and answers welcome. A second login of the same user on
+//     the same terminal kicks the older session (kick frame, then close),
+//     locally or on whatever node holds it (presence posts a kick key there).
+//   - Deliveries (protocol.DeliveryPath, internal token) are queued on each
+//     target connection whose live session has the target's epoch; others
+//     count as missed (the device syncs). Queues are bounded (SendQueue
+//     frames); a full queue or a write that does not finish within
+//     WriteTimeout cuts the client off with slow_consumer.
+//   - ACK frames become delivered receipts posted to the message tier,
+//     coalesced per (conversation, user, device) every 50 ms.
+//   - send frames are forwarded to the message tier's send endpoint on the
+//     device's behalf (X-IM-Act-As, X-IM-Device), answered by send_result.
+//   - Bad frames (bad JSON, unknown fields or types, binary, fragmented,
+//     unmasked, invalid UTF-8), oversize frames (protocol.MaxFrameBytes),
+//     bad tokens and floods (FrameRate/FrameBurst token bucket) close the
+//     connection with an error frame carrying a stable code and a close
+//     frame whose reason is that code. Nothing is forwarded for them.
+//   - Drain: stop accepting, close every connection with a drain frame at a
+//     random moment within the spread (and a random reconnect hint), wait
+//     for them within the grace period, then cut the rest.
+//
+// # Memory per idle connection
+//
+// The read side is event-driven (poller_linux.go: epoll in one-shot mode):
+// an idle connection has no goroutine and no buffer, only its conn struct,
+// Go's netFD and map entries (about 1 KiB) plus kernel socket buffers, which
+// do not count in the process RSS. A goroutine runs only while a frame is
+// read, or while a queue is written (writev of the queued frames, then it
+// exits). Server frames are unmasked, so one encoded frame is shared by all
+// targets of a delivery.
+package push

@@ -1,0 +1,436 @@
+package push
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/imcluster/imcluster/services/auth"
+	"github.com/imcluster/imcluster/services/presence"
+	"github.com/imcluster/imcluster/services/protocol"
+	"github.com/imcluster/imcluster/services/route"
+)
+
+// Presence is the writer side of presence a Server needs
+// (*presence.Registrar in production).
+type Presence interface {
+	Login(ctx context.Context, s presence.Session) (*presence.Session, error)
+	Logout(ctx context.Context, s presence.Session) error
+}
+
+// Options configure a Server.
+type Options struct {
+	NodeID         string
+	Users          *auth.Verifier     // verifies device login tokens
+	Internal       *auth.Verifier     // verifies message-tier delivery calls
+	InternalTokens *route.TokenSource // for calls to the message tier
+	MessageURL     string             // base URL of the message tier
+	SendPath       string             // its send endpoint (default /v1/messages)
+
+	MaxConnections int
+	Heartbeat      time.Duration // expected client heartbeat interval
+	SendQueue      int           // frames queued per connection before slow_consumer
+	ResyncAfter    time.Duration // told to devices: sync again this long after login
+
+	FrameRate        float64 // frames/s a connection may send on average
+	FrameBurst       int
+	MaxInflightSends int32 // forwarded sends per connection awaiting an answer
+	LoginTimeout     time.Duration
+	FrameReadTimeout time.Duration
+	WriteTimeout     time.Duration
+
+	Log      *slog.Logger
+	Registry prometheus.Registerer
+}
+
+func (o *Options) defaults() {
+	if o.SendPath == "" {
+		o.SendPath = "/v1/messages"
+	}
+	if o.MaxConnections <= 0 {
+		o.MaxConnections = 50000
+	}
+	if o.Heartbeat <= 0 {
+		o.Heartbeat = 30 * time.Second
+	}
+	if o.SendQueue <= 0 {
+		o.SendQueue = 256
+	}
+	if o.ResyncAfter <= 0 {
+		o.ResyncAfter = 2 * time.Second
+	}
+	if o.FrameRate <= 0 {
+		o.FrameRate = 50
+	}
+	if o.FrameBurst <= 0 {
+		o.FrameBurst = 100
+	}
+	if o.MaxInflightSends <= 0 {
+		o.MaxInflightSends = 32
+	}
+	if o.LoginTimeout <= 0 {
+		o.LoginTimeout = 10 * time.Second
+	}
+	if o.FrameReadTimeout <= 0 {
+		o.FrameReadTimeout = 10 * time.Second
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 10 * time.Second
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+}
+
+// Server is a push node: the WebSocket gateway plus the internal delivery
+// endpoint. See doc.go.
+type Server struct {
+	opt  Options
+	log  *slog.Logger
+	met  *metrics
+	poll *poller
+	pres Presence
+	acks *acker
+	http *http.Client
+
+	mu       sync.RWMutex
+	all      map[*conn]struct{}
+	byDevice map[string]*conn // user \x00 device
+	byTerm   map[string]*conn // user \x00 terminal
+	count    atomic.Int64
+
+	draining atomic.Bool
+	lnMu     sync.Mutex
+	lns      []net.Listener
+	stop     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
+}
+
+// New returns a Server; call SetPresence, then Serve.
+func New(opt Options) (*Server, error) {
+	opt.defaults()
+	if opt.Users == nil || opt.Internal == nil {
+		return nil, errors.New("push: user and internal verifiers are required")
+	}
+	p, err := newPoller()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		opt: opt, log: opt.Log, poll: p,
+		met:      newMetrics(opt.Registry),
+		all:      map[*conn]struct{}{},
+		byDevice: map[string]*conn{},
+		byTerm:   map[string]*conn{},
+		stop:     make(chan struct{}),
+		http: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			MaxIdleConns: 128, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second,
+		}},
+	}
+	s.acks = newAcker(s)
+	s.met.gauges(s)
+	s.wg.Add(3)
+	go func() { defer s.wg.Done(); p.run(func(c *conn) { c.readable() }) }()
+	go func() { defer s.wg.Done(); s.sweep() }()
+	go func() { defer s.wg.Done(); s.acks.run(s.stop) }()
+	return s, nil
+}
+
+// SetPresence sets the presence writer (it needs s.Kick, hence not in New).
+func (s *Server) SetPresence(p Presence) { s.pres = p }
+
+// Connections returns the number of open device connections.
+func (s *Server) Connections() int { return int(s.count.Load()) }
+
+// Draining reports whether Drain has begun.
+func (s *Server) Draining() bool { return s.draining.Load() }
+
+func (s *Server) idleTimeout() time.Duration { return s.opt.Heartbeat * 5 / 2 }
+
+// Serve accepts WebSocket connections on ln until ln is closed or Drain.
+func (s *Server) Serve(ln net.Listener) error {
+	s.lnMu.Lock()
+	s.lns = append(s.lns, ln)
+	s.lnMu.Unlock()
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.draining.Load() || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				// EMFILE and friends: back off instead of spinning.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed; backing off", "err", err, "delay", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return fmt.Errorf("while accepting: %w", err)
+		}
+		delay = 0
+		go s.handshake(nc)
+	}
+}
+
+func (s *Server) handshake(nc net.Conn) {
+	_ = nc.SetDeadline(time.Now().Add(s.opt.LoginTimeout))
+	if _, err := (ws.Upgrader{}).Upgrade(nc); err != nil {
+		s.met.closedWith.WithLabelValues("bad_handshake").Inc()
+		_ = nc.Close()
+		return
+	}
+	_ = nc.SetDeadline(time.Time{})
+	c := &conn{srv: s, nc: nc, created: time.Now().UnixNano()}
+	if s.draining.Load() {
+		s.track(c)
+		c.closeWith(s.drainFrame(), protocol.CloseGoingAway, protocol.ErrDraining)
+		return
+	}
+	if int(s.count.Load()) >= s.opt.MaxConnections {
+		s.track(c)
+		c.fail(protocol.ErrAtCapacity, protocol.CloseGoingAway, "node at capacity; reconnect elsewhere")
+		return
+	}
+	s.track(c)
+	if err := s.poll.add(c); err != nil {
+		s.log.Warn("cannot poll connection", "err", err)
+		c.teardown()
+	}
+}
+
+func (s *Server) track(c *conn) {
+	s.mu.Lock()
+	s.all[c] = struct{}{}
+	s.mu.Unlock()
+	s.count.Add(1)
+	s.met.accepted.Inc()
+}
+
+// login handles the login frame; false when the connection is finished.
+func (s *Server) login(c *conn, f *protocol.ClientFrame) bool {
+	user, err := s.opt.Users.Verify(f.Token)
+	if err != nil {
+		c.fail(protocol.ErrUnauthenticated, protocol.ClosePolicy, "bad or expired token")
+		return false
+	}
+	if err := auth.ValidSubject(f.DeviceID); err != nil {
+		c.fail(protocol.ErrInvalidField, protocol.ClosePolicy, "device_id: "+err.Error())
+		return false
+	}
+	if err := presence.ValidTerminal(f.Terminal); err != nil {
+		c.fail(protocol.ErrInvalidField, protocol.ClosePolicy, "terminal: "+err.Error())
+		return false
+	}
+	now := time.Now()
+	c.sess = presence.Session{
+		UserID: user, DeviceID: f.DeviceID, Terminal: f.Terminal,
+		NodeID: s.opt.NodeID, Epoch: now.UnixNano(), SinceMs: now.UnixMilli(),
+	}
+	// In the maps first, so a kick that follows our etcd write finds us.
+	kd, kt := user+"\x00"+f.DeviceID, user+"\x00"+f.Terminal
+	s.mu.Lock()
+	if c.isDone() {
+		s.mu.Unlock()
+		return false
+	}
+	oldT := s.byTerm[kt]
+	oldD := s.byDevice[kd]
+	s.byTerm[kt] = c
+	s.byDevice[kd] = c
+	s.mu.Unlock()
+	for _, old := range []*conn{oldT, oldD} {
+		if old != nil && old != c {
+			s.kick(old)
+		}
+	}
+	if s.pres != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := s.pres.Login(ctx, c.sess)
+		cancel()
+		if err != nil {
+			s.log.Warn("presence login failed", "user", user, "err", err)
+			c.fail(protocol.ErrUnavailable, protocol.CloseGoingAway, "presence unavailable; retry")
+			return false
+		}
+	}
+	welcome := encodeServerFrame(&protocol.ServerFrame{
+		Type: protocol.FrameWelcome, NodeID: s.opt.NodeID, UserID: user, Epoch: c.sess.Epoch,
+		HeartbeatMs: s.opt.Heartbeat.Milliseconds(), ResyncAfterMs: s.opt.ResyncAfter.Milliseconds(),
+	})
+	if !c.enqueue(welcome) {
+		return false
+	}
+	c.state.Store(stateActive)
+	s.met.logins.Inc()
+	return true
+}
+
+var kickFrame = encodeServerFrame(&protocol.ServerFrame{
+	Type:  protocol.FrameKick,
+	Error: &protocol.Error{Code: protocol.ErrKicked, Message: "the same terminal logged in elsewhere"},
+})
+
+func (s *Server) kick(c *conn) {
+	s.met.kicks.Inc()
+	s.met.closedWith.WithLabelValues(protocol.ErrKicked).Inc()
+	c.closeWith(kickFrame, protocol.CloseGoingAway, protocol.ErrKicked)
+}
+
+// Kick closes the session (user, terminal) if it still has epoch; it is the
+// presence.KickFunc of this node.
+func (s *Server) Kick(userID, terminal string, epoch int64) {
+	s.mu.RLock()
+	c := s.byTerm[userID+"\x00"+terminal]
+	s.mu.RUnlock()
+	if c != nil && c.sess.Epoch == epoch {
+		s.kick(c)
+	}
+}
+
+// forget removes a finished connection everywhere.
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	if _, ok := s.all[c]; ok {
+		delete(s.all, c)
+		s.count.Add(-1)
+	}
+	active := c.sess.UserID != ""
+	if active {
+		kd, kt := c.sess.UserID+"\x00"+c.sess.DeviceID, c.sess.UserID+"\x00"+c.sess.Terminal
+		if s.byDevice[kd] == c {
+			delete(s.byDevice, kd)
+		}
+		if s.byTerm[kt] == c {
+			delete(s.byTerm, kt)
+		}
+	}
+	s.mu.Unlock()
+	if active && s.pres != nil && c.state.Load() == stateActive {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := s.pres.Logout(ctx, c.sess); err != nil {
+				s.log.Debug("presence logout failed", "err", err)
+			}
+		}()
+	}
+}
+
+// lookup returns the connection of (user, device).
+func (s *Server) lookup(user, device string) *conn {
+	s.mu.RLock()
+	c := s.byDevice[user+"\x00"+device]
+	s.mu.RUnlock()
+	return c
+}
+
+func (s *Server) snapshot() []*conn {
+	s.mu.RLock()
+	out := make([]*conn, 0, len(s.all))
+	for c := range s.all {
+		out = append(out, c)
+	}
+	s.mu.RUnlock()
+	return out
+}
+
+// sweep enforces the login and idle timeouts.
+func (s *Server) sweep() {
+	period := min(s.opt.Heartbeat/2, 5*time.Second)
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		now := time.Now().UnixNano()
+		idle, login := int64(s.idleTimeout()), int64(s.opt.LoginTimeout)
+		for _, c := range s.snapshot() {
+			switch {
+			case c.state.Load() == stateLogin && now-c.created > login:
+				c.fail(protocol.ErrUnauthenticated, protocol.ClosePolicy, "no login frame in time")
+			case c.state.Load() == stateActive && now-max(c.lastRead.Load(), c.created) > idle:
+				c.fail(protocol.ErrIdleTimeout, protocol.CloseGoingAway, "no heartbeat in time")
+			}
+		}
+	}
+}
+
+func (s *Server) drainFrame() []byte {
+	return encodeServerFrame(&protocol.ServerFrame{
+		Type:          protocol.FrameDrain,
+		Error:         &protocol.Error{Code: protocol.ErrDraining, Message: "node shutting down; reconnect"},
+		ReconnectInMs: rand.Int64N(1000),
+	})
+}
+
+// Drain stops accepting, then closes every connection with a drain frame,
+// spread evenly over spread (so clients do not reconnect all at once), and
+// waits until they are gone or ctx ends (then the rest are cut). Call it
+// after deregistering the node; close presence afterwards.
+func (s *Server) Drain(ctx context.Context, spread time.Duration) {
+	s.draining.Store(true)
+	s.lnMu.Lock()
+	for _, ln := range s.lns {
+		_ = ln.Close()
+	}
+	s.lnMu.Unlock()
+	conns := s.snapshot()
+	s.log.Info("draining", "connections", len(conns), "spread", spread)
+	var timers []*time.Timer
+	for _, c := range conns {
+		c := c
+		d := time.Duration(0)
+		if spread > 0 {
+			d = rand.N(spread)
+		}
+		timers = append(timers, time.AfterFunc(d, func() {
+			c.closeWith(s.drainFrame(), protocol.CloseGoingAway, protocol.ErrDraining)
+		}))
+	}
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for s.count.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			for _, tm := range timers {
+				tm.Stop()
+			}
+			left := s.snapshot()
+			s.log.Warn("drain grace over; cutting connections", "left", len(left))
+			for _, c := range left {
+				c.teardown()
+			}
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Close stops the background loops and flushes pending delivered acks.
+func (s *Server) Close() {
+	s.stopOnce.Do(func() {
+		close(s.stop)
+		s.poll.close()
+	})
+	s.wg.Wait()
+	for _, c := range s.snapshot() {
+		c.teardown()
+	}
+}
