@@ -1,0 +1,153 @@
+package mlog
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/imcluster/imcluster/services/config"
+)
+
+// ErrPartitionMismatch is returned when an existing topic's partition count
+// differs from the configured one: seq and routing depend on it.
+var ErrPartitionMismatch = errors.New("topic partition count differs from configuration")
+
+// TopicInfo describes an existing topic.
+type TopicInfo struct {
+	ID         string // Kafka topic id; changes when the topic is re-created
+	Partitions int32
+}
+
+// Admin wraps a sarama cluster admin.
+type Admin struct {
+	ca sarama.ClusterAdmin
+}
+
+// NewAdmin connects a cluster admin.
+func NewAdmin(cfg config.Kafka, clientID string) (*Admin, error) {
+	sc, err := SaramaConfig(cfg, clientID)
+	if err != nil {
+		return nil, err
+	}
+	ca, err := sarama.NewClusterAdmin(cfg.Brokers, sc)
+	if err != nil {
+		return nil, fmt.Errorf("while connecting the Kafka admin: %w", err)
+	}
+	return &Admin{ca: ca}, nil
+}
+
+// Close closes the admin connection.
+func (a *Admin) Close() error { return a.ca.Close() }
+
+// Describe returns the topic's id and partition count, or ok=false when it
+// does not exist.
+func (a *Admin) Describe(topic string) (TopicInfo, bool, error) {
+	md, err := a.ca.DescribeTopics([]string{topic})
+	if err != nil {
+		return TopicInfo{}, false, fmt.Errorf("while describing topic %s: %w", topic, err)
+	}
+	if len(md) != 1 {
+		return TopicInfo{}, false, fmt.Errorf("while describing topic %s: %d answers", topic, len(md))
+	}
+	switch {
+	case errors.Is(md[0].Err, sarama.ErrUnknownTopicOrPartition):
+		return TopicInfo{}, false, nil
+	case md[0].Err != sarama.ErrNoError:
+		return TopicInfo{}, false, fmt.Errorf("while describing topic %s: %w", topic, md[0].Err)
+	}
+	return TopicInfo{ID: md[0].Uuid.String(), Partitions: int32(len(md[0].Partitions))}, true, nil
+}
+
+// EnsureTopic creates topic with the given partitions and replication
+// factor if it does not exist (idempotent), and refuses an existing topic
+// with a different partition count.
+func (a *Admin) EnsureTopic(topic string, partitions int32, rf int16, retention string) (created bool, err error) {
+	info, ok, err := a.Describe(topic)
+	if err != nil {
+		return false, err
+	}
+	if ok {
+		if info.Partitions != partitions {
+			return false, fmt.Errorf("%w: %s has %d partitions, configured %d", ErrPartitionMismatch, topic, info.Partitions, partitions)
+		}
+		return false, nil
+	}
+	detail := &sarama.TopicDetail{NumPartitions: partitions, ReplicationFactor: rf, ConfigEntries: map[string]*string{}}
+	if retention != "" {
+		detail.ConfigEntries["retention.ms"] = &retention
+	}
+	if rf > 1 {
+		minISR := fmt.Sprint(rf - 1)
+		detail.ConfigEntries["min.insync.replicas"] = &minISR
+	}
+	err = a.ca.CreateTopic(topic, detail, false)
+	if errors.Is(err, sarama.ErrTopicAlreadyExists) {
+		return a.EnsureTopic(topic, partitions, rf, retention)
+	}
+	if err != nil {
+		return false, fmt.Errorf("while creating topic %s: %w", topic, err)
+	}
+	// Wait until the metadata shows every partition.
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		info, ok, err := a.Describe(topic)
+		if err == nil && ok && info.Partitions == partitions {
+			return true, nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return true, fmt.Errorf("topic %s created but not visible after 30s", topic)
+}
+
+// CheckTopic verifies topic exists with the configured partition count.
+func (a *Admin) CheckTopic(topic string, partitions int32) (TopicInfo, error) {
+	info, ok, err := a.Describe(topic)
+	if err != nil {
+		return info, err
+	}
+	if !ok {
+		return info, fmt.Errorf("topic %s does not exist (run: imcluster bootstrap)", topic)
+	}
+	if info.Partitions != partitions {
+		return info, fmt.Errorf("%w: %s has %d partitions, configured %d", ErrPartitionMismatch, topic, info.Partitions, partitions)
+	}
+	return info, nil
+}
+
+// DeleteTopic deletes topic (tests).
+func (a *Admin) DeleteTopic(topic string) error {
+	if err := a.ca.DeleteTopic(topic); err != nil && !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+		return fmt.Errorf("while deleting topic %s: %w", topic, err)
+	}
+	return nil
+}
+
+// Bootstrap creates the main and dead-letter topics of cfg.
+func Bootstrap(cfg config.Kafka, clientID string) error {
+	a, err := NewAdmin(cfg, clientID)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	if _, err := a.EnsureTopic(cfg.Topic, cfg.Partitions, cfg.ReplicationFactor, ""); err != nil {
+		return err
+	}
+	if cfg.DLQTopic != "" {
+		info, ok, err := a.Describe(cfg.DLQTopic)
+		if err != nil {
+			return err
+		}
+		if !ok || info.Partitions > 0 {
+			// The dead-letter topic's partition count carries no meaning;
+			// create it like the main one if missing.
+			if !ok {
+				if _, err := a.EnsureTopic(cfg.DLQTopic, cfg.Partitions, cfg.ReplicationFactor, ""); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}

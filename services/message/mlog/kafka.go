@@ -1,0 +1,145 @@
+package mlog
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/imcluster/imcluster/services/config"
+)
+
+// Version is the protocol version ceiling sarama negotiates down from.
+var Version = sarama.V4_1_0_0
+
+// SaramaConfig returns the common client configuration for cfg: TLS and SASL
+// from mounted files, the version ceiling, and the hash partitioner.
+func SaramaConfig(cfg config.Kafka, clientID string) (*sarama.Config, error) {
+	sc := sarama.NewConfig()
+	sc.Version = Version
+	sc.ClientID = clientID
+	sc.Metadata.RefreshFrequency = 30 * time.Second
+	sc.Producer.Partitioner = sarama.NewHashPartitioner
+	if cfg.TLSDir != "" {
+		tc, err := tlsConfig(cfg.TLSDir)
+		if err != nil {
+			return nil, err
+		}
+		sc.Net.TLS.Enable = true
+		sc.Net.TLS.Config = tc
+	}
+	if cfg.SASLUserFile != "" {
+		user, err := config.ReadSecretFile(cfg.SASLUserFile)
+		if err != nil {
+			return nil, err
+		}
+		pass, err := config.ReadSecretFile(cfg.SASLPassFile)
+		if err != nil {
+			return nil, err
+		}
+		sc.Net.SASL.Enable = true
+		sc.Net.SASL.Mechanism = sarama.SASLTypePlaintext
+		sc.Net.SASL.User = string(user)
+		sc.Net.SASL.Password = string(pass)
+	}
+	return sc, nil
+}
+
+func tlsConfig(dir string) (*tls.Config, error) {
+	ca, err := os.ReadFile(filepath.Join(dir, "ca.crt"))
+	if err != nil {
+		return nil, fmt.Errorf("while reading Kafka CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		return nil, errors.New("no certificate in Kafka ca.crt")
+	}
+	tc := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if _, err := os.Stat(filepath.Join(dir, "tls.crt")); err == nil {
+		cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))
+		if err != nil {
+			return nil, fmt.Errorf("while loading Kafka client certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// ProducerConfig returns the idempotent, acks=all producer configuration.
+func ProducerConfig(cfg config.Kafka, clientID string) (*sarama.Config, error) {
+	sc, err := SaramaConfig(cfg, clientID)
+	if err != nil {
+		return nil, err
+	}
+	sc.Producer.Idempotent = true
+	sc.Producer.RequiredAcks = sarama.WaitForAll
+	sc.Producer.Retry.Max = 10
+	sc.Producer.Retry.Backoff = 100 * time.Millisecond
+	sc.Net.MaxOpenRequests = 1
+	sc.Producer.Return.Successes = true
+	sc.Producer.Return.Errors = true
+	sc.Producer.Timeout = 10 * time.Second
+	sc.Producer.Compression = sarama.CompressionNone
+	sc.Producer.MaxMessageBytes = 2 << 20
+	// Send as soon as the previous request returns: concurrent sends batch
+	// themselves while one request is in flight (MaxOpenRequests=1).
+	sc.Producer.Flush.Frequency = 0
+	sc.Producer.Flush.MaxMessages = 1000
+	return sc, nil
+}
+
+// Producer produces records synchronously.
+type Producer struct {
+	sp    sarama.SyncProducer
+	topic string
+}
+
+// NewProducer connects an idempotent producer for topic.
+func NewProducer(cfg config.Kafka, topic, clientID string) (*Producer, error) {
+	sc, err := ProducerConfig(cfg, clientID)
+	if err != nil {
+		return nil, err
+	}
+	sp, err := sarama.NewSyncProducer(cfg.Brokers, sc)
+	if err != nil {
+		return nil, fmt.Errorf("while connecting the Kafka producer: %w", err)
+	}
+	return &Producer{sp: sp, topic: topic}, nil
+}
+
+// Produce writes one record and returns its partition and offset once the
+// broker acknowledged it with acks=all.
+func (p *Producer) Produce(key string, value []byte, headers ...sarama.RecordHeader) (int32, int64, error) {
+	msg := &sarama.ProducerMessage{
+		Topic:   p.topic,
+		Key:     sarama.StringEncoder(key),
+		Value:   sarama.ByteEncoder(value),
+		Headers: headers,
+	}
+	part, off, err := p.sp.SendMessage(msg)
+	if err != nil {
+		return 0, 0, fmt.Errorf("while producing to %s: %w", p.topic, err)
+	}
+	return part, off, nil
+}
+
+// ProduceBatch writes several records; the order of the answers is the
+// order of values. It returns the first error.
+func (p *Producer) ProduceBatch(keys []string, values [][]byte) error {
+	msgs := make([]*sarama.ProducerMessage, len(values))
+	for i := range values {
+		msgs[i] = &sarama.ProducerMessage{Topic: p.topic, Key: sarama.StringEncoder(keys[i]), Value: sarama.ByteEncoder(values[i])}
+	}
+	if err := p.sp.SendMessages(msgs); err != nil {
+		return fmt.Errorf("while producing %d records to %s: %w", len(values), p.topic, err)
+	}
+	return nil
+}
+
+// Close flushes and closes the producer.
+func (p *Producer) Close() error { return p.sp.Close() }

@@ -1,0 +1,206 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/imcluster/imcluster/services/config"
+	"github.com/imcluster/imcluster/services/message/mlog"
+)
+
+// MaxBatch bounds the records of one pipeline batch (one fetch's worth).
+const MaxBatch = 1000
+
+// GuardStore is what the start-up guard reads.
+type GuardStore interface {
+	PartitionState(ctx context.Context, part int32) (topicID string, maxOff int64, ok bool, err error)
+}
+
+// ErrTopicRecreated is returned when the stored state of a partition cannot
+// come from the current topic: its id differs, or the persisted offset is
+// beyond the log's end. seq is the offset, so consuming would reuse seqs.
+var ErrTopicRecreated = errors.New("log topic was re-created or truncated")
+
+// Consumer runs the consumer group that feeds the Processor.
+type Consumer struct {
+	Kafka     config.Kafka
+	ClientID  string
+	Processor *Processor
+	Guard     GuardStore
+	// Grace is how long a batch in progress may take to finish after
+	// shutdown began before it is abandoned (handed back uncommitted).
+	Grace time.Duration
+	Log   *slog.Logger
+
+	ready atomic.Bool
+	fatal atomic.Pointer[error]
+}
+
+// Ready reports whether the consumer holds a live group session.
+func (c *Consumer) Ready() bool { return c.ready.Load() }
+
+// Run consumes until ctx is done, then finishes the batch in progress
+// (within Grace) and leaves the group. It returns an error on a fatal
+// condition (topic mismatch or re-creation).
+func (c *Consumer) Run(ctx context.Context) error {
+	sc, err := mlog.SaramaConfig(c.Kafka, c.ClientID)
+	if err != nil {
+		return err
+	}
+	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
+	sc.Consumer.Offsets.AutoCommit.Enable = true
+	sc.Consumer.Offsets.AutoCommit.Interval = 500 * time.Millisecond
+	sc.Consumer.Return.Errors = true
+	sc.Consumer.MaxProcessingTime = 30 * time.Second
+	sc.Consumer.Fetch.Default = 4 << 20
+	sc.ChannelBufferSize = MaxBatch
+	sc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategySticky()}
+	sc.Consumer.Group.Session.Timeout = 10 * time.Second
+	sc.Consumer.Group.Heartbeat.Interval = 3 * time.Second
+	client, err := sarama.NewClient(c.Kafka.Brokers, sc)
+	if err != nil {
+		return fmt.Errorf("while connecting the Kafka consumer: %w", err)
+	}
+	defer client.Close()
+	group, err := sarama.NewConsumerGroupFromClient(c.Kafka.Group, client)
+	if err != nil {
+		return fmt.Errorf("while joining consumer group %s: %w", c.Kafka.Group, err)
+	}
+	defer group.Close()
+	go func() {
+		for err := range group.Errors() {
+			c.Log.Warn("consumer group error", "err", err)
+		}
+	}()
+
+	// work outlives ctx by Grace so the current batches can finish.
+	work, cancelWork := context.WithCancel(context.Background())
+	defer cancelWork()
+	stopWork := context.AfterFunc(ctx, func() {
+		time.AfterFunc(c.Grace, cancelWork)
+	})
+	defer stopWork()
+	runCtx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
+	h := &handler{c: c, client: client, work: work, fail: cancelRun}
+	for runCtx.Err() == nil {
+		if err := group.Consume(runCtx, []string{c.Kafka.Topic}, h); err != nil && !errors.Is(err, sarama.ErrClosedConsumerGroup) {
+			c.Log.Warn("consumer group session ended", "err", err)
+			select {
+			case <-runCtx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}
+	c.ready.Store(false)
+	if p := c.fatal.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+type handler struct {
+	c      *Consumer
+	client sarama.Client
+	work   context.Context
+	fail   context.CancelFunc
+}
+
+func (h *handler) setFatal(err error) {
+	h.c.fatal.CompareAndSwap(nil, &err)
+	h.c.Log.Error("pipeline cannot continue", "err", err)
+	h.fail()
+}
+
+// Setup checks every claimed partition against the stored state before any
+// record is processed.
+func (h *handler) Setup(sess sarama.ConsumerGroupSession) error {
+	for topic, parts := range sess.Claims() {
+		for _, part := range parts {
+			if err := h.guard(sess.Context(), topic, part); err != nil {
+				h.setFatal(err)
+				return err
+			}
+		}
+	}
+	h.c.ready.Store(true)
+	h.c.Log.Info("pipeline session started", "claims", sess.Claims(), "generation", sess.GenerationID())
+	return nil
+}
+
+func (h *handler) guard(ctx context.Context, topic string, part int32) error {
+	if h.c.Guard == nil {
+		return nil
+	}
+	id, maxOff, ok, err := h.c.Guard.PartitionState(ctx, part)
+	if err != nil {
+		return fmt.Errorf("while checking partition %d: %w", part, err)
+	}
+	if !ok {
+		return nil
+	}
+	if id != "" && h.c.Processor.TopicID != "" && id != h.c.Processor.TopicID {
+		return fmt.Errorf("%w: partition %d was persisted from topic id %s, %s now has id %s", ErrTopicRecreated, part, id, topic, h.c.Processor.TopicID)
+	}
+	end, err := h.client.GetOffset(topic, part, sarama.OffsetNewest)
+	if err != nil {
+		return fmt.Errorf("while reading end offset of partition %d: %w", part, err)
+	}
+	if maxOff >= end {
+		return fmt.Errorf("%w: partition %d persisted up to offset %d but the log ends at %d", ErrTopicRecreated, part, maxOff, end)
+	}
+	return nil
+}
+
+func (h *handler) Cleanup(sarama.ConsumerGroupSession) error {
+	h.c.ready.Store(false)
+	return nil
+}
+
+// ConsumeClaim processes one partition: batches of what is fetched, each
+// marked for commit only after its effect.
+func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	msgs := claim.Messages()
+	batch := make([]Record, 0, MaxBatch)
+	for {
+		batch = batch[:0]
+		var last *sarama.ConsumerMessage
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				return nil
+			}
+			batch, last = append(batch, record(m)), m
+		case <-sess.Context().Done():
+			return nil
+		}
+	drain:
+		for len(batch) < MaxBatch {
+			select {
+			case m, ok := <-msgs:
+				if !ok {
+					break drain
+				}
+				batch, last = append(batch, record(m)), m
+			default:
+				break drain
+			}
+		}
+		if err := h.c.Processor.Process(h.work, batch); err != nil {
+			// Only when the grace period ran out: hand the batch back.
+			h.c.Log.Warn("batch handed back uncommitted", "partition", claim.Partition(), "from", batch[0].Off, "err", err)
+			return nil
+		}
+		sess.MarkMessage(last, "")
+	}
+}
+
+func record(m *sarama.ConsumerMessage) Record {
+	return Record{Part: m.Partition, Off: m.Offset, Key: m.Key, Value: m.Value}
+}

@@ -1,0 +1,27 @@
+package pipeline
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+var (
+	mRecords = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "imcluster_pipeline_records_total",
+		Help: "Log records handled by the pipeline, by result (persisted, duplicate, dead_letter).",
+	}, []string{"result"})
+	mBatchSeconds = promauto.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "imcluster_pipeline_stage_seconds",
+		Help:    "Time per pipeline batch stage (persist, route, total).",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+	}, []string{"stage"})
+	mBatchSize = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name:    "imcluster_pipeline_batch_records",
+		Help:    "Records per pipeline batch.",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 11),
+	})
+	mRetries = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "imcluster_pipeline_retries_total",
+		Help: "Transient failures retried with backoff, by stage.",
+	}, []string{"stage"})
+)

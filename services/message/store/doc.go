@@ -1,0 +1,20 @@
+// Package store is the message tier's Cassandra schema (migrations/, applied
+// by Migrate with golang-migrate) and every query it runs.
+//
+// Contracts:
+//
+//   - Persist is idempotent and replay-safe: every row the pipeline writes is
+//     keyed by the record's Kafka offset and written USING TIMESTAMP derived
+//     from offsets, so writing a batch twice, or a zombie consumer writing an
+//     old batch late, leaves the same state. A recall (a later offset) always
+//     wins over a replayed original.
+//   - Per (user, partition) feed entries are written in offset order, one
+//     single-partition batch (or a sequence of them, in order) per user per
+//     pipeline batch, and a feed bucket marker is written before its first
+//     entry and after every entry of earlier buckets. Sync relies on that: a
+//     reader that sees offset N in a feed partition has seen every earlier
+//     entry, and a bucket is finished once a later marker exists.
+//   - Seq columns of conversations are max-registers (USING TIMESTAMP value+1).
+//   - Every query is prepared (gocql prepares and caches each statement) and
+//     routed token-aware; every read is bounded by a LIMIT.
+package store

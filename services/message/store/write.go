@@ -1,0 +1,341 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+
+	"github.com/gocql/gocql"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/imcluster/imcluster/services/message/model"
+	"github.com/imcluster/imcluster/services/protocol"
+)
+
+// Item is one decoded, de-duplicated record at its log position.
+type Item struct {
+	Part int32
+	Off  int64
+	Rec  model.Record
+}
+
+// Bounds of the write path.
+const (
+	maxBatchStatements = 32       // statements per Cassandra batch
+	maxBatchBytes      = 40 << 10 // below batch_size_fail_threshold (50 KiB)
+	writeConcurrency   = 64       // statements/batches in flight per Persist
+)
+
+const (
+	cqlInsertMessage = `INSERT INTO messages (conv_id, bucket, seq, msg_id, client_msg_id, from_user, device_id, type, body, sent_at_ms)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?`
+	cqlRecallMessage = `UPDATE messages USING TIMESTAMP ? SET recalled = true, body = null WHERE conv_id = ? AND bucket = ? AND seq = ?`
+	cqlConvBucket    = `INSERT INTO conv_buckets (conv_id, bucket) VALUES (?, ?)`
+	cqlFeedBucket    = `INSERT INTO feed_buckets (user_id, part, bucket) VALUES (?, ?, ?)`
+	cqlInsertFeed    = `INSERT INTO feed (user_id, part, bucket, off, kind, conv_id, from_user, device_id, ref_seq, at_ms, msg_id, client_msg_id, type, body)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?`
+	cqlRecallFeed = `UPDATE feed USING TIMESTAMP ? SET recalled = true, body = null WHERE user_id = ? AND part = ? AND bucket = ? AND off = ?`
+	cqlIdemSeq    = `UPDATE idempotency USING TIMESTAMP ? SET seq = ? WHERE sender = ? AND client_msg_id = ?`
+	cqlPartState  = `UPDATE partition_state USING TIMESTAMP ? SET max_off = ?, topic_id = ? WHERE topic = ? AND part = ?`
+)
+
+// Conversation max-register columns.
+var convColumns = [...]string{"last_seq", "last_msg_seq", "read_seq", "peer_read_seq", "peer_delivered_seq"}
+
+const (
+	colLast = iota
+	colLastMsg
+	colRead
+	colPeerRead
+	colPeerDelivered
+)
+
+type convUpdate struct {
+	peer string
+	val  [len(convColumns)]int64 // -1: unchanged
+}
+
+type stmt struct {
+	cql  string
+	args []any
+	size int
+}
+
+func bodyJSON(b *protocol.Body) (string, int) {
+	if b == nil {
+		return "", 0
+	}
+	enc, _ := json.Marshal(b)
+	return string(enc), len(enc)
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// Persist writes the effect of items (one partition, offset order): message
+// rows, both participants' feeds and conversation rows, recalls, and the
+// idempotency seq. It is idempotent; on error the caller retries it whole.
+func (st *Store) Persist(ctx context.Context, items []Item) error {
+	if len(items) == 0 {
+		return nil
+	}
+	type userWork struct {
+		buckets map[int32][]stmt
+		convs   map[string]*convUpdate
+	}
+	users := map[string]*userWork{}
+	work := func(u string) *userWork {
+		w := users[u]
+		if w == nil {
+			w = &userWork{buckets: map[int32][]stmt{}, convs: map[string]*convUpdate{}}
+			users[u] = w
+		}
+		return w
+	}
+	conv := func(u, convID, peer string) *convUpdate {
+		w := work(u)
+		c := w.convs[convID]
+		if c == nil {
+			c = &convUpdate{peer: peer}
+			for i := range c.val {
+				c.val[i] = -1
+			}
+			w.convs[convID] = c
+		}
+		return c
+	}
+	set := func(c *convUpdate, col int, v int64) {
+		if v > c.val[col] {
+			c.val[col] = v
+		}
+	}
+	var independent []stmt // order-free writes
+	var recalls []stmt     // after the feed inserts of the same batch
+	convBuckets := map[string]struct{}{}
+	part := items[0].Part
+	for _, it := range items {
+		r := &it.Rec
+		if it.Part != part {
+			return fmt.Errorf("Persist: items of partitions %d and %d in one batch", part, it.Part)
+		}
+		from, to := r.From, r.To()
+		ts := it.Off + 1
+		body, bodyLen := bodyJSON(r.Body)
+		fb := model.Bucket(it.Off)
+		for _, u := range []string{from, to} {
+			w := work(u)
+			w.buckets[fb] = append(w.buckets[fb], stmt{cqlInsertFeed, []any{
+				u, part, fb, it.Off, string(r.Kind), r.ConvID, from, nullable(r.DeviceID), r.RefSeq, r.AtMs,
+				nullable(r.MsgID), nullable(r.ClientMsgID), nullable(string(r.Type)), nullable(body), ts}, 200 + bodyLen})
+		}
+		cf, ct := conv(from, r.ConvID, to), conv(to, r.ConvID, from)
+		set(cf, colLast, it.Off)
+		set(ct, colLast, it.Off)
+		switch r.Kind {
+		case protocol.KindMessage:
+			mb := model.Bucket(it.Off)
+			independent = append(independent, stmt{cqlInsertMessage, []any{
+				r.ConvID, mb, it.Off, r.MsgID, r.ClientMsgID, from, nullable(r.DeviceID), string(r.Type), body, r.AtMs, ts}, 200 + bodyLen})
+			independent = append(independent, stmt{cqlIdemSeq, []any{ts, it.Off, from, r.ClientMsgID}, 64})
+			convBuckets[fmt.Sprintf("%s\x00%d", r.ConvID, mb)] = struct{}{}
+			set(cf, colLastMsg, it.Off)
+			set(ct, colLastMsg, it.Off)
+			set(cf, colRead, it.Off) // sending implies having read the conversation
+		case protocol.KindRead:
+			set(cf, colRead, r.RefSeq)
+			set(ct, colPeerRead, r.RefSeq)
+		case protocol.KindDelivered:
+			set(ct, colPeerDelivered, r.RefSeq)
+		case protocol.KindRecall:
+			rb := model.Bucket(r.RefSeq)
+			recalls = append(recalls, stmt{cqlRecallMessage, []any{ts, r.ConvID, rb, r.RefSeq}, 64})
+			for _, u := range []string{from, to} {
+				recalls = append(recalls, stmt{cqlRecallFeed, []any{ts, u, part, rb, r.RefSeq}, 64})
+			}
+		}
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(writeConcurrency)
+	// conv_buckets markers first, then the message rows (history reads
+	// buckets by marker; a marker before its rows is harmless).
+	for k := range convBuckets {
+		if st.markers.has("c" + k) {
+			continue
+		}
+		convID, b := splitConvBucket(k)
+		g.Go(func() error {
+			if err := st.s.Query(cqlConvBucket, convID, b).WithContext(gctx).Exec(); err != nil {
+				return fmt.Errorf("while writing conversation bucket: %w", err)
+			}
+			st.markers.add("c" + k)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(writeConcurrency)
+	for _, s := range independent {
+		g.Go(func() error { return st.exec(gctx, s) })
+	}
+	for u, w := range users {
+		g.Go(func() error { return st.writeFeed(gctx, u, part, w.buckets) })
+		g.Go(func() error { return st.writeConvs(gctx, u, w.convs) })
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if len(recalls) > 0 {
+		g, gctx = errgroup.WithContext(ctx)
+		g.SetLimit(writeConcurrency)
+		for _, s := range recalls {
+			g.Go(func() error { return st.exec(gctx, s) })
+		}
+		if err := g.Wait(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func splitConvBucket(k string) (string, int32) {
+	for i := len(k) - 1; i >= 0; i-- {
+		if k[i] == 0 {
+			var b int32
+			fmt.Sscanf(k[i+1:], "%d", &b)
+			return k[:i], b
+		}
+	}
+	return k, 0
+}
+
+func (st *Store) exec(ctx context.Context, s stmt) error {
+	if err := st.s.Query(s.cql, s.args...).WithContext(ctx).Exec(); err != nil {
+		return fmt.Errorf("while writing: %w", err)
+	}
+	return nil
+}
+
+// writeFeed writes one user's feed entries of one partition, bucket by
+// bucket in offset order, each bucket's marker before its entries.
+func (st *Store) writeFeed(ctx context.Context, user string, part int32, buckets map[int32][]stmt) error {
+	order := make([]int32, 0, len(buckets))
+	for b := range buckets {
+		order = append(order, b)
+	}
+	sort.Slice(order, func(i, j int) bool { return order[i] < order[j] })
+	for _, b := range order {
+		key := fmt.Sprintf("f%s\x00%d\x00%d", user, part, b)
+		if !st.markers.has(key) {
+			if err := st.s.Query(cqlFeedBucket, user, part, b).WithContext(ctx).Exec(); err != nil {
+				return fmt.Errorf("while writing feed bucket: %w", err)
+			}
+			st.markers.add(key)
+		}
+		if err := st.batches(ctx, buckets[b]); err != nil {
+			return fmt.Errorf("while writing feed of %s: %w", user, err)
+		}
+	}
+	return nil
+}
+
+// batches writes stmts (one partition) in order, as few unlogged
+// single-partition batches as the size bounds allow, one after the other.
+func (st *Store) batches(ctx context.Context, stmts []stmt) error {
+	for len(stmts) > 0 {
+		n, size := 0, 0
+		for n < len(stmts) && n < maxBatchStatements && (n == 0 || size+stmts[n].size <= maxBatchBytes) {
+			size += stmts[n].size
+			n++
+		}
+		if n == 1 {
+			if err := st.exec(ctx, stmts[0]); err != nil {
+				return err
+			}
+		} else {
+			b := st.s.NewBatch(gocql.UnloggedBatch).WithContext(ctx)
+			for _, s := range stmts[:n] {
+				b.Query(s.cql, s.args...)
+			}
+			if err := st.s.ExecuteBatch(b); err != nil {
+				return fmt.Errorf("while writing batch: %w", err)
+			}
+		}
+		stmts = stmts[n:]
+	}
+	return nil
+}
+
+// writeConvs writes one user's conversation max-registers as one
+// single-partition batch (or a few).
+func (st *Store) writeConvs(ctx context.Context, user string, convs map[string]*convUpdate) error {
+	var stmts []stmt
+	for convID, c := range convs {
+		stmts = append(stmts, stmt{`UPDATE conversations USING TIMESTAMP 1 SET peer = ? WHERE user_id = ? AND conv_id = ?`,
+			[]any{c.peer, user, convID}, 64})
+		for col, v := range c.val {
+			if v < 0 {
+				continue
+			}
+			stmts = append(stmts, stmt{fmt.Sprintf(`UPDATE conversations USING TIMESTAMP ? SET %s = ? WHERE user_id = ? AND conv_id = ?`, convColumns[col]),
+				[]any{v + 1, v, user, convID}, 64})
+		}
+	}
+	return st.batches(ctx, stmts)
+}
+
+// SetPartitionState records the highest persisted offset of part and the
+// topic id it belongs to (a max-register).
+func (st *Store) SetPartitionState(ctx context.Context, part int32, topicID string, maxOff int64) error {
+	if err := st.s.Query(cqlPartState, maxOff+1, maxOff, topicID, st.topic, part).WithContext(ctx).Exec(); err != nil {
+		return fmt.Errorf("while writing partition state: %w", err)
+	}
+	return nil
+}
+
+// PartitionState returns the recorded topic id and highest persisted offset
+// of part; ok=false when nothing was persisted yet.
+func (st *Store) PartitionState(ctx context.Context, part int32) (topicID string, maxOff int64, ok bool, err error) {
+	var id *string
+	var off *int64
+	err = st.s.Query(`SELECT topic_id, max_off FROM partition_state WHERE topic = ? AND part = ?`, st.topic, part).
+		WithContext(ctx).Scan(&id, &off)
+	if err == gocql.ErrNotFound {
+		return "", 0, false, nil
+	}
+	if err != nil {
+		return "", 0, false, fmt.Errorf("while reading partition state: %w", err)
+	}
+	if id != nil {
+		topicID = *id
+	}
+	if off == nil {
+		return topicID, 0, false, nil
+	}
+	return topicID, *off, true, nil
+}
+
+// PersistedHeads returns, per partition, the highest persisted offset + 1
+// (0 when none): everything below it is persisted.
+func (st *Store) PersistedHeads(ctx context.Context) ([]int64, error) {
+	heads := make([]int64, st.partitions)
+	iter := st.s.Query(`SELECT part, max_off FROM partition_state WHERE topic = ?`, st.topic).WithContext(ctx).Iter()
+	var part int32
+	var off *int64
+	for iter.Scan(&part, &off) {
+		if off != nil && int(part) < len(heads) && part >= 0 {
+			heads[part] = *off + 1
+		}
+	}
+	if err := iter.Close(); err != nil {
+		return nil, fmt.Errorf("while reading partition heads: %w", err)
+	}
+	return heads, nil
+}
