@@ -12,3 +12,6 @@ func Bucket(seq int64) int32 { return int32(seq >> BucketShift) }
 
 // BucketStart returns the first seq of bucket b.
 func BucketStart(b int32) int64 { return int64(b) << BucketShift }
+
+// MaxSeq is the largest seq a bucket can address.
+const MaxSeq = int64(1)<<(31+BucketShift) - 1

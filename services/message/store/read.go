@@ -88,6 +88,7 @@ func (st *Store) History(ctx context.Context, conv string, before int64, limit i
 	if before <= 0 {
 		return nil, false, nil
 	}
+	before = min(before, model.MaxSeq)
 	var out []protocol.Event
 	top := model.Bucket(before - 1)
 	for {

@@ -107,7 +107,11 @@ func Migrate(cfg config.Cassandra) error {
 	if err != nil {
 		return fmt.Errorf("while creating keyspace %s: %w", cfg.Keyspace, err)
 	}
-	c.Keyspace = cfg.Keyspace
+	c, err = Cluster(cfg, cfg.Keyspace)
+	if err != nil {
+		return err
+	}
+	c.Timeout = 30 * time.Second
 	c.Consistency = gocql.All
 	ks, err := c.CreateSession()
 	if err != nil {
