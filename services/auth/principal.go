@@ -1,0 +1,78 @@
+package auth
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Headers by which a service or internal caller names the user it acts for
+// and the device that caused the request.
+const (
+	HeaderActAs  = "X-IM-Act-As"
+	HeaderDevice = "X-IM-Device"
+)
+
+// Principal is a verified caller.
+type Principal struct {
+	Kind    Kind
+	Subject string
+}
+
+// Authenticator verifies tokens of every configured kind. A nil verifier
+// means tokens of that kind are refused.
+type Authenticator struct {
+	User, Service, Internal *Verifier
+}
+
+// ErrNoToken is returned when the Authorization header carries no bearer token.
+var ErrNoToken = errors.New("no bearer token")
+
+// Authenticate verifies the bearer token of an Authorization header value.
+// The token's kind claim picks the verifier, and only that verifier's key
+// is tried, so a token signed with another kind's key never passes.
+func (a *Authenticator) Authenticate(header string) (Principal, error) {
+	tok, ok := BearerToken(header)
+	if !ok {
+		return Principal{}, ErrNoToken
+	}
+	var lastErr error
+	for _, v := range []*Verifier{a.User, a.Service, a.Internal} {
+		if v == nil {
+			continue
+		}
+		sub, err := v.Verify(tok)
+		if err == nil {
+			return Principal{Kind: v.kind, Subject: sub}, nil
+		}
+		lastErr = err
+	}
+	if lastErr == nil {
+		lastErr = fmt.Errorf("%w: no verifier configured", ErrInvalidToken)
+	}
+	return Principal{}, lastErr
+}
+
+// ErrActAs is wrapped when a principal may not act for the named user.
+var ErrActAs = errors.New("not allowed to act for this user")
+
+// ActingUser resolves the user a request acts for. A user token acts for
+// its subject only (actAs empty or equal to it). Service and internal
+// tokens must name the user in actAs.
+func (p Principal) ActingUser(actAs string) (string, error) {
+	switch p.Kind {
+	case KindUser:
+		if actAs != "" && actAs != p.Subject {
+			return "", fmt.Errorf("%w: user %s cannot act as %s", ErrActAs, p.Subject, actAs)
+		}
+		return p.Subject, nil
+	case KindService, KindInternal:
+		if actAs == "" {
+			return "", fmt.Errorf("%w: %s tokens must name the user in %s", ErrActAs, p.Kind, HeaderActAs)
+		}
+		if err := ValidSubject(actAs); err != nil {
+			return "", fmt.Errorf("%w: %s: %v", ErrActAs, HeaderActAs, err)
+		}
+		return actAs, nil
+	}
+	return "", fmt.Errorf("%w: unknown token kind %q", ErrActAs, p.Kind)
+}
