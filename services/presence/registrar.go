@@ -328,3 +328,16 @@ func (r *Registrar) Lease() clientv3.LeaseID {
 	defer r.mu.Unlock()
 	return r.lease
 }
+
+// Abandon stops the keep-alive without revoking the lease, as a crash
+// would: the entries stay until the lease expires. For tests.
+func (r *Registrar) Abandon() {
+	if r.cancel != nil {
+		r.cancel()
+		<-r.done
+	}
+	r.mu.Lock()
+	r.lease = 0
+	r.sessions = map[string]sessionRec{}
+	r.mu.Unlock()
+}

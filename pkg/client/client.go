@@ -1,0 +1,395 @@
+package client
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+
+	"github.com/imcluster/imcluster/services/protocol"
+)
+
+// Config configures a device Client.
+type Config struct {
+	URLs     []string // push node WebSocket URLs (ws://host:port/); rotated on reconnect
+	APIURL   string   // message tier base URL, for sync (empty: no sync)
+	Token    string   // user JWT
+	DeviceID string
+	Terminal string // web, ios, android, desktop, ...
+	Cursor   string // sync cursor to start from ("" = from the beginning)
+
+	// OnEvent gets every event exactly once per (conv_id, seq), serially.
+	OnEvent func(protocol.Event)
+	// OnConnect runs after each welcome; OnDisconnect after each lost
+	// connection (err says why).
+	OnConnect    func(w protocol.ServerFrame)
+	OnDisconnect func(err error)
+
+	NoAutoAck bool // do not ack message events from others
+	NoSync    bool // do not sync after login (bench: push only)
+
+	HTTPClient *http.Client
+	Log        *slog.Logger
+}
+
+// ErrKicked is returned by Err after the same terminal logged in elsewhere;
+// a kicked client does not reconnect.
+var ErrKicked = errors.New("kicked: the same terminal logged in elsewhere")
+
+// ServerError is an error frame or a close reason from the node.
+type ServerError struct {
+	Code    string
+	Message string
+}
+
+func (e *ServerError) Error() string { return e.Code + ": " + e.Message }
+
+func srvErr(e protocol.Error) *ServerError { return &ServerError{Code: e.Code, Message: e.Message} }
+
+// Client is one device: it keeps a connection to some push node, delivers
+// events once each, acks them, reconnects with backoff and jitter, and syncs
+// from its cursor after every login (and once more ResyncAfterMs later). See
+// docs/protocol.md.
+type Client struct {
+	cfg  Config
+	log  *slog.Logger
+	http *http.Client
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error
+
+	wmu sync.Mutex // guards writes on nc
+	mu  sync.Mutex
+	nc  net.Conn
+
+	connected chan struct{} // closed at the first welcome
+	connOnce  sync.Once
+
+	dmu    sync.Mutex // serializes OnEvent
+	seen   map[string]*seenSet
+	cursor string
+
+	ackMu sync.Mutex
+	acks  map[string]int64
+
+	smu     sync.Mutex
+	pending map[string]chan sendAnswer
+	reqID   atomic.Int64
+	syncMu  sync.Mutex
+	urlIdx  int
+	Node    atomic.Value // string: node id of the current connection
+	user    atomic.Value // string
+	pushes  atomic.Int64
+	synced  atomic.Int64
+	dropped atomic.Int64
+}
+
+type sendAnswer struct {
+	status int
+	result json.RawMessage
+	err    *protocol.Error
+}
+
+// New returns a Client; call Start.
+func New(cfg Config) *Client {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 15 * time.Second}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Client{
+		cfg: cfg, log: cfg.Log, http: cfg.HTTPClient, ctx: ctx, cancel: cancel,
+		done: make(chan struct{}), connected: make(chan struct{}),
+		seen: map[string]*seenSet{}, cursor: cfg.Cursor, acks: map[string]int64{},
+		pending: map[string]chan sendAnswer{},
+	}
+	c.Node.Store("")
+	return c
+}
+
+// Start connects in the background and keeps the client connected until
+// Close, a kick, or a refused token.
+func (c *Client) Start() { go c.loop() }
+
+// WaitConnected waits for the first welcome.
+func (c *Client) WaitConnected(ctx context.Context) error {
+	select {
+	case <-c.connected:
+		return nil
+	case <-c.done:
+		return c.Err()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Done is closed when the client stopped for good; Err says why.
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// Err is why the client stopped (nil after Close).
+func (c *Client) Err() error {
+	select {
+	case <-c.done:
+		return c.err
+	default:
+		return nil
+	}
+}
+
+// Close disconnects and stops.
+func (c *Client) Close() {
+	c.cancel()
+	c.mu.Lock()
+	if c.nc != nil {
+		_ = c.nc.Close()
+	}
+	c.mu.Unlock()
+	<-c.done
+}
+
+// Cursor returns the sync cursor after the last completed sync page.
+func (c *Client) Cursor() string {
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	return c.cursor
+}
+
+// Stats returns how many events came by push and by sync (after dedupe),
+// and how many duplicates were dropped.
+func (c *Client) Stats() (pushed, synced, duplicates int64) {
+	return c.pushes.Load(), c.synced.Load(), c.dropped.Load()
+}
+
+func (c *Client) loop() {
+	defer close(c.done)
+	backoff := 200 * time.Millisecond
+	for c.ctx.Err() == nil {
+		url := c.cfg.URLs[c.urlIdx%len(c.cfg.URLs)]
+		wait, err := c.session(url)
+		if c.cfg.OnDisconnect != nil && c.ctx.Err() == nil {
+			c.cfg.OnDisconnect(err)
+		}
+		var se *ServerError
+		switch {
+		case c.ctx.Err() != nil:
+			return
+		case errors.Is(err, ErrKicked):
+			c.err = err
+			return
+		case errors.As(err, &se) && se.Code == protocol.ErrUnauthenticated:
+			c.err = err
+			return
+		}
+		c.urlIdx++
+		if wait < 0 { // never got a welcome: exponential backoff, full jitter
+			wait = rand.N(backoff) + 50*time.Millisecond
+			backoff = min(2*backoff, 5*time.Second)
+		} else {
+			backoff = 200 * time.Millisecond
+		}
+		c.log.Debug("reconnecting", "in", wait, "err", err)
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// session runs one connection. wait is how long to wait before the next
+// (negative: the login failed, back off).
+func (c *Client) session(url string) (wait time.Duration, err error) {
+	wait = -1
+	dctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+	nc, br, _, err := ws.Dialer{}.Dial(dctx, url)
+	cancel()
+	if err != nil {
+		return wait, fmt.Errorf("while dialing %s: %w", url, err)
+	}
+	var r io.Reader = nc
+	if br != nil {
+		r = br
+	}
+	c.mu.Lock()
+	c.nc = nc
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.nc = nil
+		c.mu.Unlock()
+		_ = nc.Close()
+		c.failPending()
+	}()
+	if c.ctx.Err() != nil {
+		return wait, c.ctx.Err()
+	}
+	if err := c.write(protocol.ClientFrame{Type: protocol.FrameLogin, Token: c.cfg.Token,
+		DeviceID: c.cfg.DeviceID, Terminal: c.cfg.Terminal}); err != nil {
+		return wait, err
+	}
+	_ = nc.SetReadDeadline(time.Now().Add(15 * time.Second))
+	f, err := readFrame(r)
+	if err != nil {
+		return wait, err
+	}
+	if f.Type != protocol.FrameWelcome {
+		return wait, frameErr(f)
+	}
+	c.Node.Store(f.NodeID)
+	c.user.Store(f.UserID)
+	hb := time.Duration(f.HeartbeatMs) * time.Millisecond
+	if hb <= 0 {
+		hb = 30 * time.Second
+	}
+	if c.cfg.OnConnect != nil {
+		c.cfg.OnConnect(*f)
+	}
+	c.connOnce.Do(func() { close(c.connected) })
+	wait = 0
+
+	// Heartbeats, ack flushes and the post-login syncs run beside the reader.
+	stop := make(chan struct{})
+	defer close(stop)
+	go c.background(stop, hb, time.Duration(f.ResyncAfterMs)*time.Millisecond)
+
+	for {
+		_ = nc.SetReadDeadline(time.Now().Add(hb * 5 / 2))
+		f, err := readFrame(r)
+		if err != nil {
+			return wait, err
+		}
+		switch f.Type {
+		case protocol.FrameEvent:
+			if f.Event != nil {
+				c.deliver(*f.Event, true)
+			}
+		case protocol.FramePong:
+		case protocol.FrameSendResult:
+			c.smu.Lock()
+			ch := c.pending[f.ID]
+			delete(c.pending, f.ID)
+			c.smu.Unlock()
+			if ch != nil {
+				ch <- sendAnswer{status: f.Status, result: f.Result, err: f.Error}
+			}
+		case protocol.FrameKick:
+			return wait, ErrKicked
+		case protocol.FrameDrain:
+			return time.Duration(f.ReconnectInMs) * time.Millisecond, frameErr(f)
+		default:
+			return wait, frameErr(f)
+		}
+	}
+}
+
+func (c *Client) background(stop <-chan struct{}, hb, resync time.Duration) {
+	c.syncAll()
+	ping := time.NewTicker(hb)
+	defer ping.Stop()
+	flush := time.NewTicker(100 * time.Millisecond)
+	defer flush.Stop()
+	var resyncC <-chan time.Time
+	if resync > 0 && !c.cfg.NoSync {
+		t := time.NewTimer(resync)
+		defer t.Stop()
+		resyncC = t.C
+	}
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ping.C:
+			_ = c.write(protocol.ClientFrame{Type: protocol.FramePing})
+		case <-flush.C:
+			c.flushAcks()
+		case <-resyncC:
+			c.syncAll()
+		}
+	}
+}
+
+func frameErr(f *protocol.ServerFrame) error {
+	if f.Error != nil {
+		return srvErr(*f.Error)
+	}
+	return fmt.Errorf("unexpected %q frame", f.Type)
+}
+
+// readFrame reads the next data frame; a close frame becomes an error
+// carrying its reason code.
+func readFrame(r io.Reader) (*protocol.ServerFrame, error) {
+	for {
+		h, err := ws.ReadHeader(r)
+		if err != nil {
+			return nil, err
+		}
+		if h.Length > 16<<20 {
+			return nil, fmt.Errorf("server frame of %d bytes", h.Length)
+		}
+		p := make([]byte, h.Length)
+		if _, err := io.ReadFull(r, p); err != nil {
+			return nil, err
+		}
+		if h.Masked {
+			ws.Cipher(p, h.Mask, 0)
+		}
+		switch h.OpCode {
+		case ws.OpClose:
+			code, reason := ws.ParseCloseFrameData(p)
+			return nil, &ServerError{Code: reason, Message: "closed with status " + strconv.Itoa(int(code))}
+		case ws.OpText:
+			var f protocol.ServerFrame
+			if err := json.Unmarshal(p, &f); err != nil {
+				return nil, fmt.Errorf("bad server frame: %w", err)
+			}
+			if f.Type == protocol.FrameError && f.Error != nil {
+				// The close frame follows; report the richer error frame.
+				return nil, srvErr(*f.Error)
+			}
+			return &f, nil
+		}
+	}
+}
+
+func (c *Client) write(f protocol.ClientFrame) error {
+	b, err := json.Marshal(f)
+	if err != nil {
+		return err
+	}
+	return c.WriteRaw(b)
+}
+
+// WriteRaw writes one text frame as is (tests use it for bad frames).
+func (c *Client) WriteRaw(p []byte) error {
+	c.mu.Lock()
+	nc := c.nc
+	c.mu.Unlock()
+	if nc == nil {
+		return errors.New("not connected")
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_ = nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	w := bufio.NewWriterSize(nc, 512)
+	if err := wsutil.WriteClientText(w, p); err != nil {
+		return err
+	}
+	return w.Flush()
+}

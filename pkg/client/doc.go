@@ -1,0 +1,9 @@
+// Package client is the Go device client of imcluster: it connects to a push
+// node over WebSocket, logs in, receives events, acks them, reconnects with
+// backoff and jitter (to the next URL: a load balancer or another node),
+// and after every login syncs from its cursor through the message API, so
+// a device never misses an event. Events reach OnEvent exactly once per
+// (conv_id, seq); within a conversation they arrive in seq order from push,
+// and a sync page may bring older seqs the push missed, so an app orders its
+// view by seq. docs/protocol.md describes the algorithm this implements.
+package client

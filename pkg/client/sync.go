@@ -1,0 +1,92 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/imcluster/imcluster/services/protocol"
+)
+
+// SyncPath is the message API's sync endpoint.
+var SyncPath = "/v1/sync"
+
+// SyncPage is one page of the message API's sync answer.
+type SyncPage struct {
+	Events     []protocol.Event `json:"events"`
+	NextCursor string           `json:"next_cursor"`
+	HasMore    bool             `json:"has_more"`
+}
+
+// FetchSync calls the sync endpoint once.
+func FetchSync(ctx context.Context, hc *http.Client, apiURL, token, cursor string) (SyncPage, error) {
+	u := apiURL + SyncPath + "?cursor=" + url.QueryEscape(cursor)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return SyncPage{}, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return SyncPage{}, fmt.Errorf("while syncing: %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	if err != nil {
+		return SyncPage{}, fmt.Errorf("while reading sync page: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e protocol.Error
+		_ = json.Unmarshal(b, &e)
+		return SyncPage{}, fmt.Errorf("sync answered %d: %s %s", resp.StatusCode, e.Code, e.Message)
+	}
+	var p SyncPage
+	if err := json.Unmarshal(b, &p); err != nil {
+		return SyncPage{}, fmt.Errorf("bad sync page: %w", err)
+	}
+	return p, nil
+}
+
+// syncAll pages through sync from the cursor, handing events to deliver
+// (which drops the ones push already brought) and advancing the cursor
+// after each page. Errors are retried a few times; a later login or resync
+// catches up anyway, since the cursor only moves after a page is handled.
+func (c *Client) syncAll() {
+	if c.cfg.NoSync || c.cfg.APIURL == "" {
+		return
+	}
+	c.syncMu.Lock()
+	defer c.syncMu.Unlock()
+	for tries := 0; tries < 5 && c.ctx.Err() == nil; {
+		ctx, cancel := context.WithTimeout(c.ctx, 20*time.Second)
+		p, err := FetchSync(ctx, c.http, c.cfg.APIURL, c.cfg.Token, c.Cursor())
+		cancel()
+		if err != nil {
+			tries++
+			c.log.Warn("sync failed", "err", err)
+			select {
+			case <-c.ctx.Done():
+			case <-time.After(time.Duration(tries) * 300 * time.Millisecond):
+			}
+			continue
+		}
+		for _, ev := range p.Events {
+			c.deliver(ev, false)
+		}
+		c.dmu.Lock()
+		if p.NextCursor != "" {
+			c.cursor = p.NextCursor
+		}
+		c.dmu.Unlock()
+		if !p.HasMore {
+			return
+		}
+	}
+}
+
+// SyncNow runs a sync from the cursor now (after a gap the app suspects).
+func (c *Client) SyncNow() { c.syncAll() }
