@@ -1,0 +1,157 @@
+// Package sdk is the Go SDK for business back ends: send a private message
+// on a user's behalf, and ask presence (is a user online, on which
+// terminals, which of a list are online). It calls the message tier's HTTP
+// API with a service token (auth.KindService); api/openapi/message.yaml
+// describes the endpoints.
+//
+// Send is idempotent per (from, ClientMsgID): retry with the same
+// ClientMsgID after any error, and the same message id comes back. A nil
+// error means the message is in the durable log (see the API's send doc).
+package sdk
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/imcluster/imcluster/services/protocol"
+)
+
+// Paths of the message API the SDK calls.
+const (
+	PathSend          = "/v1/messages"
+	PathPresence      = "/v1/presence/"      // + user id
+	PathPresenceQuery = "/v1/presence:query" // POST {"users":[...]}
+)
+
+// Client calls the message API as a business back end.
+type Client struct {
+	BaseURL string // e.g. http://message:8080
+	Token   string // service token
+	HTTP    *http.Client
+}
+
+// New returns a Client.
+func New(baseURL, serviceToken string) *Client {
+	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), Token: serviceToken,
+		HTTP: &http.Client{Timeout: 15 * time.Second}}
+}
+
+// APIError is a non-2xx answer of the message API.
+type APIError struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *APIError) Error() string {
+	return fmt.Sprintf("message API answered %d: %s: %s", e.Status, e.Code, e.Message)
+}
+
+// Message is a private message to send.
+type Message struct {
+	To          string               `json:"to"`
+	ClientMsgID string               `json:"client_msg_id"`
+	Type        protocol.MessageType `json:"type"`
+	Body        protocol.Body        `json:"body"`
+}
+
+// SendResult is the send endpoint's answer.
+type SendResult struct {
+	MsgID  string `json:"msg_id"`
+	ConvID string `json:"conv_id,omitempty"`
+	Seq    int64  `json:"seq,omitempty"`
+	AtMs   int64  `json:"sent_at_ms,omitempty"`
+}
+
+// SendPrivateMessage sends m on behalf of user from.
+func (c *Client) SendPrivateMessage(ctx context.Context, from string, m Message) (SendResult, error) {
+	var out SendResult
+	err := c.do(ctx, http.MethodPost, PathSend, map[string]string{protocol.HeaderActAs: from}, m, &out)
+	return out, err
+}
+
+// Presence is who is online on which terminals.
+type Presence struct {
+	UserID    string   `json:"user_id"`
+	Online    bool     `json:"online"`
+	Terminals []string `json:"terminals"`
+}
+
+// GetPresence returns the presence of user.
+func (c *Client) GetPresence(ctx context.Context, user string) (Presence, error) {
+	var out Presence
+	err := c.do(ctx, http.MethodGet, PathPresence+url.PathEscape(user), nil, nil, &out)
+	return out, err
+}
+
+// IsOnline reports whether user has at least one live session.
+func (c *Client) IsOnline(ctx context.Context, user string) (bool, error) {
+	p, err := c.GetPresence(ctx, user)
+	return p.Online, err
+}
+
+// OnlineTerminals returns the terminals user is connected on.
+func (c *Client) OnlineTerminals(ctx context.Context, user string) ([]string, error) {
+	p, err := c.GetPresence(ctx, user)
+	return p.Terminals, err
+}
+
+// OnlineUsers returns which of users are online.
+func (c *Client) OnlineUsers(ctx context.Context, users []string) ([]string, error) {
+	var out struct {
+		Online []string `json:"online"`
+	}
+	err := c.do(ctx, http.MethodPost, PathPresenceQuery, nil, map[string]any{"users": users}, &out)
+	return out.Online, err
+}
+
+func (c *Client) do(ctx context.Context, method, path string, hdr map[string]string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return fmt.Errorf("while calling %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("while reading %s %s: %w", method, path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var pe protocol.Error
+		if json.Unmarshal(b, &pe) != nil || pe.Code == "" {
+			pe = protocol.Error{Code: protocol.ErrInternal, Message: strings.TrimSpace(string(b))}
+		}
+		return &APIError{Status: resp.StatusCode, Code: pe.Code, Message: pe.Message}
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			return fmt.Errorf("while decoding %s %s: %w", method, path, err)
+		}
+	}
+	return nil
+}
