@@ -27,7 +27,7 @@ import (
 const (
 	PathSend          = "/v1/messages"
 	PathPresence      = "/v1/presence/"      // + user id
-	PathPresenceQuery = "/v1/presence:query" // POST {"users":[...]}
+	PathPresenceQuery = "/v1/presence/online" // POST {"users":[...]}
 )
 
 // Client calls the message API as a business back end.
