@@ -3,13 +3,15 @@ package auth
 import (
 	"errors"
 	"fmt"
+
+	"github.com/imcluster/imcluster/services/protocol"
 )
 
 // Headers by which a service or internal caller names the user it acts for
-// and the device that caused the request.
+// and the device that caused the request (the same as protocol's).
 const (
-	HeaderActAs  = "X-IM-Act-As"
-	HeaderDevice = "X-IM-Device"
+	HeaderActAs  = protocol.HeaderActAs
+	HeaderDevice = protocol.HeaderDevice
 )
 
 // Principal is a verified caller.

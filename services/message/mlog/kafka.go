@@ -78,12 +78,12 @@ func ProducerConfig(cfg config.Kafka, clientID string) (*sarama.Config, error) {
 	}
 	sc.Producer.Idempotent = true
 	sc.Producer.RequiredAcks = sarama.WaitForAll
-	sc.Producer.Retry.Max = 10
+	sc.Producer.Retry.Max = 3
 	sc.Producer.Retry.Backoff = 100 * time.Millisecond
 	sc.Net.MaxOpenRequests = 1
 	sc.Producer.Return.Successes = true
 	sc.Producer.Return.Errors = true
-	sc.Producer.Timeout = 10 * time.Second
+	sc.Producer.Timeout = 5 * time.Second
 	sc.Producer.Compression = sarama.CompressionNone
 	sc.Producer.MaxMessageBytes = 2 << 20
 	// Send as soon as the previous request returns: concurrent sends batch

@@ -1,0 +1,18 @@
+// Package api is the message tier's HTTP API (JSON; api/openapi/message.yaml
+// describes every endpoint): send, sync, pull unread, history, read, recall,
+// presence queries, and the push tier's delivered acks.
+//
+// Every answer that is not 2xx carries a protocol.Error with a stable code.
+// Every request is validated completely before anything is written or
+// produced: a 4xx answer means nothing changed.
+//
+// What a send's 200 promises: the record is in the Kafka log, acknowledged
+// with acks=all by an idempotent producer, so it will be persisted and
+// delivered (or synced) by the pipeline. When the answer carries seq, that is
+// the message's final place in its conversation (seq = the record's offset).
+// A retry of the same (sender, client_msg_id) answers the same msg_id; it
+// carries seq when the first attempt's offset or the persisted seq is known.
+// It answers 503 unavailable with Retry-After while a first attempt whose
+// outcome is unknown may still be in flight (at most IdemLease), so a retry
+// can never race its original into the log.
+package api

@@ -1,0 +1,134 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/google/uuid"
+
+	"github.com/imcluster/imcluster/services/auth"
+	"github.com/imcluster/imcluster/services/message/model"
+	"github.com/imcluster/imcluster/services/message/store"
+	"github.com/imcluster/imcluster/services/protocol"
+)
+
+// SendRequest is the body of POST /v1/messages.
+type SendRequest struct {
+	To          string               `json:"to"`
+	ClientMsgID string               `json:"client_msg_id"`
+	Type        protocol.MessageType `json:"type"`
+	Body        *protocol.Body       `json:"body"`
+}
+
+// SendResponse answers a send.
+type SendResponse struct {
+	MsgID    string `json:"msg_id"`
+	ConvID   string `json:"conv_id"`
+	Seq      *int64 `json:"seq,omitempty"` // the message's seq, when known
+	SentAtMs int64  `json:"sent_at_ms"`
+	// Duplicate is true when this answers a retry of an earlier send.
+	Duplicate bool `json:"duplicate,omitempty"`
+}
+
+func (s *Server) validateSend(user string, req *SendRequest) *apiError {
+	switch {
+	case req.To == "":
+		return badRequest(protocol.ErrMissingField, "to is required")
+	case auth.ValidSubject(req.To) != nil:
+		return badRequest(protocol.ErrInvalidField, "to: "+auth.ValidSubject(req.To).Error())
+	case req.To == user:
+		return badRequest(protocol.ErrInvalidField, "to: cannot send to yourself")
+	case req.ClientMsgID == "":
+		return badRequest(protocol.ErrMissingField, "client_msg_id is required")
+	case model.ValidClientMsgID(req.ClientMsgID) != nil:
+		return badRequest(protocol.ErrInvalidField, model.ValidClientMsgID(req.ClientMsgID).Error())
+	case req.Type == "":
+		return badRequest(protocol.ErrMissingField, "type is required")
+	case req.Body == nil:
+		return badRequest(protocol.ErrMissingField, "body is required")
+	}
+	if err := model.ValidBody(req.Type, req.Body, s.MaxMessageBytes); err != nil {
+		switch {
+		case errors.Is(err, model.ErrBodyTooLarge):
+			return errf(http.StatusRequestEntityTooLarge, protocol.ErrTooLarge, err.Error())
+		case errors.Is(err, model.ErrBodyUTF8):
+			return badRequest(protocol.ErrInvalidUTF8, err.Error())
+		}
+		return badRequest(protocol.ErrInvalidField, err.Error())
+	}
+	return nil
+}
+
+func (s *Server) send(w http.ResponseWriter, r *http.Request) *apiError {
+	c, e := s.authenticate(r, true)
+	if e != nil {
+		return e
+	}
+	var req SendRequest
+	if e := readJSON(r, s.MaxMessageBytes+envelopeBytes, &req); e != nil {
+		return e
+	}
+	if e := s.validateSend(c.user, &req); e != nil {
+		return e
+	}
+	conv := model.ConvID(c.user, req.To)
+	hash := model.ContentHash(req.To, req.Type, req.Body)
+	id, err := uuid.NewV7()
+	if err != nil {
+		return errf(http.StatusInternalServerError, protocol.ErrInternal, err.Error())
+	}
+	now := s.Now().UnixMilli()
+	row, first, err := s.Store.ClaimIdempotency(r.Context(), c.user, req.ClientMsgID,
+		store.Idem{MsgID: id.String(), ConvID: conv, Hash: hash, CreatedMs: now})
+	if err != nil {
+		return unavailable(err)
+	}
+	if !first && !row.SameContent(hash) {
+		return errf(http.StatusConflict, protocol.ErrIdempotencyClash, "client_msg_id was used for different content")
+	}
+	resp := SendResponse{MsgID: row.MsgID, ConvID: row.ConvID, SentAtMs: row.CreatedMs, Duplicate: !first}
+	if !first {
+		switch {
+		case row.Produced:
+			resp.Seq = &row.Off
+			writeJSON(w, http.StatusOK, resp)
+			return nil
+		case row.Seq >= 0:
+			resp.Seq = &row.Seq
+			writeJSON(w, http.StatusOK, resp)
+			return nil
+		case now-row.CreatedMs < s.IdemLease.Milliseconds():
+			wait := (s.IdemLease.Milliseconds()-(now-row.CreatedMs))/1000 + 1
+			w.Header().Set("Retry-After", strconv.FormatInt(wait, 10))
+			return errf(http.StatusServiceUnavailable, protocol.ErrUnavailable,
+				"an earlier attempt with this client_msg_id is still in progress; retry later")
+		}
+	}
+	// First attempt, or a retry whose first attempt's outcome stays
+	// unknown past the lease: produce (again). The pipeline de-duplicates
+	// Retry records against the persisted seq.
+	rec := model.Record{Kind: protocol.KindMessage, ConvID: row.ConvID, From: c.user, DeviceID: c.device, AtMs: row.CreatedMs,
+		MsgID: row.MsgID, ClientMsgID: req.ClientMsgID, Type: req.Type, Body: req.Body, Retry: !first}
+	part, off, err := s.produce(&rec)
+	if err != nil {
+		return unavailable(err)
+	}
+	if first {
+		if err := s.Store.SetProduced(r.Context(), c.user, req.ClientMsgID, part, off); err != nil {
+			// The record is in the log; a later retry de-duplicates.
+			s.Log.Warn("could not record produced offset", "err", err)
+		}
+		resp.Seq = &off
+	}
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+func (s *Server) produce(rec *model.Record) (int32, int64, error) {
+	v, err := rec.Encode()
+	if err != nil {
+		return 0, 0, err
+	}
+	return s.Producer.Produce(rec.ConvID, v)
+}

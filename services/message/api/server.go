@@ -1,0 +1,126 @@
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/imcluster/imcluster/services/auth"
+	"github.com/imcluster/imcluster/services/message/model"
+	"github.com/imcluster/imcluster/services/message/store"
+	"github.com/imcluster/imcluster/services/presence"
+	"github.com/imcluster/imcluster/services/protocol"
+)
+
+// Producer writes records to the log and answers after acks=all.
+type Producer interface {
+	Produce(key string, value []byte, headers ...sarama.RecordHeader) (int32, int64, error)
+}
+
+// Store is what the API reads and writes in Cassandra.
+type Store interface {
+	ClaimIdempotency(ctx context.Context, sender, cmid string, want store.Idem) (store.Idem, bool, error)
+	SetProduced(ctx context.Context, sender, cmid string, part int32, off int64) error
+	Message(ctx context.Context, conv string, seq int64) (protocol.Event, bool, error)
+	Conversation(ctx context.Context, user, conv string) (store.ConvState, bool, error)
+	Conversations(ctx context.Context, user, after string, inclusive bool, limit int) ([]store.ConvState, error)
+	History(ctx context.Context, conv string, before int64, limit int) ([]protocol.Event, bool, error)
+	Sync(ctx context.Context, user string, cur model.SyncCursor, limit int) (store.SyncPage, error)
+	Unread(ctx context.Context, user string, cur model.UnreadCursor, limit int) (store.UnreadPage, error)
+	PersistedHeads(ctx context.Context) ([]int64, error)
+}
+
+// Bounds of the API.
+const (
+	DefaultPage     = 50
+	MaxPage         = store.MaxPage
+	smallBodyLimit  = 4 << 10
+	envelopeBytes   = 2 << 10 // send request bytes beyond the message body
+	maxPresenceList = 1000
+	maxAcks         = protocol.MaxDeliveryBatch
+)
+
+// DefaultIdemLease is how long after a first send attempt its outcome may
+// still be unknown: longer than the producer can keep a record in flight
+// (mlog: 3 retries of a 5 s request timeout plus backoff).
+const DefaultIdemLease = 30 * time.Second
+
+// Server is the message tier's HTTP API.
+type Server struct {
+	Auth            *auth.Authenticator
+	Store           Store
+	Producer        Producer
+	Presence        presence.Directory // nil: presence queries answer 503
+	Partitions      int
+	MaxMessageBytes int
+	RecallWindow    time.Duration
+	IdemLease       time.Duration
+	Log             *slog.Logger
+	Now             func() time.Time
+}
+
+var mRequests = promauto.NewHistogramVec(prometheus.HistogramOpts{
+	Name:    "imcluster_message_api_seconds",
+	Help:    "Message API request latency by route and status.",
+	Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+}, []string{"route", "status"})
+
+type handlerFunc func(w http.ResponseWriter, r *http.Request) *apiError
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(s int) {
+	w.status = s
+	w.ResponseWriter.WriteHeader(s)
+}
+
+// Handler returns the API's routes.
+func (s *Server) Handler() http.Handler {
+	if s.Now == nil {
+		s.Now = time.Now
+	}
+	if s.IdemLease == 0 {
+		s.IdemLease = DefaultIdemLease
+	}
+	mux := http.NewServeMux()
+	handle := func(pattern string, h handlerFunc) {
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			sw := &statusWriter{ResponseWriter: w, status: 200}
+			if e := h(sw, r); e != nil {
+				if e.status >= 500 {
+					s.Log.Warn("request failed", "route", pattern, "code", e.code, "err", e.msg)
+				}
+				writeErr(sw, e)
+			}
+			mRequests.WithLabelValues(pattern, strconv.Itoa(sw.status)).Observe(time.Since(start).Seconds())
+		})
+	}
+	handle("POST /v1/messages", s.send)
+	handle("GET /v1/sync", s.sync)
+	handle("GET /v1/unread", s.unread)
+	handle("GET /v1/conversations", s.conversations)
+	handle("GET /v1/conversations/{conv}/messages", s.history)
+	handle("POST /v1/conversations/{conv}/read", s.read)
+	handle("POST /v1/conversations/{conv}/recall", s.recall)
+	handle("GET /v1/presence/{user}", s.presenceOne)
+	handle("POST /v1/presence/online", s.presenceMany)
+	handle("POST "+protocol.DeliveredPath, s.delivered)
+	handle("/", func(http.ResponseWriter, *http.Request) *apiError {
+		return errf(http.StatusNotFound, protocol.ErrNotFound, "no such endpoint")
+	})
+	return mux
+}
+
+func unavailable(err error) *apiError {
+	return errf(http.StatusServiceUnavailable, protocol.ErrUnavailable, err.Error())
+}
