@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/spf13/cobra"
+
+	"github.com/imcluster/imcluster/pkg/client"
+	"github.com/imcluster/imcluster/services/protocol"
+)
+
+func printJSON(v any) {
+	b, _ := json.Marshal(v)
+	fmt.Println(string(b))
+}
+
+func apiAs(user, device string) (*client.API, error) {
+	tok, err := userToken(user)
+	if err != nil {
+		return nil, err
+	}
+	return &client.API{BaseURL: g.api, Token: tok, Device: device}, nil
+}
+
+func init() {
+	var as, to, text, cmid, typ, device, url_ string
+	var viaPush bool
+	send := &cobra.Command{
+		Use:   "send",
+		Short: "send a message as a user (HTTP API, or over a push socket with --via-push)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cmid == "" {
+				cmid = uuid.NewString()
+			}
+			req := client.SendRequest{To: to, ClientMsgID: cmid, Type: protocol.MessageType(typ), Body: &protocol.Body{Text: text, URL: url_}}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			if viaPush {
+				tok, err := userToken(as)
+				if err != nil {
+					return err
+				}
+				c := client.New(client.Config{URLs: pushURLs(), Token: tok, DeviceID: device, Terminal: "cli", NoSync: true})
+				c.Start()
+				defer c.Close()
+				if err := c.WaitConnected(ctx); err != nil {
+					return err
+				}
+				res, err := c.Send(ctx, req)
+				if err != nil {
+					return err
+				}
+				fmt.Println(string(res.Result))
+				return nil
+			}
+			a, err := apiAs(as, device)
+			if err != nil {
+				return err
+			}
+			res, err := a.Send(ctx, req)
+			if err != nil {
+				return err
+			}
+			printJSON(res)
+			return nil
+		},
+	}
+	f := send.Flags()
+	f.StringVar(&as, "as", "", "sender user id")
+	f.StringVar(&to, "to", "", "recipient user id")
+	f.StringVar(&text, "text", "", "text body")
+	f.StringVar(&url_, "url", "", "media URL (image, file, voice, video)")
+	f.StringVar(&typ, "type", "text", "text, image, file, voice, video")
+	f.StringVar(&cmid, "client-msg-id", "", "idempotency key (default: a new UUID)")
+	f.StringVar(&device, "device", "imctl", "sending device id")
+	f.BoolVar(&viaPush, "via-push", false, "send over a push node socket instead of HTTP")
+	rootCmd.AddCommand(send)
+}
+
+func init() {
+	var as, device, terminal, cursor string
+	var noSync bool
+	listen := &cobra.Command{
+		Use:   "listen",
+		Short: "connect as a user/device and print every event as a JSON line (Ctrl-C to stop)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			tok, err := userToken(as)
+			if err != nil {
+				return err
+			}
+			c := client.New(client.Config{
+				URLs: pushURLs(), APIURL: g.api, Token: tok, DeviceID: device, Terminal: terminal, Cursor: cursor, NoSync: noSync,
+				OnEvent: func(ev protocol.Event) { printJSON(ev) },
+				OnConnect: func(w protocol.ServerFrame) {
+					fmt.Fprintf(os.Stderr, "connected to %s as %s/%s (epoch %d)\n", w.NodeID, w.UserID, device, w.Epoch)
+				},
+				OnDisconnect: func(err error) { fmt.Fprintf(os.Stderr, "disconnected: %v\n", err) },
+			})
+			c.Start()
+			sig := make(chan os.Signal, 1)
+			signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+			select {
+			case <-sig:
+				c.Close()
+			case <-c.Done():
+			}
+			fmt.Fprintf(os.Stderr, "cursor: %s\n", c.Cursor())
+			return c.Err()
+		},
+	}
+	f := listen.Flags()
+	f.StringVar(&as, "as", "", "user id")
+	f.StringVar(&device, "device", "imctl-listen", "device id")
+	f.StringVar(&terminal, "terminal", "desktop", "terminal type (a second login on it kicks this one)")
+	f.StringVar(&cursor, "cursor", "", "sync cursor to start from (default: the beginning)")
+	f.BoolVar(&noSync, "no-sync", false, "push only, no sync after login")
+	rootCmd.AddCommand(listen)
+}
+
+func init() {
+	var as, with, before string
+	var limit int
+	history := &cobra.Command{
+		Use:   "history",
+		Short: "print a conversation's history, newest first (raw API JSON)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			a, err := apiAs(as, "")
+			if err != nil {
+				return err
+			}
+			q := url.Values{"limit": {strconv.Itoa(limit)}}
+			if before != "" {
+				q.Set("before", before)
+			}
+			var raw json.RawMessage
+			if err := a.Get(context.Background(), "/v1/conversations/"+url.PathEscape(convID(as, with))+"/messages?"+q.Encode(), &raw); err != nil {
+				return err
+			}
+			fmt.Println(string(raw))
+			return nil
+		},
+	}
+	f := history.Flags()
+	f.StringVar(&as, "as", "", "user id")
+	f.StringVar(&with, "with", "", "the other participant")
+	f.StringVar(&before, "before", "", "page token/seq from a previous page")
+	f.IntVar(&limit, "limit", 50, "page size")
+	rootCmd.AddCommand(history)
+
+	var uas, cursor string
+	unread := &cobra.Command{
+		Use:   "unread",
+		Short: "pull unread messages across conversations (raw API JSON, one page)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			a, err := apiAs(uas, "")
+			if err != nil {
+				return err
+			}
+			var raw json.RawMessage
+			if err := a.Get(context.Background(), "/v1/unread?cursor="+url.QueryEscape(cursor), &raw); err != nil {
+				return err
+			}
+			fmt.Println(string(raw))
+			return nil
+		},
+	}
+	unread.Flags().StringVar(&uas, "as", "", "user id")
+	unread.Flags().StringVar(&cursor, "cursor", "", "cursor from a previous page")
+	rootCmd.AddCommand(unread)
+
+	for _, verb := range []string{"read", "recall"} {
+		var as, with, device string
+		var seq int64
+		cmd := &cobra.Command{
+			Use:   verb,
+			Short: map[string]string{"read": "mark a conversation read up to --seq", "recall": "recall your message at --seq"}[verb],
+			Args:  cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				a, err := apiAs(as, device)
+				if err != nil {
+					return err
+				}
+				conv := convID(as, with)
+				if verb == "read" {
+					err = a.Read(context.Background(), conv, seq)
+				} else {
+					err = a.Recall(context.Background(), conv, seq)
+				}
+				if err != nil {
+					return err
+				}
+				fmt.Printf("%s %s seq %d: ok\n", verb, conv, seq)
+				return nil
+			},
+		}
+		cmd.Flags().StringVar(&as, "as", "", "user id")
+		cmd.Flags().StringVar(&with, "with", "", "the other participant")
+		cmd.Flags().StringVar(&device, "device", "imctl", "device id")
+		cmd.Flags().Int64Var(&seq, "seq", 0, "seq")
+		rootCmd.AddCommand(cmd)
+	}
+}
