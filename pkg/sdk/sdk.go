@@ -77,11 +77,18 @@ func (c *Client) SendPrivateMessage(ctx context.Context, from string, m Message)
 	return out, err
 }
 
+// Terminal is one live device session of a user.
+type Terminal struct {
+	DeviceID string `json:"device_id"`
+	Terminal string `json:"terminal"`
+	SinceMs  int64  `json:"since_ms"`
+}
+
 // Presence is who is online on which terminals.
 type Presence struct {
-	UserID    string   `json:"user_id"`
-	Online    bool     `json:"online"`
-	Terminals []string `json:"terminals"`
+	UserID    string     `json:"user_id"`
+	Online    bool       `json:"online"`
+	Terminals []Terminal `json:"terminals"`
 }
 
 // GetPresence returns the presence of user.
@@ -97,10 +104,14 @@ func (c *Client) IsOnline(ctx context.Context, user string) (bool, error) {
 	return p.Online, err
 }
 
-// OnlineTerminals returns the terminals user is connected on.
+// OnlineTerminals returns the terminal types user is connected on.
 func (c *Client) OnlineTerminals(ctx context.Context, user string) ([]string, error) {
 	p, err := c.GetPresence(ctx, user)
-	return p.Terminals, err
+	var out []string
+	for _, t := range p.Terminals {
+		out = append(out, t.Terminal)
+	}
+	return out, err
 }
 
 // OnlineUsers returns which of users are online.
