@@ -1,0 +1,68 @@
+# imcluster — the two commands a newcomer needs are `make dev` and `make test`.
+# Everything else here is for the people who work on it. See README.md.
+
+SHELL := /usr/bin/env bash
+GO    ?= go
+BIN   := bin
+IMC_CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/imcluster
+GOLANGCI_VERSION := v2.15.0
+GOLANGCI := $(IMC_CACHE_DIR)/golangci-lint-$(GOLANGCI_VERSION)/golangci-lint
+
+.PHONY: all
+all: build
+
+##@ The two commands
+
+.PHONY: dev
+dev: deps-up ## Bring up a local IM cluster on real dependencies and show it working.
+	@if [ -x hack/dev.sh ]; then hack/dev.sh start; else hack/deps.sh status; hack/deps.sh env; fi
+
+.PHONY: test
+test: ## Install, start, test against, and stop the real dependency stack.
+	hack/test.sh
+
+##@ Development
+
+.PHONY: build
+build: ## Build every binary into ./bin.
+	@mkdir -p $(BIN)
+	$(GO) build -trimpath -o $(BIN)/ ./cmd/...
+
+.PHONY: dev-down
+dev-down: ## Stop what make dev started (services and dependencies).
+	@if [ -x hack/dev.sh ]; then hack/dev.sh stop; fi
+	hack/deps.sh stop
+
+.PHONY: deps-up
+deps-up: ## Install (cached) and start Kafka, Cassandra and etcd; wait until ready.
+	hack/deps.sh start kafka cassandra etcd
+
+.PHONY: deps-down
+deps-down: ## Stop Kafka, Cassandra and etcd.
+	hack/deps.sh stop kafka cassandra etcd
+
+.PHONY: deps-status
+deps-status: ## One line per dependency.
+	@hack/deps.sh status kafka cassandra etcd kube helm
+
+.PHONY: deps-install
+deps-install: ## Fetch and build every dependency into the cache.
+	hack/deps.sh install
+
+.PHONY: fmt
+fmt: ## gofmt the tree.
+	gofmt -w $$(git ls-files '*.go')
+
+.PHONY: lint
+lint: $(GOLANGCI) ## gofmt check, go vet and golangci-lint.
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GOLANGCI) run ./...
+
+$(GOLANGCI):
+	@mkdir -p $(dir $@)
+	cd $(IMC_CACHE_DIR) && GOBIN=$(dir $@) GOFLAGS=-mod=mod $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION)
+
+.PHONY: help
+help: ## This list.
+	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*##/ { printf "  %-14s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)
