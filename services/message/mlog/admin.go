@@ -135,17 +135,13 @@ func Bootstrap(cfg config.Kafka, clientID string) error {
 		return err
 	}
 	if cfg.DLQTopic != "" {
-		info, ok, err := a.Describe(cfg.DLQTopic)
-		if err != nil {
+		// The dead-letter topic's partition count carries no meaning: create
+		// it like the main one if missing, accept it as it is otherwise.
+		if _, ok, err := a.Describe(cfg.DLQTopic); err != nil {
 			return err
-		}
-		if !ok || info.Partitions > 0 {
-			// The dead-letter topic's partition count carries no meaning;
-			// create it like the main one if missing.
-			if !ok {
-				if _, err := a.EnsureTopic(cfg.DLQTopic, cfg.Partitions, cfg.ReplicationFactor, ""); err != nil {
-					return err
-				}
+		} else if !ok {
+			if _, err := a.EnsureTopic(cfg.DLQTopic, cfg.Partitions, cfg.ReplicationFactor, ""); err != nil {
+				return err
 			}
 		}
 	}

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+
+	"github.com/imcluster/imcluster/services/config"
+	"github.com/imcluster/imcluster/services/message/pipeline"
+	"github.com/imcluster/imcluster/services/message/server"
+	"github.com/imcluster/imcluster/services/presence"
+	"github.com/imcluster/imcluster/services/route"
+)
+
+func init() {
+	var role string
+	cmd := &cobra.Command{
+		Use:   "message",
+		Short: "run the message tier (HTTP API and/or log pipeline); configured by IM_* environment variables",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.LoadMessage(os.Getenv)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runMessage(ctx, cfg, role)
+		},
+	}
+	cmd.Flags().StringVar(&role, "role", server.RoleAll, "what to run: all, api (HTTP API only) or pipeline (consumer group only)")
+	rootCmd.AddCommand(cmd)
+}
+
+func runMessage(ctx context.Context, cfg config.Message, role string) error {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("node", cfg.NodeID, "tier", "message", "role", role)
+	opt := server.Options{Role: role, Log: log}
+
+	// Presence and routing. Without an internal key there is no push tier
+	// to talk to: the pipeline routes nothing and devices get everything by
+	// sync; presence queries still work when etcd answers.
+	if len(cfg.EtcdEndpoints) > 0 {
+		cli, err := pushEtcdClient(cfg.EtcdEndpoints, cfg.EtcdTLSDir)
+		if err != nil {
+			return err
+		}
+		defer cli.Close()
+		cache := presence.NewCache(cli, cfg.EtcdPrefix, log)
+		go cache.Run(ctx)
+		opt.Directory = cache
+		if cfg.InternalKeyFile != "" && role != server.RoleAPI {
+			key, err := config.ReadSecretFile(cfg.InternalKeyFile)
+			if err != nil {
+				return fmt.Errorf("internal key (%s): %w", config.EnvInternalKeyFile, err)
+			}
+			tokens, err := route.NewTokenSource(key, cfg.NodeID)
+			if err != nil {
+				return err
+			}
+			// ── The real router is constructed here. ──
+			opt.Router = routeAdapter{route.New(route.Options{Directory: cache, Tokens: tokens, Log: log, Registry: prometheus.DefaultRegisterer})}
+		}
+	}
+	if opt.Router == nil {
+		opt.Router = pipeline.LogRouter{Log: log}
+	}
+	return server.Run(ctx, cfg, opt)
+}
+
+// routeAdapter lets the push tier's router serve as the pipeline's Router.
+type routeAdapter struct{ r *route.Router }
+
+func (a routeAdapter) Route(ctx context.Context, batch []pipeline.Routed) error {
+	items := make([]route.Item, len(batch))
+	for i, b := range batch {
+		items[i] = route.Item{Event: b.Event, Users: b.Users, ExceptDevice: b.ExceptDevice}
+	}
+	return a.r.Deliver(ctx, items)
+}

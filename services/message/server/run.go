@@ -1,0 +1,238 @@
+// Package server assembles the message tier from its parts — API, pipeline,
+// store, log — for the imcluster binary and for tests that run the real
+// thing as a child process.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/imcluster/imcluster/services/auth"
+	"github.com/imcluster/imcluster/services/config"
+	"github.com/imcluster/imcluster/services/message/api"
+	"github.com/imcluster/imcluster/services/message/mlog"
+	"github.com/imcluster/imcluster/services/message/pipeline"
+	"github.com/imcluster/imcluster/services/message/store"
+	"github.com/imcluster/imcluster/services/presence"
+)
+
+// Roles of a message process.
+const (
+	RoleAll      = "all"
+	RoleAPI      = "api"
+	RolePipeline = "pipeline"
+)
+
+// Options are what the binary decides beyond the configuration.
+type Options struct {
+	Role      string
+	Router    pipeline.Router    // nil: pipeline.NopRouter (devices sync)
+	Directory presence.Directory // nil: presence queries answer 503
+	Log       *slog.Logger
+	// Listening, if set, is called with the bound API/health address.
+	Listening func(addr string)
+}
+
+// Run serves until ctx is done, then drains: the HTTP server stops taking
+// requests and the pipeline finishes (or hands back) its current batches
+// within cfg.ShutdownGrace.
+func Run(ctx context.Context, cfg config.Message, opt Options) error {
+	log := opt.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	switch opt.Role {
+	case RoleAll, RoleAPI, RolePipeline:
+	default:
+		return fmt.Errorf("role %q: want all, api or pipeline", opt.Role)
+	}
+	runAPI, runPipeline := opt.Role != RolePipeline, opt.Role != RoleAPI
+
+	admin, err := mlog.NewAdmin(cfg.Kafka, cfg.NodeID+"-admin")
+	if err != nil {
+		return err
+	}
+	info, err := admin.CheckTopic(cfg.Topic, cfg.Partitions)
+	admin.Close()
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(cfg.Cassandra, cfg.Topic, int(cfg.Partitions))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	var ready []func() bool
+	mux := http.NewServeMux()
+	var srv *api.Server
+	if runAPI {
+		authn, err := authenticator(cfg)
+		if err != nil {
+			return err
+		}
+		prod, err := mlog.NewProducer(cfg.Kafka, cfg.Topic, cfg.NodeID)
+		if err != nil {
+			return err
+		}
+		defer prod.Close()
+		srv = &api.Server{Auth: authn, Store: st, Producer: prod, Presence: opt.Directory, Partitions: int(cfg.Partitions),
+			MaxMessageBytes: cfg.MaxMessageBytes, RecallWindow: cfg.RecallWindow, Log: log}
+		mux.Handle("/", srv.Handler())
+	}
+	var cons *pipeline.Consumer
+	if runPipeline {
+		dlq, err := mlog.NewProducer(cfg.Kafka, cfg.DLQTopic, cfg.NodeID+"-dlq")
+		if err != nil {
+			return err
+		}
+		defer dlq.Close()
+		router := opt.Router
+		if router == nil {
+			router = pipeline.NopRouter{}
+		}
+		cons = &pipeline.Consumer{Kafka: cfg.Kafka, ClientID: cfg.NodeID, Guard: st, Grace: cfg.ShutdownGrace, Log: log,
+			Processor: &pipeline.Processor{Store: st, Router: router, DeadLetter: dlq, TopicID: info.ID, MaxBody: cfg.MaxMessageBytes, Log: log}}
+		ready = append(ready, cons.Ready)
+	}
+	var storeOK atomic.Bool
+	storeOK.Store(true)
+	ready = append(ready, storeOK.Load)
+	health := http.NewServeMux()
+	health.Handle("/metrics", promhttp.Handler())
+	health.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	health.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		for _, r := range ready {
+			if !r() {
+				http.Error(w, "not ready\n", http.StatusServiceUnavailable)
+				return
+			}
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	for _, p := range []string{"/metrics", "/healthz", "/readyz"} {
+		mux.Handle(p, health)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	// Cassandra liveness for /readyz.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			storeOK.Store(st.Ping() == nil)
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	serve := func(addr string, h http.Handler, announce bool) error {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("while listening on %s: %w", addr, err)
+		}
+		if announce && opt.Listening != nil {
+			opt.Listening(ln.Addr().String())
+		}
+		hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+			WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10}
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errs <- err
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			<-ctx.Done()
+			sctx, c := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+			defer c()
+			_ = hs.Shutdown(sctx)
+		}()
+		return nil
+	}
+	if err := serve(cfg.HTTPAddr, mux, true); err != nil {
+		return err
+	}
+	if cfg.MetricsAddr != "" {
+		if err := serve(cfg.MetricsAddr, health, false); err != nil {
+			return err
+		}
+	}
+	if cons != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := cons.Run(ctx); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	log.Info("message tier running", "role", opt.Role, "addr", cfg.HTTPAddr, "topic", cfg.Topic, "topic_id", info.ID,
+		"partitions", cfg.Partitions, "keyspace", cfg.Keyspace)
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errs:
+		log.Error("message tier failing", "err", runErr)
+	}
+	cancel()
+	wg.Wait()
+	return runErr
+}
+
+func authenticator(cfg config.Message) (*auth.Authenticator, error) {
+	a := &auth.Authenticator{}
+	key, err := config.ReadSecretFile(cfg.UserKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("user key (%s): %w", config.EnvUserKeyFile, err)
+	}
+	if a.User, err = auth.NewVerifier(auth.KindUser, key); err != nil {
+		return nil, err
+	}
+	if cfg.ServiceKeyFile != "" {
+		key, err := config.ReadSecretFile(cfg.ServiceKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("service key (%s): %w", config.EnvServiceKeyFile, err)
+		}
+		if a.Service, err = auth.NewVerifier(auth.KindService, key); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.InternalKeyFile != "" {
+		key, err := config.ReadSecretFile(cfg.InternalKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("internal key (%s): %w", config.EnvInternalKeyFile, err)
+		}
+		if a.Internal, err = auth.NewVerifier(auth.KindInternal, key); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// Bootstrap creates the topics (refusing a partition-count mismatch) and
+// migrates the schema. Idempotent.
+func Bootstrap(cfg config.Message) error {
+	if err := mlog.Bootstrap(cfg.Kafka, cfg.NodeID+"-bootstrap"); err != nil {
+		return err
+	}
+	return store.Migrate(cfg.Cassandra)
+}
