@@ -1,0 +1,198 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	"github.com/imcluster/imcluster/api/v1alpha1"
+)
+
+// IMClusterReconciler reconciles IMCluster objects into their children.
+type IMClusterReconciler struct {
+	client.Client
+	Scheme   *runtime.Scheme
+	Recorder recorder.EventRecorder
+}
+
+// The operator's permissions, rendered by controller-gen into
+// config/rbac/role.yaml (make manifests). It never reads Secrets: pods
+// mount them by name.
+//
+// +kubebuilder:rbac:groups=imcluster.io,resources=imclusters,verbs=get;list;watch
+// +kubebuilder:rbac:groups=imcluster.io,resources=imclusters/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=imcluster.io,resources=imclusters/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=configmaps;services,verbs=get;list;watch;create;update;delete
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;delete
+// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;delete
+// +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;update;delete
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile brings one IMCluster's children to its spec and reports their
+// state in its status.
+func (r *IMClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var cluster v1alpha1.IMCluster
+	if err := r.Get(ctx, req.NamespacedName, &cluster); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !cluster.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil // owner references garbage-collect the children
+	}
+	desired := cluster.DeepCopy()
+	desired.SetDefaults()
+
+	obs := r.reconcileChildren(ctx, desired)
+	if err := r.patchStatus(ctx, &cluster, computeStatus(desired, obs)); err != nil {
+		if apierrors.IsConflict(err) {
+			// The object changed under us; its new version is queued or
+			// about to be. Look again shortly rather than log an error.
+			return ctrl.Result{RequeueAfter: 200 * time.Millisecond}, nil
+		}
+		return ctrl.Result{}, errors.Join(obs.err, err)
+	}
+	if obs.err != nil && apierrors.IsConflict(obs.err) {
+		return ctrl.Result{RequeueAfter: 200 * time.Millisecond}, nil
+	}
+	if obs.err != nil {
+		log.FromContext(ctx).Info("reconcile failed; retrying with backoff", "error", obs.err.Error())
+	}
+	return ctrl.Result{}, obs.err
+}
+
+// reconcileChildren creates, updates and deletes the children; it stops at
+// the first error, which it returns in the observation.
+func (r *IMClusterReconciler) reconcileChildren(ctx context.Context, c *v1alpha1.IMCluster) observation {
+	obs := observation{deployments: map[string]*appsv1.Deployment{}, bootstrap: c.Status.Bootstrap}
+	rd, err := renderConfig(c)
+	if err != nil {
+		obs.err = err
+		return obs
+	}
+	cm := renderConfigMap(c, rd)
+	if _, err := r.ensure(ctx, c, cm, nil, updateConfigMap(cm)); err != nil {
+		obs.err = fmt.Errorf("while reconciling the configuration: %w", err)
+		return obs
+	}
+	obs.bootstrap, obs.bootstrapHash, obs.err = r.reconcileBootstrap(ctx, c, rd)
+	if obs.err != nil {
+		return obs
+	}
+	if obs.err = r.reconcileNetworkAndPolicy(ctx, c); obs.err != nil {
+		return obs
+	}
+	gate := obs.bootstrap.BootstrapDone(obs.bootstrapHash)
+	for _, tier := range []string{TierMessage, TierPush} {
+		if !gate {
+			// Until the current configuration is bootstrapped the
+			// tiers are neither created nor changed.
+			var d appsv1.Deployment
+			err := r.Get(ctx, client.ObjectKey{Namespace: c.Namespace, Name: tierName(c, tier)}, &d)
+			if err == nil {
+				obs.deployments[tier] = &d
+			}
+			continue
+		}
+		d, err := r.reconcileTier(ctx, c, rd, tier)
+		if err != nil {
+			obs.err = err
+			return obs
+		}
+		obs.deployments[tier] = d
+	}
+	return obs
+}
+
+// reconcileNetworkAndPolicy handles the Services and PodDisruptionBudgets.
+func (r *IMClusterReconciler) reconcileNetworkAndPolicy(ctx context.Context, c *v1alpha1.IMCluster) error {
+	for _, svc := range []*corev1.Service{renderMessageService(c), renderPushService(c), renderPushInternalService(c)} {
+		if _, err := r.ensure(ctx, c, svc, nil, updateService(svc)); err != nil {
+			return fmt.Errorf("while reconciling Service %s: %w", svc.Name, err)
+		}
+	}
+	for _, tier := range []string{TierMessage, TierPush} {
+		if pdb := renderPDB(c, tier); pdb != nil {
+			if _, err := r.ensure(ctx, c, pdb, nil, updatePDB(pdb)); err != nil {
+				return fmt.Errorf("while reconciling the %s PodDisruptionBudget: %w", tier, err)
+			}
+			continue
+		}
+		stale := &policyv1.PodDisruptionBudget{}
+		stale.Namespace, stale.Name = c.Namespace, tierName(c, tier)
+		if err := r.deleteChild(ctx, c, stale); err != nil {
+			return fmt.Errorf("while removing the %s PodDisruptionBudget: %w", tier, err)
+		}
+	}
+	return nil
+}
+
+// Options tune the controller.
+type Options struct {
+	MaxConcurrentReconciles int
+}
+
+// SetupWithManager registers the reconciler: it watches IMCluster spec
+// changes (generation) and every change of an owned child.
+func (r *IMClusterReconciler) SetupWithManager(mgr ctrl.Manager, opts Options) error {
+	if opts.MaxConcurrentReconciles < 1 {
+		opts.MaxConcurrentReconciles = 2
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&v1alpha1.IMCluster{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Owns(&corev1.ConfigMap{}).
+		Owns(&corev1.Service{}).
+		Owns(&appsv1.Deployment{}).
+		Owns(&batchv1.Job{}).
+		Owns(&policyv1.PodDisruptionBudget{}).
+		Owns(&autoscalingv2.HorizontalPodAutoscaler{}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: opts.MaxConcurrentReconciles}).
+		Named("imcluster").
+		Complete(r)
+}
+
+// event records an event on the IMCluster; related is the child concerned,
+// if any.
+func (r *IMClusterReconciler) event(c *v1alpha1.IMCluster, related runtime.Object, eventType, reason, action, note string, args ...any) {
+	if r.Recorder == nil {
+		return
+	}
+	if related != nil {
+		if o, ok := related.(client.Object); !ok || o.GetName() == "" {
+			related = nil
+		}
+	}
+	r.Recorder.Eventf(c, related, eventType, reason, action, note, args...)
+}
+
+// CacheOptions restricts the manager's cache of child kinds to objects
+// this operator manages, so its memory does not grow with every ConfigMap,
+// Service or Deployment in the cluster.
+func CacheOptions() cache.Options {
+	sel := cache.ByObject{Label: labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedBy})}
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&corev1.ConfigMap{}:                      sel,
+		&corev1.Service{}:                        sel,
+		&appsv1.Deployment{}:                     sel,
+		&batchv1.Job{}:                           sel,
+		&policyv1.PodDisruptionBudget{}:          sel,
+		&autoscalingv2.HorizontalPodAutoscaler{}: sel,
+	}}
+}
