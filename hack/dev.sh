@@ -135,10 +135,21 @@ EOF
 
 # --- demo -------------------------------------------------------------------
 
-listen() { # user device push-url -> pid of a listener writing $RUN/demo/<device>.jsonl
+LISTENERS=()
+stop_listeners() {
+	local p
+	for p in "${LISTENERS[@]}"; do
+		kill "$p" 2>/dev/null || true
+	done
+	LISTENERS=()
+}
+trap stop_listeners EXIT
+
+listen() { # user device push-url; sets LAST_PID to a listener writing $RUN/demo/<device>.jsonl
 	local f="$RUN/demo/$2.jsonl"
 	"$BIN/imctl" listen --as "$1" --device "$2" --terminal desktop --push "$3" >>"$f" 2>>"$RUN/demo/$2.err" &
-	echo $!
+	LAST_PID=$!
+	LISTENERS+=("$LAST_PID")
 }
 
 wait_line() { # file pattern what
@@ -173,8 +184,10 @@ cmd_demo() {
 	export IM_AUTH_USER_KEY_FILE IMCTL_API=$API
 	say "Demo: alice on push-1, bob on push-2"
 	local pa pb
-	pa=$(listen $alice alice-phone $PUSH1)
-	pb=$(listen $bob bob-phone $PUSH2)
+	listen $alice alice-phone $PUSH1
+	pa=$LAST_PID
+	listen $bob bob-phone $PUSH2
+	pb=$LAST_PID
 	wait_connected alice-phone
 	wait_connected bob-phone
 	step "$(grep 'connected to' "$demo/alice-phone.err" | tail -n1)"
@@ -204,7 +217,8 @@ cmd_demo() {
 	say "Demo: bob logs in again and pulls what he missed"
 	"$imctl" unread --as $bob >"$demo/unread.json"
 	step "unread pull: $(grep -o 'offline message [0-9] ('"$tag"')' "$demo/unread.json" | tr '\n' ',' | sed 's/,$//')"
-	pb=$(listen $bob bob-phone $PUSH1)
+	listen $bob bob-phone $PUSH1
+	pb=$LAST_PID
 	wait_connected bob-phone
 	for i in 1 2 3; do
 		wait_line "$demo/bob-phone.jsonl" "offline message $i ($tag)" "bob to sync message $i"
@@ -223,8 +237,7 @@ cmd_demo() {
 	show "$demo/bob-phone.jsonl" '"kind":"recall"'
 	step "history now (alice's view, newest first):"
 	"$imctl" history --as $alice --with $bob --limit 4 | cut -c1-400 | sed -e 's/^/      /'
-	kill "$pa" "$pb" 2>/dev/null || true
-	wait "$pa" "$pb" 2>/dev/null || true
+	stop_listeners
 	say "Demo done (listener output in ${demo#"$ROOT"/}/)"
 }
 

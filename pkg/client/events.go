@@ -48,7 +48,7 @@ func (c *Client) deliver(ev protocol.Event, pushed bool) {
 	c.dmu.Lock()
 	s := c.seen[ev.ConvID]
 	if s == nil {
-		s = &seenSet{set: map[int64]struct{}{}}
+		s = &seenSet{floor: -1, set: map[int64]struct{}{}} // seq 0 is a valid seq
 		c.seen[ev.ConvID] = s
 	}
 	fresh := s.add(ev.Seq)
@@ -69,7 +69,7 @@ func (c *Client) deliver(ev protocol.Event, pushed bool) {
 	// receipts would produce receipts of receipts).
 	if !c.cfg.NoAutoAck && ev.Kind == protocol.KindMessage && ev.From != c.User() {
 		c.ackMu.Lock()
-		if ev.Seq > c.acks[ev.ConvID] {
+		if cur, ok := c.acks[ev.ConvID]; !ok || ev.Seq > cur {
 			c.acks[ev.ConvID] = ev.Seq
 		}
 		c.ackMu.Unlock()

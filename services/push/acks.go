@@ -42,7 +42,7 @@ func (a *acker) add(user, device string, items []protocol.AckItem) {
 	a.mu.Lock()
 	for _, it := range items {
 		k := ackKey{it.ConvID, user, device}
-		if it.Seq > a.pending[k] {
+		if cur, ok := a.pending[k]; !ok || it.Seq > cur {
 			a.pending[k] = it.Seq
 		}
 	}

@@ -297,8 +297,8 @@ func (c *conn) handleText(payload []byte) bool {
 			return false
 		}
 		for _, a := range f.Acks {
-			if a.ConvID == "" || len(a.ConvID) > 256 || a.Seq <= 0 {
-				c.fail(protocol.ErrInvalidField, protocol.ClosePolicy, "ack needs conv_id and seq > 0")
+			if a.ConvID == "" || len(a.ConvID) > 256 || a.Seq < 0 {
+				c.fail(protocol.ErrInvalidField, protocol.ClosePolicy, "ack needs conv_id and seq >= 0")
 				return false
 			}
 		}

@@ -398,7 +398,7 @@ func TestBadInputClosesWithCode(t *testing.T) {
 		{"binary frame", "eve", [][]byte{{1, 2, 3}}, ws.OpBinary, protocol.ErrBadJSON},
 		{"invalid utf8", "eve", [][]byte{{'"', 0xff, 0xfe, '"'}}, ws.OpText, protocol.ErrInvalidUTF8},
 		{"oversize frame", "eve", [][]byte{big}, ws.OpText, protocol.ErrTooLarge},
-		{"bad ack", "eve", [][]byte{[]byte(`{"type":"ack","acks":[{"conv_id":"","seq":0}]}`)}, ws.OpText, protocol.ErrInvalidField},
+		{"bad ack", "eve", [][]byte{[]byte(`{"type":"ack","acks":[{"conv_id":"","seq":1}]}`)}, ws.OpText, protocol.ErrInvalidField},
 		{"second login", "eve", [][]byte{[]byte(`{"type":"login","token":"x","device_id":"d","terminal":"web"}`)}, ws.OpText, protocol.ErrInvalidField},
 		{"flood", "eve", func() (fs [][]byte) {
 			for i := 0; i < 200; i++ {
