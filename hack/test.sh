@@ -20,8 +20,14 @@ phase() { # NAME: prints how long the previous phase took
 phase install
 
 started=()
+sampler=""
 cleanup() {
 	local rc=$?
+	if [[ -n "$sampler" ]]; then
+		kill "$sampler" 2>/dev/null || true
+		wait "$sampler" 2>/dev/null || true
+		log "peak RSS of the dependency stack (kafka+cassandra+etcd): $(cat "$REPO_ROOT/.run/test-peak-rss" 2>/dev/null || echo '?') MiB"
+	fi
 	if ((${#started[@]})); then
 		IMC_RUN_DIR="$REPO_ROOT/.run/test-deps" "$REPO_ROOT/hack/deps.sh" stop "${started[@]}" || true
 	fi
@@ -42,6 +48,26 @@ if ((${#started[@]})); then
 	IMC_RUN_DIR="$REPO_ROOT/.run/test-deps" IMC_FRESH=1 "$REPO_ROOT/hack/deps.sh" start "${started[@]}"
 fi
 phase start-servers
+
+# Samples the servers' summed RSS every 2 s; the peak is printed on exit.
+sample_rss() {
+	local peak=0 sum p c dir
+	while true; do
+		sum=0
+		for c in kafka cassandra etcd; do
+			for dir in "$REPO_ROOT/.run/test-deps" "$IMC_RUN_DIR"; do
+				p="$(cat "$dir/$c/pid" 2>/dev/null)" || continue
+				pid_alive "$p" || continue
+				sum=$((sum + $(awk '/VmRSS/{print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
+				break
+			done
+		done
+		((sum > peak)) && peak=$sum && echo $((peak / 1024)) >"$REPO_ROOT/.run/test-peak-rss"
+		sleep 2
+	done
+}
+sample_rss &
+sampler=$!
 
 eval "$("$REPO_ROOT/hack/deps.sh" env)"
 export CI="${CI:-}"
