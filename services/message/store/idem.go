@@ -39,24 +39,23 @@ func (st *Store) ClaimIdempotency(ctx context.Context, sender, cmid string, want
 		want.Seq = -1
 		return want, true, nil
 	}
-	return idemFromMap(m), false, nil
-}
-
-func idemFromMap(m map[string]any) Idem {
-	i := Idem{Seq: -1}
-	i.MsgID, _ = m["msg_id"].(string)
-	i.ConvID, _ = m["conv_id"].(string)
-	i.Hash, _ = m["hash"].([]byte)
-	i.CreatedMs, _ = m["created_ms"].(int64)
-	if off, ok := m["off"].(int64); ok && m["part"] != nil {
-		if p, ok := m["part"].(int); ok && p >= 0 {
-			i.Produced, i.Off = true, off
-		}
+	// A retry (rare): read the row with typed nulls, serially.
+	var i Idem
+	var part *int
+	var off, seq *int64
+	err = st.s.Query(`SELECT msg_id, conv_id, hash, created_ms, part, off, seq FROM idempotency WHERE sender = ? AND client_msg_id = ?`,
+		sender, cmid).WithContext(ctx).Consistency(gocql.Consistency(gocql.LocalSerial)).Scan(&i.MsgID, &i.ConvID, &i.Hash, &i.CreatedMs, &part, &off, &seq)
+	if err != nil {
+		return Idem{}, false, fmt.Errorf("while reading idempotency key: %w", err)
 	}
-	if seq, ok := m["seq"].(int64); ok && m["seq"] != nil {
-		i.Seq = seq
+	i.Seq = -1
+	if part != nil && off != nil {
+		i.Produced, i.Off = true, *off
 	}
-	return i
+	if seq != nil {
+		i.Seq = *seq
+	}
+	return i, false, nil
 }
 
 // SetProduced records where the first produce of (sender, cmid) landed.

@@ -3,6 +3,8 @@
 package msgtest
 
 import (
+	"github.com/IBM/sarama"
+
 	"testing"
 	"time"
 
@@ -75,4 +77,21 @@ func Store(t testing.TB, cfg config.Message) *store.Store {
 	}
 	t.Cleanup(st.Close)
 	return st
+}
+
+// LogEnds returns the end offset of every partition of cfg's topic.
+func LogEnds(t testing.TB, cfg config.Message) []int64 {
+	t.Helper()
+	c, err := sarama.NewClient(cfg.Kafka.Brokers, sarama.NewConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	out := make([]int64, cfg.Kafka.Partitions)
+	for p := range out {
+		if out[p], err = c.GetOffset(cfg.Kafka.Topic, int32(p), sarama.OffsetNewest); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
 }

@@ -1,0 +1,84 @@
+// Package message is the message tier of imcluster: the HTTP API devices and
+// business back ends call, and the pipeline that turns the Kafka log into
+// stored messages and deliveries. Its parts live in the sub-packages:
+//
+//	model     conversation ids, the log Record, cursors, buckets
+//	mlog      idempotent acks=all producer, topic administration
+//	store     Cassandra schema (migrations) and every query
+//	pipeline  consumer group: decode → dedupe → persist → route → commit
+//	api       HTTP handlers (api/openapi/message.yaml)
+//	server    assembly for the binary and for child-process tests
+//
+// # The path of a message
+//
+// API: authenticate → validate everything → claim (sender, client_msg_id)
+// in Cassandra with a lightweight transaction → produce the Record (key =
+// conversation id) with acks=all → record the offset on the idempotency row →
+// answer msg_id and seq. Pipeline, per partition in offset order, one batch
+// per fetch: decode (undecodable → dead-letter topic with the reason) →
+// de-duplicate → persist (messages, both users' feeds and conversation rows;
+// transient errors retried with backoff, never skipped) → record the
+// partition's persisted offset → route (Router) → mark for commit. Offsets
+// are committed only after their effect, so a crash replays, never skips.
+//
+// # seq is the Kafka offset
+//
+// A conversation lives on one partition (hash of its id), whose offsets are
+// strictly increasing, so the record's offset is a per-conversation seq that
+// needs no coordination and is identical on every replay. It is sparse (gaps
+// mean nothing). Failure cases and what guards them:
+//
+//   - Replay after a crash or rebalance: the same offsets give the same rows
+//     (every write is keyed by offset and written USING TIMESTAMP offset+1),
+//     so at-least-once processing has exactly-once effect. Pushes may repeat;
+//     devices de-duplicate by (conv_id, seq).
+//   - Zombie consumer (lost its partition, still writing): it can only write
+//     the same rows for the same offsets; a late write can never undo a recall
+//     (the recall has a higher timestamp) or lower a cursor (max-registers).
+//   - Partition count change: would move conversations to other partitions
+//     and break per-conversation order. bootstrap refuses to change it and the
+//     binary refuses to start when the topic disagrees with the configuration.
+//   - Topic re-created (offsets restart at 0): the pipeline stores the topic
+//     id and highest persisted offset per partition and refuses to consume
+//     when the id differs or the stored offset is beyond the log's end
+//     (pipeline.ErrTopicRecreated). Recovery is a new keyspace.
+//   - Retention: records are needed only until committed; history lives in
+//     Cassandra.
+//
+// # Idempotent send, durably
+//
+// The (sender, client_msg_id) row is created by INSERT IF NOT EXISTS before
+// producing; the same key with another content hash answers 409. A retry
+// answers the stored msg_id (and seq, once the first attempt recorded its
+// offset). If the first attempt's outcome is unknown (it crashed between
+// claim and ack) the retry waits out a lease (api.DefaultIdemLease, longer
+// than a produce can stay in flight), then produces again with Retry set; the
+// pipeline checks only Retry records against the persisted seq on the
+// idempotency row (written by the pipeline for every message), so the copy
+// is dropped if the original landed.
+//
+// # Sync is complete
+//
+// Every event is appended to both participants' feeds: Cassandra partitions
+// (user, Kafka partition, bucket) clustered by offset. A device cursor is a
+// vector of per-partition next offsets. The pipeline writes a user's feed
+// entries of a batch in offset order as single-partition batches, after the
+// bucket's marker and after all earlier buckets; so a reader that sees offset
+// N of a partition has every earlier one, and may move past a bucket only when
+// a later bucket's marker was read before the bucket itself. Events landing
+// while a device pages are therefore either on the current page or after the
+// returned cursor, never skipped.
+//
+// The unread pull walks the user's conversations in id order from their read
+// cursors; its first page also returns a sync cursor taken before the walk
+// (the persisted head of every partition), so unread-then-sync misses nothing
+// that lands during the walk.
+//
+// # Bounds
+//
+// Request bodies (IM_MAX_MESSAGE_BYTES + envelope), pages ≤ 100, delivered
+// acks ≤ 1000 per call, presence lists ≤ 1000, pipeline batches ≤ 1000
+// records, Cassandra batches ≤ 32 statements and 40 KiB, partitions ≤ 65,536
+// rows (bucket = offset >> 16), marker cache ≤ 200,000 keys, in-flight writes
+// per batch ≤ 64.
+package message
