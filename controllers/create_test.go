@@ -295,7 +295,7 @@ func TestFinishedBootstrapIsNotRerun(t *testing.T) {
 func patchSpec(t *testing.T, s *suite, ns, name, mergePatch string) {
 	t.Helper()
 	c := &v1alpha1.IMCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
-	if err := s.client.Patch(context.Background(), c, client.RawPatch("application/merge-patch+json", []byte(mergePatch))); err != nil {
+	if err := s.client.Patch(context.Background(), c, rawMerge(mergePatch)); err != nil {
 		t.Fatalf("patch %s: %v", mergePatch, err)
 	}
 }
