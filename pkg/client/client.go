@@ -33,6 +33,9 @@ type Config struct {
 
 	// OnEvent gets every event exactly once per (conv_id, seq), serially.
 	OnEvent func(protocol.Event)
+	// OnEventVia, if set, is called instead of OnEvent and also says
+	// whether the event came by push (true) or by sync (false).
+	OnEventVia func(ev protocol.Event, pushed bool)
 	// OnConnect runs after each welcome; OnDisconnect after each lost
 	// connection (err says why).
 	OnConnect    func(w protocol.ServerFrame)

@@ -52,8 +52,12 @@ func (c *Client) deliver(ev protocol.Event, pushed bool) {
 		c.seen[ev.ConvID] = s
 	}
 	fresh := s.add(ev.Seq)
-	if fresh && c.cfg.OnEvent != nil {
-		c.cfg.OnEvent(ev)
+	if fresh {
+		if c.cfg.OnEventVia != nil {
+			c.cfg.OnEventVia(ev, pushed)
+		} else if c.cfg.OnEvent != nil {
+			c.cfg.OnEvent(ev)
+		}
 	}
 	c.dmu.Unlock()
 	if !fresh {
