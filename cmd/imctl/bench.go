@@ -1,0 +1,503 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/imcluster/imcluster/pkg/client"
+	"github.com/imcluster/imcluster/services/auth"
+	"github.com/imcluster/imcluster/services/protocol"
+)
+
+type benchOpts struct {
+	users       int
+	rate        float64
+	duration    time.Duration
+	concurrency int
+	settle      time.Duration
+	connectPar  int
+	hold        time.Duration
+	metrics     string
+	jsonOut     bool
+	runID       string
+	textBytes   int
+}
+
+// BenchResult is imctl bench's JSON output.
+type BenchResult struct {
+	RunID       string  `json:"run_id"`
+	Date        string  `json:"date"`
+	Users       int     `json:"users"`
+	PushNodes   int     `json:"push_nodes"`
+	Connected   int     `json:"connected"`
+	ConnectErrs int     `json:"connect_errors"`
+	FDLimit     uint64  `json:"fd_limit"`
+	FDLimitHit  bool    `json:"fd_limit_hit"`
+	ConnectSecs float64 `json:"connect_seconds"`
+
+	RateTarget   float64 `json:"rate_target"`
+	DurationSecs float64 `json:"duration_seconds"`
+	Sent         int64   `json:"sent"`
+	Acked        int64   `json:"acked"`
+	SendErrors   int64   `json:"send_errors"`
+	Delivered    int64   `json:"delivered"`
+	Lost         int64   `json:"lost"`
+	Duplicated   int64   `json:"duplicated"`
+	Reordered    int64   `json:"reordered"`
+	AckedPerSec  float64 `json:"acked_per_sec"`
+	DelivPerSec  float64 `json:"delivered_per_sec"`
+
+	SendAckMs     Percentiles `json:"send_ack_ms"`
+	SendDeliverMs Percentiles `json:"send_deliver_ms"`
+
+	Memory []NodeMemory `json:"push_memory,omitempty"`
+	Notes  []string     `json:"notes,omitempty"`
+}
+
+// Percentiles of a latency distribution, in milliseconds.
+type Percentiles struct {
+	N   int     `json:"n"`
+	P50 float64 `json:"p50"`
+	P90 float64 `json:"p90"`
+	P99 float64 `json:"p99"`
+	Max float64 `json:"max"`
+}
+
+// NodeMemory is one push node's memory before and after the connections.
+type NodeMemory struct {
+	URL             string  `json:"metrics_url"`
+	Connections     int     `json:"connections"`
+	RSSBeforeBytes  int64   `json:"rss_before_bytes"`
+	RSSAfterBytes   int64   `json:"rss_after_bytes"`
+	HeapBeforeBytes int64   `json:"heap_inuse_before_bytes"`
+	HeapAfterBytes  int64   `json:"heap_inuse_after_bytes"`
+	Goroutines      int64   `json:"goroutines"`
+	RSSPerConnKiB   float64 `json:"rss_per_conn_kib"`
+	HeapPerConnKiB  float64 `json:"heap_per_conn_kib"`
+}
+
+func init() {
+	var o benchOpts
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "connect N users across the push nodes, send at a rate through the real API, report loss and latency",
+		Long: `bench connects --users users (one device each, round-robin over --push),
+then sends --rate messages/s for --duration through the message API (user i
+to user i+1), and reports sent, acked, delivered (by push), lost, duplicated
+and reordered counts, send-ack and send→deliver latency percentiles, and,
+with --push-metrics, each push node's RSS and heap growth per connection.
+
+With --rate 0 it only connects, holds the connections idle for --hold, and
+measures memory per idle connection.
+
+One process can hold at most as many sockets as its open-files limit; bench
+checks the limit first and reports clearly when it is hit.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runBench(cmd.Context(), o) },
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.users, "users", 100, "users to connect (one device each)")
+	f.Float64Var(&o.rate, "rate", 100, "messages per second (0: connect only, measure idle memory)")
+	f.DurationVar(&o.duration, "duration", 10*time.Second, "how long to send")
+	f.IntVar(&o.concurrency, "concurrency", 256, "sends in flight at most")
+	f.DurationVar(&o.settle, "settle", 10*time.Second, "how long to wait for deliveries after the last send")
+	f.IntVar(&o.connectPar, "connect-parallelism", 64, "logins in flight at most")
+	f.DurationVar(&o.hold, "hold", 5*time.Second, "with --rate 0: how long to hold the idle connections before measuring")
+	f.StringVar(&o.metrics, "push-metrics", "", "push nodes' metrics base URLs, comma-separated (for memory per connection)")
+	f.BoolVar(&o.jsonOut, "json", false, "print the result as JSON on stdout")
+	f.StringVar(&o.runID, "run-id", "", "user name prefix (default: bench-<time>)")
+	f.IntVar(&o.textBytes, "text-bytes", 64, "message text size")
+	rootCmd.AddCommand(cmd)
+}
+
+type sentMsg struct {
+	start, acked, delivered time.Time
+	ok                      bool
+	deliveries              int32
+}
+
+func runBench(ctx context.Context, o benchOpts) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if o.runID == "" {
+		o.runID = "bench-" + time.Now().Format("150405")
+	}
+	res := BenchResult{RunID: o.runID, Date: time.Now().UTC().Format(time.RFC3339), Users: o.users,
+		RateTarget: o.rate, PushNodes: len(pushURLs())}
+	logf := func(format string, a ...any) { fmt.Fprintf(os.Stderr, format+"\n", a...) }
+
+	// Open files: every connection is a socket in this process.
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil {
+		if lim.Cur < lim.Max {
+			lim.Cur = lim.Max
+			_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+			_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
+		}
+		res.FDLimit = lim.Cur
+		need := uint64(o.users) + uint64(o.concurrency) + 64
+		if need > lim.Cur {
+			msg := fmt.Sprintf("OPEN-FILES LIMIT: %d users need about %d file descriptors in this process, the limit is %d (hard %d); "+
+				"connections beyond it will fail with EMFILE and the figures would not be for %d connections. "+
+				"Run several bench processes with fewer --users each, or raise the limit.", o.users, need, lim.Cur, lim.Max, o.users)
+			logf("imctl bench: %s", msg)
+			res.Notes = append(res.Notes, msg)
+			res.FDLimitHit = true
+		}
+	}
+	if o.metrics != "" {
+		for _, u := range strings.Split(o.metrics, ",") {
+			u = strings.TrimRight(strings.TrimSpace(u), "/")
+			m, err := scrape(u)
+			if err != nil {
+				return fmt.Errorf("push metrics %s: %w", u, err)
+			}
+			res.Memory = append(res.Memory, NodeMemory{URL: u, RSSBeforeBytes: m["process_resident_memory_bytes"], HeapBeforeBytes: m["go_memstats_heap_inuse_bytes"]})
+		}
+	}
+	key, err := readUserKey()
+	if err != nil {
+		return err
+	}
+	signer, err := auth.NewSigner(auth.KindUser, key)
+	if err != nil {
+		return err
+	}
+
+	// Connect.
+	users := make([]string, o.users)
+	tokens := make([]string, o.users)
+	for i := range users {
+		users[i] = fmt.Sprintf("%s-%d", o.runID, i)
+		if tokens[i], err = signer.Sign(users[i], 6*time.Hour); err != nil {
+			return err
+		}
+	}
+	var (
+		sentMu    sync.Mutex
+		sent      = map[string]*sentMsg{}
+		delivered atomic.Int64
+		dups      atomic.Int64
+		reordered atomic.Int64
+		lastSeqMu sync.Mutex
+		lastSeq   = map[string]int64{}
+	)
+	onEvent := func(me string, ev protocol.Event) {
+		// Count what reaches the recipient (the sender's own device is
+		// excepted by routing; any other device of the sender would be an
+		// echo, not a delivery).
+		if ev.Kind != protocol.KindMessage || ev.Message == nil || ev.Message.To != me {
+			return
+		}
+		now := time.Now()
+		lastSeqMu.Lock()
+		if last, ok := lastSeq[ev.ConvID]; ok && ev.Seq < last {
+			reordered.Add(1)
+		} else {
+			lastSeq[ev.ConvID] = ev.Seq
+		}
+		lastSeqMu.Unlock()
+		sentMu.Lock()
+		m := sent[ev.Message.ClientMsgID]
+		sentMu.Unlock()
+		if m == nil {
+			return
+		}
+		if atomic.AddInt32(&m.deliveries, 1) > 1 {
+			dups.Add(1)
+			return
+		}
+		sentMu.Lock()
+		m.delivered = now
+		sentMu.Unlock()
+		delivered.Add(1)
+	}
+	urls := pushURLs()
+	clients := make([]*client.Client, o.users)
+	var connected, connErrs, emfile atomic.Int64
+	connStart := time.Now()
+	sem := make(chan struct{}, o.connectPar)
+	var wg sync.WaitGroup
+	stopProgress := progress(func() string {
+		return fmt.Sprintf("connecting: %d/%d connected, %d errors", connected.Load(), o.users, connErrs.Load())
+	})
+	for i := range users {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			c := client.New(client.Config{URLs: []string{urls[i%len(urls)]}, Token: tokens[i], DeviceID: "d0", Terminal: "bench",
+				NoSync: true, NoAutoAck: true, OnEvent: func(ev protocol.Event) { onEvent(users[i], ev) }})
+			c.Start()
+			cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+			err := c.WaitConnected(cctx)
+			cancel()
+			if err != nil {
+				connErrs.Add(1)
+				if errors.Is(err, syscall.EMFILE) || strings.Contains(err.Error(), "too many open files") {
+					emfile.Add(1)
+				}
+				go c.Close()
+				return
+			}
+			clients[i] = c
+			connected.Add(1)
+		}(i)
+	}
+	wg.Wait()
+	stopProgress()
+	res.Connected, res.ConnectErrs = int(connected.Load()), int(connErrs.Load())
+	res.ConnectSecs = time.Since(connStart).Seconds()
+	logf("connected %d/%d users in %.1fs (%d errors)", res.Connected, o.users, res.ConnectSecs, res.ConnectErrs)
+	if emfile.Load() > 0 {
+		res.FDLimitHit = true
+		msg := fmt.Sprintf("OPEN-FILES LIMIT HIT: %d connections failed with 'too many open files' (limit %d); the memory figure is for %d connections, not %d",
+			emfile.Load(), res.FDLimit, res.Connected, o.users)
+		logf("imctl bench: %s", msg)
+		res.Notes = append(res.Notes, msg)
+	}
+	defer func() {
+		for _, c := range clients {
+			if c != nil {
+				go c.Close()
+			}
+		}
+	}()
+
+	if o.rate <= 0 {
+		logf("holding %d idle connections for %v", res.Connected, o.hold)
+		time.Sleep(o.hold)
+		measureMemory(&res)
+		return report(res, o.jsonOut)
+	}
+	// Give the message tier's presence cache a moment to see every session.
+	time.Sleep(time.Second)
+
+	// Send at the rate through the API.
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConns: o.concurrency, MaxIdleConnsPerHost: o.concurrency}}
+	var (
+		nSent, nAcked, nErr atomic.Int64
+		ackLat              []time.Duration
+		latMu               sync.Mutex
+	)
+	text := strings.Repeat("x", o.textBytes)
+	ssem := make(chan struct{}, o.concurrency)
+	start := time.Now()
+	end := start.Add(o.duration)
+	stopProgress = progress(func() string {
+		el := time.Since(start).Seconds()
+		return fmt.Sprintf("t=%4.0fs sent=%d acked=%d delivered=%d errors=%d rate=%.0f/s inflight=%d",
+			el, nSent.Load(), nAcked.Load(), delivered.Load(), nErr.Load(), float64(nAcked.Load())/max(el, 0.001), len(ssem))
+	})
+	var swg sync.WaitGroup
+	for k := 0; ; k++ {
+		next := start.Add(time.Duration(float64(k) / o.rate * float64(time.Second)))
+		if next.After(end) {
+			break
+		}
+		if d := time.Until(next); d > 0 {
+			time.Sleep(d)
+		}
+		ssem <- struct{}{}
+		from := k % o.users
+		if clients[from] == nil || clients[(from+1)%o.users] == nil {
+			<-ssem
+			continue
+		}
+		to := (from + 1) % o.users
+		cmid := fmt.Sprintf("%s-%d", o.runID, k)
+		m := &sentMsg{start: time.Now()}
+		sentMu.Lock()
+		sent[cmid] = m
+		sentMu.Unlock()
+		nSent.Add(1)
+		swg.Add(1)
+		go func() {
+			defer swg.Done()
+			defer func() { <-ssem }()
+			api := client.API{BaseURL: g.api, Token: tokens[from], Device: "d0", HTTP: hc}
+			sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			_, err := api.Send(sctx, client.SendRequest{To: users[to], ClientMsgID: cmid, Type: protocol.TypeText, Body: &protocol.Body{Text: text}})
+			cancel()
+			now := time.Now()
+			if err != nil {
+				nErr.Add(1)
+				return
+			}
+			sentMu.Lock()
+			m.acked, m.ok = now, true
+			sentMu.Unlock()
+			nAcked.Add(1)
+			latMu.Lock()
+			ackLat = append(ackLat, now.Sub(m.start))
+			latMu.Unlock()
+		}()
+	}
+	swg.Wait()
+	sendSecs := time.Since(start).Seconds()
+	settleEnd := time.Now().Add(o.settle)
+	for delivered.Load() < nAcked.Load() && time.Now().Before(settleEnd) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	stopProgress()
+
+	res.DurationSecs = sendSecs
+	res.Sent, res.Acked, res.SendErrors = nSent.Load(), nAcked.Load(), nErr.Load()
+	res.Delivered, res.Duplicated, res.Reordered = delivered.Load(), dups.Load(), reordered.Load()
+	res.AckedPerSec = float64(res.Acked) / sendSecs
+	var delivLat []time.Duration
+	var lastDeliver time.Time
+	sentMu.Lock()
+	for _, m := range sent {
+		if m.ok && m.delivered.IsZero() {
+			res.Lost++
+		}
+		if !m.delivered.IsZero() {
+			delivLat = append(delivLat, m.delivered.Sub(m.start))
+			if m.delivered.After(lastDeliver) {
+				lastDeliver = m.delivered
+			}
+		}
+	}
+	sentMu.Unlock()
+	if !lastDeliver.IsZero() {
+		res.DelivPerSec = float64(res.Delivered) / lastDeliver.Sub(start).Seconds()
+	}
+	res.SendAckMs = percentiles(ackLat)
+	res.SendDeliverMs = percentiles(delivLat)
+	measureMemory(&res)
+	return report(res, o.jsonOut)
+}
+
+func readUserKey() ([]byte, error) {
+	if g.userKey == "" {
+		return nil, errors.New("bench mints user tokens: set --user-key-file (or IM_AUTH_USER_KEY_FILE)")
+	}
+	b, err := os.ReadFile(g.userKey)
+	if err != nil {
+		return nil, err
+	}
+	return []byte(strings.TrimRight(string(b), "\r\n")), nil
+}
+
+func measureMemory(res *BenchResult) {
+	for i := range res.Memory {
+		nm := &res.Memory[i]
+		m, err := scrape(nm.URL)
+		if err != nil {
+			res.Notes = append(res.Notes, fmt.Sprintf("scrape %s: %v", nm.URL, err))
+			continue
+		}
+		nm.RSSAfterBytes, nm.HeapAfterBytes = m["process_resident_memory_bytes"], m["go_memstats_heap_inuse_bytes"]
+		nm.Connections, nm.Goroutines = int(m["imcluster_push_connections"]), m["go_goroutines"]
+		if nm.Connections > 0 {
+			nm.RSSPerConnKiB = float64(nm.RSSAfterBytes-nm.RSSBeforeBytes) / float64(nm.Connections) / 1024
+			nm.HeapPerConnKiB = float64(nm.HeapAfterBytes-nm.HeapBeforeBytes) / float64(nm.Connections) / 1024
+		}
+	}
+}
+
+// scrape reads the untyped value of a few metrics from a Prometheus text page.
+func scrape(base string) (map[string]int64, error) {
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out := map[string]int64{}
+	sc := bufio.NewScanner(io.LimitReader(resp.Body, 8<<20))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, val, ok := strings.Cut(line, " ")
+		if !ok || strings.Contains(name, "{") {
+			continue
+		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		if err == nil {
+			out[name] = int64(f)
+		}
+	}
+	return out, sc.Err()
+}
+
+func percentiles(ds []time.Duration) Percentiles {
+	if len(ds) == 0 {
+		return Percentiles{}
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	at := func(q float64) float64 {
+		i := int(q * float64(len(ds)-1))
+		return float64(ds[i].Microseconds()) / 1000
+	}
+	return Percentiles{N: len(ds), P50: at(0.50), P90: at(0.90), P99: at(0.99), Max: at(1)}
+}
+
+// progress prints line() on stderr every second, in place.
+func progress(line func() string) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				fmt.Fprintf(os.Stderr, "\r%s\n", line())
+				return
+			case <-t.C:
+				fmt.Fprintf(os.Stderr, "\r%s   ", line())
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
+func report(r BenchResult, asJSON bool) error {
+	if asJSON {
+		b, _ := json.MarshalIndent(r, "", "  ")
+		fmt.Println(string(b))
+		return nil
+	}
+	fmt.Printf("run %s: %d users on %d push node(s), %d connected (%d errors) in %.1fs, open-files limit %d\n",
+		r.RunID, r.Users, r.PushNodes, r.Connected, r.ConnectErrs, r.ConnectSecs, r.FDLimit)
+	if r.RateTarget > 0 {
+		fmt.Printf("rate %.0f/s for %.1fs: sent %d, acked %d (%.0f/s), send errors %d\n",
+			r.RateTarget, r.DurationSecs, r.Sent, r.Acked, r.AckedPerSec, r.SendErrors)
+		fmt.Printf("delivered %d (%.0f/s), lost %d, duplicated %d, reordered %d\n", r.Delivered, r.DelivPerSec, r.Lost, r.Duplicated, r.Reordered)
+		fmt.Printf("send→ack     ms: p50 %.1f  p90 %.1f  p99 %.1f  max %.1f\n", r.SendAckMs.P50, r.SendAckMs.P90, r.SendAckMs.P99, r.SendAckMs.Max)
+		fmt.Printf("send→deliver ms: p50 %.1f  p90 %.1f  p99 %.1f  max %.1f\n", r.SendDeliverMs.P50, r.SendDeliverMs.P90, r.SendDeliverMs.P99, r.SendDeliverMs.Max)
+	}
+	for _, m := range r.Memory {
+		fmt.Printf("push %s: %d connections, RSS %.1f→%.1f MiB (%.2f KiB/conn), heap in use %.1f→%.1f MiB (%.2f KiB/conn), %d goroutines\n",
+			m.URL, m.Connections, mib(m.RSSBeforeBytes), mib(m.RSSAfterBytes), m.RSSPerConnKiB,
+			mib(m.HeapBeforeBytes), mib(m.HeapAfterBytes), m.HeapPerConnKiB, m.Goroutines)
+	}
+	for _, n := range r.Notes {
+		fmt.Println("NOTE:", n)
+	}
+	return nil
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
