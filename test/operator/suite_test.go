@@ -1,0 +1,198 @@
+package operator
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/imcluster/imcluster/api/v1alpha1"
+	"github.com/imcluster/imcluster/test/testdeps"
+)
+
+// root is the repository root, from this package's directory.
+var root = func() string {
+	abs, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		panic(err)
+	}
+	return abs
+}()
+
+var scheme = func() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(v1alpha1.AddToScheme(s))
+	utilruntime.Must(apiextensionsv1.AddToScheme(s))
+	return s
+}()
+
+// apiserver is one envtest control plane with a kubeconfig for the real
+// kubectl, helm and the manager binary.
+type apiserver struct {
+	env        *envtest.Environment
+	cfg        *rest.Config
+	client     client.Client
+	kubeconfig string
+	kubectl    string
+	dir        string
+}
+
+// startAPIServer starts a control plane for t (stopped at its cleanup);
+// withCRD installs the IMCluster CRD from config/crd/bases.
+func startAPIServer(t testing.TB, withCRD bool) *apiserver {
+	t.Helper()
+	a, err := newAPIServer(testdeps.KubebuilderAssets(t), withCRD)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.stop)
+	return a
+}
+
+var (
+	sharedOnce sync.Once
+	shared     *apiserver
+	sharedErr  error
+)
+
+// sharedAPIServer is one control plane (with the CRD) for the tests that
+// need no fresh one; TestMain stops it.
+func sharedAPIServer(t testing.TB) *apiserver {
+	t.Helper()
+	assets := testdeps.KubebuilderAssets(t)
+	sharedOnce.Do(func() { shared, sharedErr = newAPIServer(assets, true) })
+	if sharedErr != nil {
+		t.Fatal(sharedErr)
+	}
+	return shared
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared != nil {
+		shared.stop()
+	}
+	os.Exit(code)
+}
+
+func newAPIServer(assets string, withCRD bool) (*apiserver, error) {
+	env := &envtest.Environment{BinaryAssetsDirectory: assets}
+	if withCRD {
+		env.CRDInstallOptions = envtest.CRDInstallOptions{
+			Paths: []string{filepath.Join(root, "config", "crd", "bases")}, ErrorIfPathMissing: true,
+		}
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		return nil, fmt.Errorf("while starting envtest: %w", err)
+	}
+	a := &apiserver{env: env, cfg: cfg, kubectl: filepath.Join(assets, "kubectl")}
+	fail := func(err error) (*apiserver, error) { a.stop(); return nil, err }
+	if a.client, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
+		return fail(err)
+	}
+	user, err := env.ControlPlane.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return fail(fmt.Errorf("while adding a user: %w", err))
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		return fail(err)
+	}
+	if a.dir, err = os.MkdirTemp("", "imcluster-operator-test-"); err != nil {
+		return fail(err)
+	}
+	a.kubeconfig = filepath.Join(a.dir, "kubeconfig")
+	if err := os.WriteFile(a.kubeconfig, kc, 0o600); err != nil {
+		return fail(err)
+	}
+	return a, nil
+}
+
+func (a *apiserver) stop() {
+	_ = a.env.Stop()
+	if a.dir != "" {
+		_ = os.RemoveAll(a.dir)
+	}
+}
+
+// run runs a binary with KUBECONFIG pointing at the apiserver (and helm's
+// state in the apiserver's temporary folder).
+func (a *apiserver) run(stdin, bin string, args ...string) (string, error) {
+	return runCmd([]string{"KUBECONFIG=" + a.kubeconfig, "HELM_CACHE_HOME=" + filepath.Join(a.dir, "helm-cache"),
+		"HELM_CONFIG_HOME=" + filepath.Join(a.dir, "helm-config"), "HELM_DATA_HOME=" + filepath.Join(a.dir, "helm-data")},
+		stdin, bin, args...)
+}
+
+// runCmd runs bin with extra environment and stdin, bounded to 2 minutes,
+// and returns its combined output.
+func runCmd(env []string, stdin, bin string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+func (a *apiserver) kubectlOK(t testing.TB, stdin string, args ...string) string {
+	t.Helper()
+	out, err := a.run(stdin, a.kubectl, args...)
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// helmBinary finds helm: $IMC_HELM (hack/deps.sh env), else PATH.
+func helmBinary(t testing.TB) string {
+	t.Helper()
+	if h := os.Getenv("IMC_HELM"); h != "" {
+		if _, err := os.Stat(h); err == nil {
+			return h
+		}
+	}
+	if h, err := exec.LookPath("helm"); err == nil {
+		return h
+	}
+	why := "helm not found in IMC_HELM or PATH (run: hack/deps.sh install helm)"
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("dependency missing under CI=true: %s", why)
+	}
+	t.Skipf("dependency missing: %s", why)
+	return ""
+}
+
+// eventually retries check until nil or timeout.
+func eventually(t testing.TB, timeout time.Duration, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v: %v", what, timeout, err)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
