@@ -1,0 +1,142 @@
+package message_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/imcluster/imcluster/services/config"
+	"github.com/imcluster/imcluster/services/message/internal/msgtest"
+	"github.com/imcluster/imcluster/services/message/model"
+	"github.com/imcluster/imcluster/services/message/server"
+	"github.com/imcluster/imcluster/services/protocol"
+)
+
+const childEnv = "IM_MESSAGE_TEST_CHILD"
+
+// TestMain lets the test binary act as the message process with
+// --role=pipeline when started as a child by TestCrashPipeline.
+func TestMain(m *testing.M) {
+	if role := os.Getenv(childEnv); role != "" {
+		cfg, err := config.LoadMessage(os.Getenv)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+		defer stop()
+		if err := server.Run(ctx, cfg, server.Options{Role: role}); err != nil {
+			fmt.Fprintln(os.Stderr, "child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func startChild(t *testing.T, cfg config.Message) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+server.RolePipeline)
+	cfg.HTTPAddr = "127.0.0.1:0"
+	for k, v := range cfg.Env() {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	if os.Getenv("IM_TEST_VERBOSE") != "" {
+		cmd.Stderr = os.Stderr
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return cmd
+}
+
+// Invariants 1 and 4 across a crash: the pipeline runs as a real child
+// process and is killed with SIGKILL in the middle of a stream of
+// thousands of acked sends; another one takes over. Every acked message is
+// stored exactly once, none is lost, and each conversation keeps the order
+// its sender was acked in.
+func TestCrashPipeline(t *testing.T) {
+	e := newEnv(t, 4)
+	e.start(t, server.RoleAPI)
+	child := startChild(t, e.cfg)
+
+	const convs, perConv = 20, 150 // 3,000 messages
+	type acked struct {
+		id  string
+		seq int64
+	}
+	results := make([][]acked, convs)
+	var sent atomic.Int64
+	var wg sync.WaitGroup
+	for c := range convs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			from, to := fmt.Sprintf("s%d", c), fmt.Sprintf("r%d", c)
+			for i := range perConv {
+				r := e.send(t, from, text(to, fmt.Sprint("k", i), fmt.Sprintf("%d/%d", c, i)))
+				results[c] = append(results[c], acked{r.MsgID, *r.Seq})
+				sent.Add(1)
+			}
+		}()
+	}
+	// Kill the child once it has persisted part of the stream.
+	persisted := func() int64 {
+		heads, err := e.st.PersistedHeads(t.Context())
+		if err != nil {
+			return 0
+		}
+		var n int64
+		for _, h := range heads {
+			n += h
+		}
+		return n
+	}
+	msgtest.Eventually(t, 60*time.Second, "child persisted 600 records", func() bool { return persisted() >= 600 })
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = child.Wait()
+	killedAt, sentAt := persisted(), sent.Load()
+	t.Logf("killed the pipeline child after %d persisted, %d acked", killedAt, sentAt)
+	if killedAt >= convs*perConv {
+		t.Fatal("child finished before the kill; the test proves nothing")
+	}
+	startChild(t, e.cfg)
+	wg.Wait()
+	for c := range convs {
+		e.waitPersisted(t, model.ConvID(fmt.Sprintf("s%d", c), fmt.Sprintf("r%d", c)), perConv)
+	}
+	for c := range convs {
+		conv := model.ConvID(fmt.Sprintf("s%d", c), fmt.Sprintf("r%d", c))
+		h := e.history(t, fmt.Sprintf("r%d", c), conv, 100)
+		if len(h) != perConv {
+			t.Fatalf("%s: %d messages stored, want %d", conv, len(h), perConv)
+		}
+		for i, ev := range h {
+			if ev.Message.MsgID != results[c][i].id || ev.Seq != results[c][i].seq {
+				t.Fatalf("%s[%d]: stored %s@%d, acked %s@%d", conv, i, ev.Message.MsgID, ev.Seq, results[c][i].id, results[c][i].seq)
+			}
+		}
+		evs, _ := e.syncAll(t, fmt.Sprintf("r%d", c), "", 100)
+		var seqs []int64
+		for _, ev := range evs {
+			if ev.Kind == protocol.KindMessage {
+				seqs = append(seqs, ev.Seq)
+			}
+		}
+		if len(seqs) != perConv || !slices.IsSorted(seqs) || len(slices.Compact(slices.Clone(seqs))) != perConv {
+			t.Fatalf("%s: sync has %d messages", conv, len(seqs))
+		}
+	}
+}

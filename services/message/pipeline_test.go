@@ -1,0 +1,116 @@
+package message_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/imcluster/imcluster/services/message/mlog"
+	"github.com/imcluster/imcluster/services/message/model"
+	"github.com/imcluster/imcluster/services/message/pipeline"
+	"github.com/imcluster/imcluster/services/message/server"
+)
+
+// Undecodable records go to the dead-letter topic with the reason and never
+// block their partition.
+func TestDeadLetter(t *testing.T) {
+	e := newEnv(t, 1)
+	e.start(t, server.RoleAll)
+	p := e.producer(t)
+	conv := model.ConvID("alice", "bob")
+	for _, bad := range []string{`not json`, `{"v":1,"kind":"poke","conv_id":"p:alice:bob","from":"alice","at_ms":1}`, `{"v":1,"kind":"read","conv_id":"p:alice:bob","from":"carol","at_ms":1}`} {
+		if _, _, err := p.Produce(conv, []byte(bad)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := e.send(t, "alice", text("bob", "after", "behind the bad records"))
+	e.waitPersisted(t, conv, 1)
+	h := e.history(t, "bob", conv, 10)
+	if len(h) != 1 || h[0].Message.MsgID != after.MsgID {
+		t.Fatalf("history %+v", h)
+	}
+	c, err := sarama.NewConsumer(e.cfg.Kafka.Brokers, sarama.NewConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pc, err := c.ConsumePartition(e.cfg.DLQTopic, 0, sarama.OffsetOldest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	for i := range 3 {
+		select {
+		case m := <-pc.Messages():
+			var reason string
+			for _, h := range m.Headers {
+				if string(h.Key) == "reason" {
+					reason = string(h.Value)
+				}
+			}
+			if reason == "" {
+				t.Fatalf("dead letter %d has no reason", i)
+			}
+			t.Logf("dead letter %d: %s", i, reason)
+		case <-time.After(30 * time.Second):
+			t.Fatalf("dead letter %d missing", i)
+		}
+	}
+}
+
+// The pipeline refuses a topic whose stored state it cannot come from: a
+// persisted offset beyond the log's end (the topic was re-created), or
+// another topic id.
+func TestTopicRecreationGuard(t *testing.T) {
+	e := newEnv(t, 1)
+	a, err := mlog.NewAdmin(e.cfg.Kafka, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	info, err := a.CheckTopic(e.cfg.Topic, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.ID == "" || info.ID == "00000000-0000-0000-0000-000000000000" {
+		t.Logf("broker reports no topic id (%q); only the offset guard applies", info.ID)
+	}
+	run := func(topicID string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		c := &pipeline.Consumer{Kafka: e.cfg.Kafka, ClientID: "guard", Guard: e.st, Grace: time.Second,
+			Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Processor: &pipeline.Processor{Store: e.st, Router: pipeline.NopRouter{}, TopicID: topicID, MaxBody: 1024,
+				Log: slog.New(slog.NewTextHandler(io.Discard, nil))}}
+		return c.Run(ctx)
+	}
+	// Stored offset 500 on an empty log.
+	if err := e.st.SetPartitionState(t.Context(), 0, info.ID, 500); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(info.ID); !errors.Is(err, pipeline.ErrTopicRecreated) {
+		t.Fatalf("offset beyond the log end: %v", err)
+	}
+	// Another topic id.
+	e2 := newEnv(t, 1)
+	if err := e2.st.SetPartitionState(t.Context(), 0, "another-topic-id", 0); err != nil {
+		t.Fatal(err)
+	}
+	e2.producer(t).Produce("p:a:b", []byte("x"))
+	if err := func() error {
+		c := &pipeline.Consumer{Kafka: e2.cfg.Kafka, ClientID: "guard", Guard: e2.st, Grace: time.Second,
+			Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Processor: &pipeline.Processor{Store: e2.st, Router: pipeline.NopRouter{}, TopicID: "this-topic-id", MaxBody: 1024,
+				Log: slog.New(slog.NewTextHandler(io.Discard, nil))}}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		return c.Run(ctx)
+	}(); !errors.Is(err, pipeline.ErrTopicRecreated) {
+		t.Fatalf("other topic id: %v", err)
+	}
+}
