@@ -1,0 +1,160 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/imcluster/imcluster/services/message/model"
+	"github.com/imcluster/imcluster/services/message/store"
+	"github.com/imcluster/imcluster/services/protocol"
+)
+
+type fakeStore struct {
+	mu        sync.Mutex
+	failures  int // Persist fails this many times first
+	persisted []store.Item
+	seqs      map[string]int64
+	log       *[]string
+}
+
+func (f *fakeStore) Persist(_ context.Context, items []store.Item) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failures > 0 {
+		f.failures--
+		return errors.New("transient: write timeout")
+	}
+	f.persisted = append(f.persisted, items...)
+	for _, it := range items {
+		if it.Rec.Kind == protocol.KindMessage {
+			f.seqs[it.Rec.From+"/"+it.Rec.ClientMsgID] = it.Off
+		}
+	}
+	*f.log = append(*f.log, "persist")
+	return nil
+}
+
+func (f *fakeStore) PersistedSeq(_ context.Context, sender, cmid string) (int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if s, ok := f.seqs[sender+"/"+cmid]; ok {
+		return s, nil
+	}
+	return -1, nil
+}
+
+func (f *fakeStore) SetPartitionState(context.Context, int32, string, int64) error { return nil }
+
+type fakeRouter struct {
+	log    *[]string
+	routed []Routed
+	block  bool
+}
+
+func (r *fakeRouter) Route(ctx context.Context, b []Routed) error {
+	if r.block {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	r.routed = append(r.routed, b...)
+	*r.log = append(*r.log, "route")
+	return nil
+}
+
+type fakeDLQ struct{ reasons []string }
+
+func (d *fakeDLQ) Produce(_ string, _ []byte, h ...sarama.RecordHeader) (int32, int64, error) {
+	d.reasons = append(d.reasons, string(h[0].Value))
+	return 0, 0, nil
+}
+
+func rec(t *testing.T, off int64, r model.Record) Record {
+	t.Helper()
+	v, err := r.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Record{Part: 0, Off: off, Key: []byte(r.ConvID), Value: v}
+}
+
+func message(from, to, cmid, id string, retry bool) model.Record {
+	return model.Record{Kind: protocol.KindMessage, ConvID: model.ConvID(from, to), From: from, DeviceID: "d1", AtMs: 1,
+		MsgID: id, ClientMsgID: cmid, Type: protocol.TypeText, Body: &protocol.Body{Text: "hi"}, Retry: retry}
+}
+
+func newProc() (*Processor, *fakeStore, *fakeRouter, *fakeDLQ, *[]string) {
+	var log []string
+	st := &fakeStore{seqs: map[string]int64{}, log: &log}
+	rt := &fakeRouter{log: &log}
+	dlq := &fakeDLQ{}
+	BackoffMin, BackoffMax = time.Millisecond, 5*time.Millisecond
+	return &Processor{Store: st, Router: rt, DeadLetter: dlq, MaxBody: 1024, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, st, rt, dlq, &log
+}
+
+func TestProcessOrderRetryDedupeDeadLetter(t *testing.T) {
+	p, st, rt, dlq, log := newProc()
+	st.failures = 3
+	batch := []Record{
+		rec(t, 10, message("alice", "bob", "c1", "m1", false)),
+		{Part: 0, Off: 11, Key: []byte("p:alice:bob"), Value: []byte("garbage")},
+		rec(t, 12, message("bob", "alice", "c2", "m2", false)),
+		rec(t, 13, message("alice", "bob", "c1", "m1", true)), // retry copy in the same batch
+	}
+	if err := p.Process(context.Background(), batch); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.persisted) != 2 || st.persisted[0].Off != 10 || st.persisted[1].Off != 12 {
+		t.Fatalf("persisted %+v", st.persisted)
+	}
+	if len(dlq.reasons) != 1 {
+		t.Fatalf("dead letters %v", dlq.reasons)
+	}
+	if len(rt.routed) != 2 || rt.routed[0].Event.Seq != 10 || rt.routed[1].Event.Seq != 12 ||
+		rt.routed[0].ExceptDevice != "d1" || rt.routed[0].Users[0] != "alice" || rt.routed[0].Users[1] != "bob" {
+		t.Fatalf("routed %+v", rt.routed)
+	}
+	if got := *log; len(got) != 2 || got[0] != "persist" || got[1] != "route" {
+		t.Fatalf("stage order %v: route must follow persist", got)
+	}
+	// A retry copy in a later batch is dropped against the durable seq; a
+	// replay of the original (same offset) is not.
+	if err := p.Process(context.Background(), []Record{rec(t, 20, message("alice", "bob", "c1", "m1", true))}); err != nil {
+		t.Fatal(err)
+	}
+	p.recent = nil // as after a restart: only the durable check remains
+	if err := p.Process(context.Background(), []Record{rec(t, 21, message("alice", "bob", "c1", "m1", true))}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Process(context.Background(), []Record{rec(t, 10, message("alice", "bob", "c1", "m1", false))}); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.persisted) != 3 || st.persisted[2].Off != 10 {
+		t.Fatalf("after retries and replay: %+v", st.persisted)
+	}
+}
+
+// A batch that cannot finish (router or store stuck) returns an error when
+// ctx ends, so the caller does not commit it.
+func TestProcessHandsBackOnShutdown(t *testing.T) {
+	p, st, rt, _, _ := newProc()
+	rt.block = true
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := p.Process(ctx, []Record{rec(t, 1, message("alice", "bob", "c1", "m1", false))}); err == nil {
+		t.Fatal("stuck route returned nil: the batch would be committed")
+	}
+	rt.block = false
+	st.failures = 1 << 30
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel2()
+	if err := p.Process(ctx2, []Record{rec(t, 2, message("alice", "bob", "c2", "m2", false))}); err == nil {
+		t.Fatal("failing store returned nil: a transient error was skipped")
+	}
+}
