@@ -9,7 +9,6 @@
 # binaries are built and tested with `make build`; this file only packages
 # them. Keep it simple: a static Go build, nothing else.
 
-# syntax=docker/dockerfile:1
 FROM golang:1.26 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
