@@ -5,8 +5,9 @@
 #   manifests CRD into config/crd/bases, ClusterRole into config/rbac/role.yaml
 #             (from the +kubebuilder markers), and their copies in the Helm
 #             chart (charts/imcluster-operator/templates/crds, clusterrole.yaml)
-#   check     regenerate everything and fail if any generated file was stale
-#             (CI runs it through make test)
+#   check     regenerate everything into a scratch copy and fail if any
+#             committed generated file differs (make test runs it through
+#             test/operator's TestGeneratedFilesUpToDate)
 #
 # controller-gen is built from this tools module (its go.mod pins the
 # version) into hack/tools/controller-gen/bin, once.
@@ -79,20 +80,20 @@ chart_role() {
 	echo '{{- end }}'
 }
 
+# check generates into a scratch copy of the sources (the working tree is
+# not touched) and compares with the committed files.
 check() {
-	local snap stale=0 f
-	snap=$(mktemp -d)
-	trap 'rm -rf "$snap"' RETURN
+	local scratch stale=0 f
+	scratch=$(mktemp -d)
+	trap 'rm -rf "$scratch"' RETURN
+	(cd "$ROOT" && cp -r --parents go.mod go.sum api controllers services/config test/testdeps \
+		config/crd/bases config/rbac/role.yaml "$scratch/")
+	mkdir -p "$scratch/charts/imcluster-operator/templates/crds"
+	(ROOT=$scratch CHART=$scratch/charts/imcluster-operator; generate && manifests)
 	for f in "${GENERATED[@]}"; do
-		mkdir -p "$snap/$(dirname "$f")"
-		[[ -f "$ROOT/$f" ]] && cp "$ROOT/$f" "$snap/$f"
-	done
-	generate
-	manifests
-	for f in "${GENERATED[@]}"; do
-		if ! cmp -s "$snap/$f" "$ROOT/$f"; then
-			echo "stale generated file: $f (run: make generate manifests, and commit)" >&2
-			diff -u "$snap/$f" "$ROOT/$f" | head -20 >&2 || true
+		if ! cmp -s "$scratch/$f" "$ROOT/$f"; then
+			echo "stale generated file: $f (run: make manifests, and commit)" >&2
+			diff -u "$ROOT/$f" "$scratch/$f" 2>&1 | head -20 >&2 || true
 			stale=1
 		fi
 	done
