@@ -66,3 +66,25 @@ $(GOLANGCI):
 .PHONY: help
 help: ## This list.
 	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*##/ { printf "  %-14s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+##@ Operator (api/, controllers/, config/, charts/; see hack/tools/controller-gen)
+
+CONTROLLER_GEN_SH := hack/tools/controller-gen/manifests.sh
+
+.PHONY: generate
+generate: ## Deepcopy code of api/ (controller-gen).
+	$(CONTROLLER_GEN_SH) generate
+
+.PHONY: manifests
+manifests: generate ## CRD and RBAC from the markers into config/ and the Helm chart.
+	$(CONTROLLER_GEN_SH) manifests
+
+.PHONY: check-manifests
+check-manifests: ## Fail if a generated file is stale (make test runs it as a Go test too).
+	$(CONTROLLER_GEN_SH) check
+
+.PHONY: helm-lint
+helm-lint: ## helm lint the operator chart with default and full values.
+	hack/deps.sh install helm
+	eval "$$(hack/deps.sh env)" && for f in "" "-f test/operator/testdata/values-full.yaml"; do \
+		"$$IMC_HELM" lint --strict charts/imcluster-operator $$f || exit 1; done
