@@ -61,6 +61,11 @@ func (r *IMClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	desired.SetDefaults()
 
 	obs := r.reconcileChildren(ctx, desired)
+	if transient(obs.err) {
+		// A stale cache (a child just created, an object just changed):
+		// not worth a Degraded condition; look again shortly.
+		return ctrl.Result{RequeueAfter: 200 * time.Millisecond}, nil
+	}
 	if err := r.patchStatus(ctx, &cluster, computeStatus(desired, obs)); err != nil {
 		if apierrors.IsConflict(err) {
 			// The object changed under us; its new version is queued or
@@ -69,13 +74,16 @@ func (r *IMClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		}
 		return ctrl.Result{}, errors.Join(obs.err, err)
 	}
-	if obs.err != nil && apierrors.IsConflict(obs.err) {
-		return ctrl.Result{RequeueAfter: 200 * time.Millisecond}, nil
-	}
 	if obs.err != nil {
 		log.FromContext(ctx).Info("reconcile failed; retrying with backoff", "error", obs.err.Error())
 	}
 	return ctrl.Result{}, obs.err
+}
+
+// transient tells errors that a stale cache explains (optimistic-lock
+// conflicts, creating what the cache did not show yet).
+func transient(err error) bool {
+	return err != nil && (apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err))
 }
 
 // reconcileChildren creates, updates and deletes the children; it stops at

@@ -1,10 +1,14 @@
 package controllers
 
 import (
+	"errors"
+	"fmt"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/utils/ptr"
 
 	"github.com/imcluster/imcluster/api/v1alpha1"
@@ -133,5 +137,24 @@ func TestComputeStatus(t *testing.T) {
 				t.Errorf("Ready reason %s, want %s", r.Reason, tc.readyReason)
 			}
 		})
+	}
+}
+
+func TestTransientErrors(t *testing.T) {
+	gr := schema.GroupResource{Group: "apps", Resource: "deployments"}
+	tests := []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{fmt.Errorf("while creating: %w", apierrors.NewAlreadyExists(gr, "x")), true},
+		{fmt.Errorf("while updating: %w", apierrors.NewConflict(gr, "x", errors.New("stale"))), true},
+		{fmt.Errorf("while creating: %w", apierrors.NewForbidden(gr, "x", errors.New("rbac"))), false},
+		{errors.New("not controlled by IMCluster"), false},
+	}
+	for _, tc := range tests {
+		if got := transient(tc.err); got != tc.want {
+			t.Errorf("transient(%v) = %v, want %v", tc.err, got, tc.want)
+		}
 	}
 }
