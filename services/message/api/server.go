@@ -105,20 +105,33 @@ func (s *Server) Handler() http.Handler {
 			mRequests.WithLabelValues(pattern, strconv.Itoa(sw.status)).Observe(time.Since(start).Seconds())
 		})
 	}
-	handle("POST /v1/messages", s.send)
-	handle("GET /v1/sync", s.sync)
-	handle("GET /v1/unread", s.unread)
-	handle("GET /v1/conversations", s.conversations)
-	handle("GET /v1/conversations/{conv}/messages", s.history)
-	handle("POST /v1/conversations/{conv}/read", s.read)
-	handle("POST /v1/conversations/{conv}/recall", s.recall)
-	handle("GET /v1/presence/{user}", s.presenceOne)
-	handle("POST /v1/presence/online", s.presenceMany)
-	handle("POST "+protocol.DeliveredPath, s.delivered)
+	for _, r := range s.routes() {
+		handle(r.pattern, r.h)
+	}
 	handle("/", func(http.ResponseWriter, *http.Request) *apiError {
 		return errf(http.StatusNotFound, protocol.ErrNotFound, "no such endpoint")
 	})
 	return mux
+}
+
+type route struct {
+	pattern string
+	h       handlerFunc
+}
+
+func (s *Server) routes() []route {
+	return []route{
+		{"POST /v1/messages", s.send},
+		{"GET /v1/sync", s.sync},
+		{"GET /v1/unread", s.unread},
+		{"GET /v1/conversations", s.conversations},
+		{"GET /v1/conversations/{conv}/messages", s.history},
+		{"POST /v1/conversations/{conv}/read", s.read},
+		{"POST /v1/conversations/{conv}/recall", s.recall},
+		{"GET /v1/presence/{user}", s.presenceOne},
+		{"POST /v1/presence/online", s.presenceMany},
+		{"POST " + protocol.DeliveredPath, s.delivered},
+	}
 }
 
 func unavailable(err error) *apiError {
