@@ -38,7 +38,7 @@ type IMClusterReconciler struct {
 // mount them by name.
 //
 // +kubebuilder:rbac:groups=imcluster.io,resources=imclusters,verbs=get;list;watch
-// +kubebuilder:rbac:groups=imcluster.io,resources=imclusters/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=imcluster.io,resources=imclusters/status,verbs=get;patch
 // +kubebuilder:rbac:groups=imcluster.io,resources=imclusters/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=configmaps;services,verbs=get;list;watch;create;update;delete
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;delete
