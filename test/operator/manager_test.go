@@ -21,6 +21,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/imcluster/imcluster/api/v1alpha1"
 )
@@ -151,22 +152,32 @@ func tail(s string, n int) string {
 	return s
 }
 
-func leaseHolder(a *apiserver) string {
+func leaseHolder(a *apiserver, ns string) string {
 	var l coordinationv1.Lease
-	if err := a.client.Get(context.Background(), client.ObjectKey{Namespace: "default", Name: leaseName}, &l); err != nil || l.Spec.HolderIdentity == nil {
+	if err := a.client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: leaseName}, &l); err != nil || l.Spec.HolderIdentity == nil {
 		return ""
 	}
 	return *l.Spec.HolderIdentity
 }
 
-// The manager binary: health, leader election with hand-over on SIGTERM,
-// reconciling an IMCluster, metrics.
+// The manager binary, installed from config/default and running with only
+// the generated RBAC (as its ServiceAccount, not as an admin): health,
+// leader election with hand-over on SIGTERM, reconciling an IMCluster,
+// metrics.
 func TestManagerBinary(t *testing.T) {
-	a := startAPIServer(t, true)
-	first := startManager(t, a)
+	a := startAPIServer(t, false)
+	a.kubectlOK(t, a.kubectlOK(t, "", "kustomize", filepath.Join(root, "config", "default")), "apply", "--server-side", "-f", "-")
+	a.kubectlOK(t, "", "wait", "--for=condition=Established", "--timeout=30s", "crd/imclusters.imcluster.io")
+	const leaseNS = "imcluster-system"
+	sa := a.kubeconfigFor(t, envtest.User{
+		Name:   "system:serviceaccount:imcluster-system:imcluster-operator-controller-manager",
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:imcluster-system", "system:authenticated"},
+	})
+	asSA := []string{"--kubeconfig=" + sa, "--leader-election-namespace=" + leaseNS}
+	first := startManager(t, a, asSA...)
 	var holder string
 	eventually(t, 30*time.Second, "leader elected", func() error {
-		if holder = leaseHolder(a); holder == "" {
+		if holder = leaseHolder(a, leaseNS); holder == "" {
 			return fmt.Errorf("no Lease holder")
 		}
 		return nil
@@ -193,14 +204,14 @@ func TestManagerBinary(t *testing.T) {
 
 	// A second replica waits; SIGTERM to the leader hands over (the Lease
 	// is released on shutdown).
-	second := startManager(t, a)
-	if h := leaseHolder(a); h != holder {
+	second := startManager(t, a, asSA...)
+	if h := leaseHolder(a, leaseNS); h != holder {
 		t.Fatalf("the second replica took the Lease from a live leader: %q -> %q", holder, h)
 	}
 	stopped := time.Now()
 	first.stop()
 	eventually(t, 30*time.Second, "second replica leads", func() error {
-		if h := leaseHolder(a); h == "" || h == holder {
+		if h := leaseHolder(a, leaseNS); h == "" || h == holder {
 			return fmt.Errorf("holder %q", h)
 		}
 		return nil

@@ -124,6 +124,29 @@ func newAPIServer(assets string, withCRD bool) (*apiserver, error) {
 	return a, nil
 }
 
+// kubeconfigFor writes a kubeconfig authenticating as user (a client
+// certificate; RBAC then applies to that user name and groups).
+func (a *apiserver) kubeconfigFor(t testing.TB, user envtest.User) string {
+	t.Helper()
+	u, err := a.env.ControlPlane.AddUser(user, nil)
+	if err != nil {
+		t.Fatalf("adding user %s: %v", user.Name, err)
+	}
+	kc, err := u.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.CreateTemp(a.dir, "kubeconfig-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(kc); err != nil {
+		t.Fatal(err)
+	}
+	return f.Name()
+}
+
 func (a *apiserver) stop() {
 	_ = a.env.Stop()
 	if a.dir != "" {
