@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"sort"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -71,6 +72,7 @@ func (r *IMClusterReconciler) ensure(
 	if update == nil {
 		return existing, nil
 	}
+	dropUnwantedAnnotations(existing, desired)
 	labels := existing.GetLabels()
 	if labels == nil {
 		labels = map[string]string{}
@@ -90,6 +92,24 @@ func (r *IMClusterReconciler) ensure(
 	childWrites.WithLabelValues(kind, "update").Inc()
 	r.event(owner, existing, corev1.EventTypeNormal, "Updated", "Update", "Updated %s %s", kind, existing.GetName())
 	return existing, nil
+}
+
+// dropUnwantedAnnotations removes from existing the annotations that an
+// earlier spec set (listed in AnnotationSpecAnnotations) and the current
+// one no longer does.
+func dropUnwantedAnnotations(existing, desired client.Object) {
+	ann := existing.GetAnnotations()
+	before, ok := ann[AnnotationSpecAnnotations]
+	if !ok || before == "" {
+		return
+	}
+	want := desired.GetAnnotations()
+	for _, k := range strings.Split(before, ",") {
+		if _, keep := want[k]; !keep {
+			delete(ann, k)
+		}
+	}
+	existing.SetAnnotations(ann)
 }
 
 // deleteChild deletes the child obj (only its Namespace and Name are

@@ -299,3 +299,52 @@ func patchSpec(t *testing.T, s *suite, ns, name, mergePatch string) {
 		t.Fatalf("patch %s: %v", mergePatch, err)
 	}
 }
+
+// The push Service follows type changes, keeping allocated node ports
+// while the type still has them.
+func TestPushServiceTypeChanges(t *testing.T) {
+	s := envSuite(t)
+	ns := s.namespace(t)
+	c := sampleCluster(ns, "svc")
+	c.Spec.Push.Service = v1alpha1.PushServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Port: 443, Annotations: map[string]string{"lb.example/type": "nlb"}}
+	if err := s.client.Create(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	var svc corev1.Service
+	eventually(t, waitFor, "LoadBalancer Service with a node port", func() error {
+		if err := s.get(ns, "svc-push", &svc); err != nil {
+			return err
+		}
+		if svc.Spec.Type != corev1.ServiceTypeLoadBalancer || svc.Spec.Ports[0].NodePort == 0 || svc.Annotations["lb.example/type"] != "nlb" {
+			return fmt.Errorf("type %s, ports %+v, annotations %v", svc.Spec.Type, svc.Spec.Ports, svc.Annotations)
+		}
+		return nil
+	})
+	nodePort := svc.Spec.Ports[0].NodePort
+	for _, step := range []struct {
+		patch    string
+		typ      corev1.ServiceType
+		nodePort func(int32) bool
+	}{
+		{`{"spec":{"push":{"service":{"type":"NodePort","port":8443,"annotations":null}}}}`, corev1.ServiceTypeNodePort, func(p int32) bool { return p == nodePort }},
+		{`{"spec":{"push":{"service":{"type":"ClusterIP"}}}}`, corev1.ServiceTypeClusterIP, func(p int32) bool { return p == 0 }},
+		{`{"spec":{"push":{"service":{"type":"LoadBalancer"}}}}`, corev1.ServiceTypeLoadBalancer, func(p int32) bool { return p != 0 }},
+	} {
+		patchSpec(t, s, ns, "svc", step.patch)
+		eventually(t, waitFor, "Service type "+string(step.typ), func() error {
+			if err := s.get(ns, "svc-push", &svc); err != nil {
+				return err
+			}
+			if svc.Spec.Type != step.typ || !step.nodePort(svc.Spec.Ports[0].NodePort) {
+				return fmt.Errorf("type %s, ports %+v", svc.Spec.Type, svc.Spec.Ports)
+			}
+			if _, ok := svc.Annotations["lb.example/type"]; ok {
+				return fmt.Errorf("annotation removed from the spec is still on the Service")
+			}
+			return nil
+		})
+		if d := s.cluster(t, ns, "svc").GetCondition(v1alpha1.ConditionDegraded); d != nil && d.Status == metav1.ConditionTrue {
+			t.Fatalf("Degraded after %s: %s", step.patch, d.Message)
+		}
+	}
+}

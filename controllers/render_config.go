@@ -38,6 +38,9 @@ const (
 
 	// AnnotationSpecHash on a child: hash of what the operator wants it to be.
 	AnnotationSpecHash = "imcluster.io/spec-hash"
+	// AnnotationSpecAnnotations on the push Service: the annotation keys
+	// that spec.push.service.annotations set.
+	AnnotationSpecAnnotations = "imcluster.io/spec-annotations"
 	// AnnotationConfigHash on a pod template: hash of the configuration
 	// that tier reads; changing it rolls the tier.
 	AnnotationConfigHash = "imcluster.io/config-hash"

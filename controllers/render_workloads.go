@@ -1,6 +1,9 @@
 package controllers
 
 import (
+	"maps"
+	"strings"
+
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
@@ -81,7 +84,13 @@ func renderPushService(c *v1alpha1.IMCluster) *corev1.Service {
 			Ports:    []corev1.ServicePort{port},
 		},
 	}
-	s.Annotations = p.Service.Annotations
+	s.Annotations = maps.Clone(p.Service.Annotations)
+	if s.Annotations == nil {
+		s.Annotations = map[string]string{}
+	}
+	// Remember which annotations come from the spec, so that one removed
+	// from the spec is removed from the Service (and others' are kept).
+	s.Annotations[AnnotationSpecAnnotations] = strings.Join(sortedKeys(p.Service.Annotations), ",")
 	setSpecHash(s, s.Spec)
 	return s
 }
