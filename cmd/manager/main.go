@@ -1,10 +1,3 @@
-// Command manager is the imcluster operator: it reconciles IMCluster
-// objects (api/v1alpha1) into the message and push tiers (controllers).
-//
-// It serves Prometheus metrics (controller-runtime's plus the operator's
-// own, imcluster_operator_*) on --metrics-bind-address and /healthz,
-// /readyz on --health-probe-bind-address, and elects a leader through a
-// Lease so that several replicas can run with one active.
 package main
 
 import (
