@@ -113,6 +113,8 @@ func TestComputeStatus(t *testing.T) {
 			"False", "True", "False", v1alpha1.ReasonRollingOut},
 		{"zero replicas is ready", observation{bootstrap: done, bootstrapHash: "h", deployments: map[string]*appsv1.Deployment{TierMessage: dep(0, 0, true), TierPush: dep(0, 0, true)}},
 			"True", "False", "False", v1alpha1.ReasonAllReady},
+		{"reconcile error", observation{bootstrap: done, bootstrapHash: "h", err: errors.New("Deployment x exists and is not controlled by IMCluster x")},
+			"False", "False", "True", v1alpha1.ReasonReconcileError},
 		{"missing deployment", observation{bootstrap: done, bootstrapHash: "h", deployments: map[string]*appsv1.Deployment{TierMessage: dep(2, 2, true)}},
 			"False", "True", "False", v1alpha1.ReasonRollingOut},
 	}

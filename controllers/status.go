@@ -101,6 +101,8 @@ func computeStatus(c *v1alpha1.IMCluster, obs observation) v1alpha1.IMClusterSta
 	switch {
 	case bootFailed:
 		set(v1alpha1.ConditionProgressing, metav1.ConditionFalse, v1alpha1.ReasonBootstrapFailed, "bootstrap failed; tiers keep their previous configuration")
+	case obs.err != nil:
+		set(v1alpha1.ConditionProgressing, metav1.ConditionFalse, v1alpha1.ReasonReconcileError, "the operator cannot apply the spec: "+truncate(obs.err.Error()))
 	case !bootDone:
 		set(v1alpha1.ConditionProgressing, metav1.ConditionTrue, v1alpha1.ReasonBootstrapRunning, "bootstrap Job "+obs.bootstrap.JobName+" is running")
 	case !msg.done || !push.done:
@@ -113,10 +115,10 @@ func computeStatus(c *v1alpha1.IMCluster, obs observation) v1alpha1.IMClusterSta
 	switch {
 	case bootFailed:
 		set(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonBootstrapFailed, obs.bootstrap.Message)
-	case !bootDone:
-		set(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonBootstrapPending, "waiting for bootstrap Job "+obs.bootstrap.JobName)
 	case obs.err != nil:
 		set(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonReconcileError, truncate(obs.err.Error()))
+	case !bootDone:
+		set(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonBootstrapPending, "waiting for bootstrap Job "+obs.bootstrap.JobName)
 	case !msg.ready || !push.ready:
 		reason := v1alpha1.ReasonPodsNotReady
 		if !msg.done || !push.done {

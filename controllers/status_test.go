@@ -137,3 +137,27 @@ func (s *suite) waitEvent(t *testing.T, ns, name, reason string) {
 		return fmt.Errorf("seen %v", seen)
 	})
 }
+
+// A child name taken by an object the cluster does not control: the
+// operator does not adopt or overwrite it, and says so (Degraded).
+func TestForeignChildDegrades(t *testing.T) {
+	s := envSuite(t)
+	ns := s.namespace(t)
+	foreign := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "taken-config",
+		Labels: map[string]string{LabelManagedBy: ManagedBy}}, Data: map[string]string{"mine": "yes"}}
+	if err := s.client.Create(context.Background(), foreign); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.client.Create(context.Background(), sampleCluster(ns, "taken")); err != nil {
+		t.Fatal(err)
+	}
+	deg := s.condition(t, ns, "taken", v1alpha1.ConditionDegraded, metav1.ConditionTrue)
+	if deg.Reason != v1alpha1.ReasonReconcileError || !strings.Contains(deg.Message, "not controlled by IMCluster taken") {
+		t.Errorf("Degraded = %s: %s", deg.Reason, deg.Message)
+	}
+	var cm corev1.ConfigMap
+	if err := s.get(ns, "taken-config", &cm); err != nil || cm.Data["mine"] != "yes" || len(cm.OwnerReferences) != 0 {
+		t.Errorf("foreign ConfigMap changed: %+v, %v", cm, err)
+	}
+	s.waitEvent(t, ns, "taken", "Degraded")
+}
