@@ -87,6 +87,9 @@ type NodeMemory struct {
 	HeapBeforeBytes int64   `json:"heap_inuse_before_bytes"`
 	HeapAfterBytes  int64   `json:"heap_inuse_after_bytes"`
 	Goroutines      int64   `json:"goroutines"`
+	OpenFDs         int64   `json:"open_fds"`
+	MaxFDs          int64   `json:"max_fds"`
+	FDExhausted     int64   `json:"accept_fd_exhausted"`
 	RSSPerConnKiB   float64 `json:"rss_per_conn_kib"`
 	HeapPerConnKiB  float64 `json:"heap_per_conn_kib"`
 }
@@ -246,7 +249,7 @@ func runBench(ctx context.Context, o benchOpts) error {
 			c := client.New(client.Config{URLs: []string{urls[i%len(urls)]}, Token: tokens[i], DeviceID: "d0", Terminal: "bench",
 				NoSync: true, NoAutoAck: true, OnEvent: func(ev protocol.Event) { onEvent(users[i], ev) }})
 			c.Start()
-			cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+			cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 			err := c.WaitConnected(cctx)
 			cancel()
 			if err != nil {
@@ -407,7 +410,17 @@ func measureMemory(res *BenchResult) {
 		}
 		nm.RSSAfterBytes, nm.HeapAfterBytes = m["process_resident_memory_bytes"], m["go_memstats_heap_inuse_bytes"]
 		nm.Connections, nm.Goroutines = int(m["imcluster_push_connections"]), m["go_goroutines"]
-		if nm.Connections > 0 {
+		nm.OpenFDs, nm.MaxFDs, nm.FDExhausted = m["process_open_fds"], m["process_max_fds"], m["imcluster_push_accept_fd_exhausted_total"]
+		if nm.FDExhausted > 0 || nm.MaxFDs > 0 && nm.OpenFDs >= nm.MaxFDs-16 {
+			res.FDLimitHit = true
+			res.Notes = append(res.Notes, fmt.Sprintf("OPEN-FILES LIMIT HIT on push node %s: %d accepts refused with EMFILE (open fds %d, limit %d; 0 = unreadable); "+
+				"it holds %d connections, not the %d asked for: one process cannot hold more sockets than its open-files limit. "+
+				"Memory figures below are for %d connections at best.",
+				nm.URL, nm.FDExhausted, nm.OpenFDs, nm.MaxFDs, nm.Connections, res.Users, nm.Connections))
+		}
+		if nm.RSSAfterBytes == 0 {
+			res.Notes = append(res.Notes, fmt.Sprintf("push node %s reported no RSS (its process collector needs a free file descriptor): no per-connection RSS figure", nm.URL))
+		} else if nm.Connections > 0 {
 			nm.RSSPerConnKiB = float64(nm.RSSAfterBytes-nm.RSSBeforeBytes) / float64(nm.Connections) / 1024
 			nm.HeapPerConnKiB = float64(nm.HeapAfterBytes-nm.HeapBeforeBytes) / float64(nm.Connections) / 1024
 		}
@@ -453,21 +466,30 @@ func percentiles(ds []time.Duration) Percentiles {
 	return Percentiles{N: len(ds), P50: at(0.50), P90: at(0.90), P99: at(0.99), Max: at(1)}
 }
 
-// progress prints line() on stderr every second, in place.
+// progress prints line() on stderr every second, in place on a terminal,
+// else one line every 5 s.
 func progress(line func() string) (stop func()) {
+	tty := false
+	if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+		tty = true
+	}
 	done := make(chan struct{})
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
-		for {
+		for n := 1; ; n++ {
 			select {
 			case <-done:
 				fmt.Fprintf(os.Stderr, "\r%s\n", line())
 				return
 			case <-t.C:
-				fmt.Fprintf(os.Stderr, "\r%s   ", line())
+				if tty {
+					fmt.Fprintf(os.Stderr, "\r%s   ", line())
+				} else if n%5 == 0 {
+					fmt.Fprintln(os.Stderr, line())
+				}
 			}
 		}
 	}()

@@ -7,6 +7,7 @@ type metrics struct {
 	framesIn, framesOut                    prometheus.Counter
 	delivered, missed                      prometheus.Counter
 	acksForwarded, acksDropped             prometheus.Counter
+	fdExhausted                            prometheus.Counter
 	closedWith                             *prometheus.CounterVec
 	sends                                  *prometheus.CounterVec
 	reg                                    prometheus.Registerer
@@ -27,6 +28,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		missed:        c("deliveries_missed_total", "Event deliveries whose device was not (or no longer) here."),
 		acksForwarded: c("acks_forwarded_total", "Delivered acks posted to the message tier."),
 		acksDropped:   c("acks_dropped_total", "Delivered acks the message tier did not take."),
+		fdExhausted:   c("accept_fd_exhausted_total", "Accepts that failed because the process hit its open-files limit (EMFILE/ENFILE)."),
 		closedWith: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "imcluster", Subsystem: "push",
 			Name: "closed_total", Help: "Connections closed, by reason (error code)."}, []string{"reason"}),
 		sends: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "imcluster", Subsystem: "push",
@@ -35,7 +37,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.accepted, m.logins, m.kicks, m.slowConsumers, m.framesIn, m.framesOut,
-			m.delivered, m.missed, m.acksForwarded, m.acksDropped, m.closedWith, m.sends)
+			m.delivered, m.missed, m.acksForwarded, m.acksDropped, m.fdExhausted, m.closedWith, m.sends)
 	}
 	return m
 }

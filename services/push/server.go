@@ -172,10 +172,14 @@ func (s *Server) Serve(ln net.Listener) error {
 				return nil
 			}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+			fdOut := errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
+			if errors.As(err, &ne) && ne.Timeout() || fdOut {
 				// EMFILE and friends: back off instead of spinning.
+				if fdOut {
+					s.met.fdExhausted.Inc()
+				}
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.log.Warn("accept failed; backing off", "err", err, "delay", delay)
+				s.log.Warn("accept failed; backing off", "err", err, "delay", delay, "connections", s.count.Load())
 				time.Sleep(delay)
 				continue
 			}
