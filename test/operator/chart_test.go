@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -149,6 +150,12 @@ func TestRenderedManifestsApply(t *testing.T) {
 	var dep appsv1.Deployment
 	if err := a.client.Get(context.Background(), client.ObjectKey{Namespace: "imc-system", Name: "t-imcluster-operator"}, &dep); err != nil {
 		t.Fatalf("operator Deployment: %v", err)
+	}
+	// The operator's own pod passes the restricted Pod Security Standard.
+	a.kubectlOK(t, "", "label", "namespace", "imc-system", "pod-security.kubernetes.io/enforce=restricted")
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "imc-system", Name: "operator-pod"}, Spec: dep.Spec.Template.Spec}
+	if err := a.client.Create(context.Background(), pod, client.DryRunAll); err != nil {
+		t.Errorf("the operator pod is refused under restricted: %v", err)
 	}
 
 	// kustomize: config/default and config/samples.
