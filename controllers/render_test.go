@@ -3,15 +3,18 @@ package controllers
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/utils/ptr"
 
 	"github.com/imcluster/imcluster/api/v1alpha1"
+	"github.com/imcluster/imcluster/services/config"
 )
 
 // Unit tests of the rendering and the status derivation: no apiserver.
@@ -158,5 +161,73 @@ func TestTransientErrors(t *testing.T) {
 		if got := transient(tc.err); got != tc.want {
 			t.Errorf("transient(%v) = %v, want %v", tc.err, got, tc.want)
 		}
+	}
+}
+
+// Secret references become mounts at fixed paths and the *_FILE / *_DIR
+// variables the services read; the message tier mounts Kafka and Cassandra
+// credentials, the push tier does not, the bootstrap Job needs no auth keys.
+func TestSecretReferencesRender(t *testing.T) {
+	c := defaulted(func(c *v1alpha1.IMCluster) {
+		c.Spec.Kafka.TLS = &v1alpha1.TLSSecretRef{SecretName: "kafka-tls"}
+		c.Spec.Kafka.SASL = &v1alpha1.CredentialsSecretRef{SecretName: "kafka-user", UsernameKey: "u"}
+		c.Spec.Cassandra.Credentials = &v1alpha1.CredentialsSecretRef{SecretName: "cql"}
+		c.Spec.Etcd.TLS = &v1alpha1.TLSSecretRef{SecretName: "etcd-tls"}
+	})
+	r, err := renderConfig(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]string{
+		config.EnvKafkaTLSDir:       kafkaTLSDir,
+		config.EnvKafkaSASLUserFile: kafkaSASLDir + "/username",
+		config.EnvKafkaSASLPassFile: kafkaSASLDir + "/password",
+		config.EnvCassandraUserFile: cassandraDir + "/username",
+		config.EnvCassandraPassFile: cassandraDir + "/password",
+		config.EnvEtcdTLSDir:        etcdTLSDir,
+	} {
+		if r.shared[k] != want {
+			t.Errorf("%s = %q, want %q", k, r.shared[k], want)
+		}
+	}
+	mounts := func(spec corev1.PodSpec) map[string]string {
+		byName := map[string]string{}
+		for _, v := range spec.Volumes {
+			if v.Secret != nil {
+				byName[v.Name] = v.Secret.SecretName
+			}
+		}
+		out := map[string]string{}
+		for _, m := range spec.Containers[0].VolumeMounts {
+			if sec, ok := byName[m.Name]; ok {
+				out[m.MountPath] = sec
+			}
+		}
+		return out
+	}
+	tests := []struct {
+		name string
+		spec corev1.PodSpec
+		want map[string]string
+	}{
+		{"message", renderDeployment(c, r, TierMessage).Spec.Template.Spec, map[string]string{
+			authDir: "imcluster-keys", kafkaTLSDir: "kafka-tls", kafkaSASLDir: "kafka-user", cassandraDir: "cql", etcdTLSDir: "etcd-tls"}},
+		{"push", renderDeployment(c, r, TierPush).Spec.Template.Spec, map[string]string{authDir: "imcluster-keys", etcdTLSDir: "etcd-tls"}},
+		{"bootstrap", renderBootstrapJob(c, bootstrapHash(c, r)).Spec.Template.Spec, map[string]string{
+			kafkaTLSDir: "kafka-tls", kafkaSASLDir: "kafka-user", cassandraDir: "cql"}},
+	}
+	for _, tc := range tests {
+		if got := mounts(tc.spec); !maps.Equal(got, tc.want) {
+			t.Errorf("%s mounts %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	// The SASL username key is mapped to the fixed file name.
+	for _, v := range renderDeployment(c, r, TierMessage).Spec.Template.Spec.Volumes {
+		if v.Name == "kafka-sasl" && (v.Secret.Items[0].Key != "u" || v.Secret.Items[0].Path != "username") {
+			t.Errorf("kafka-sasl items = %+v", v.Secret.Items)
+		}
+	}
+	if _, err := config.LoadMessage(func(k string) string { return r.shared[k] }); err != nil {
+		t.Errorf("services/config refuses the rendered configuration: %v", err)
 	}
 }
