@@ -348,3 +348,60 @@ func TestPushServiceTypeChanges(t *testing.T) {
 		}
 	}
 }
+
+// An image upgrade runs the new bootstrap (schema migrations) first: the
+// tiers keep the old image until the new Job succeeded, then both roll, and
+// the old Job is removed.
+func TestImageUpgradeWaitsForBootstrap(t *testing.T) {
+	s := envSuite(t)
+	ns := s.namespace(t)
+	c := sampleCluster(ns, "upg")
+	msg0, _ := s.bootstrapped(t, c)
+	oldJob := s.bootstrapJob(t, ns, "upg")
+
+	patchSpec(t, s, ns, "upg", `{"spec":{"image":"registry.example/imcluster:v0.2.0"}}`)
+	var newJob *batchv1.Job
+	eventually(t, waitFor, "a new bootstrap Job", func() error {
+		newJob = s.bootstrapJob(t, ns, "upg")
+		if newJob.Name == oldJob.Name {
+			return fmt.Errorf("still %s", newJob.Name)
+		}
+		return nil
+	})
+	if img := newJob.Spec.Template.Spec.Containers[0].Image; img != "registry.example/imcluster:v0.2.0" {
+		t.Errorf("new Job image %s", img)
+	}
+	p := s.condition(t, ns, "upg", v1alpha1.ConditionProgressing, metav1.ConditionTrue)
+	if p.Reason != v1alpha1.ReasonBootstrapRunning {
+		t.Errorf("Progressing reason = %s", p.Reason)
+	}
+	var msg appsv1.Deployment
+	if err := s.get(ns, "upg-message", &msg); err != nil {
+		t.Fatal(err)
+	}
+	if msg.Spec.Template.Spec.Containers[0].Image != msg0.Spec.Template.Spec.Containers[0].Image || msg.Generation != msg0.Generation {
+		t.Fatalf("message tier changed before the new bootstrap finished: %s", msg.Spec.Template.Spec.Containers[0].Image)
+	}
+
+	s.finishJob(t, newJob, true)
+	for _, tier := range []string{"upg-message", "upg-push"} {
+		eventually(t, waitFor, tier+" on the new image", func() error {
+			var d appsv1.Deployment
+			if err := s.get(ns, tier, &d); err != nil {
+				return err
+			}
+			if img := d.Spec.Template.Spec.Containers[0].Image; img != "registry.example/imcluster:v0.2.0" {
+				return fmt.Errorf("image %s", img)
+			}
+			return nil
+		})
+	}
+	eventually(t, waitFor, "old bootstrap Job removed", func() error {
+		var j batchv1.Job
+		err := s.get(ns, oldJob.Name, &j)
+		if apierrors.IsNotFound(err) || (err == nil && j.DeletionTimestamp != nil) {
+			return nil
+		}
+		return fmt.Errorf("still there (%v)", err)
+	})
+}
