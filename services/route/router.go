@@ -148,6 +148,9 @@ func (r *Router) toNode(ctx context.Context, nodeID string, ds []protocol.Delive
 // errGone means the node is not there any more: its devices will sync.
 var errGone = errors.New("node gone")
 
+// errRefused means the node answered 4xx: retrying cannot help.
+var errRefused = errors.New("delivery refused")
+
 // sendChunk posts one batch, retrying while the node is registered, up to
 // GiveUpAfter. false: the node is gone (or ctx ended); skip the rest.
 func (r *Router) sendChunk(ctx context.Context, nodeID string, chunk []protocol.Delivery) bool {
@@ -171,6 +174,10 @@ func (r *Router) sendChunk(ctx context.Context, nodeID string, chunk []protocol.
 		}
 		if errors.Is(err, errGone) {
 			r.met.calls.WithLabelValues("gone").Inc()
+			return false
+		}
+		if errors.Is(err, errRefused) {
+			r.met.calls.WithLabelValues("refused").Inc()
 			return false
 		}
 		r.met.calls.WithLabelValues("retry").Inc()
@@ -218,5 +225,12 @@ func (r *Router) post(ctx context.Context, node presence.Node, body []byte) erro
 	if resp.StatusCode == http.StatusOK {
 		return nil
 	}
-	return fmt.Errorf("push node %s answered %d: %s", node.ID, resp.StatusCode, bytes.TrimSpace(b))
+	err = fmt.Errorf("push node %s answered %d: %s", node.ID, resp.StatusCode, bytes.TrimSpace(b))
+	if resp.StatusCode/100 == 4 {
+		// A refused batch (bad token: a key mismatch; a bad batch) will
+		// not succeed on retry; holding the partition would not help.
+		r.opt.Log.Error("push node refused a delivery batch; its devices will sync", "err", err)
+		return fmt.Errorf("%w: %v", errRefused, err)
+	}
+	return err
 }
