@@ -12,7 +12,8 @@
 //   - Deliver returns once every node holding a target accepted its batches
 //     or was found gone: not in the registry any more, or refusing
 //     connections (its process is gone, and so are its devices' sockets).
-//     Other failures (timeouts, 5xx) are retried with backoff while the node
+//     A 4xx answer (bad token, bad batch) is logged and not retried: it
+//     cannot succeed, and the devices sync. Other failures (timeouts, 5xx) are retried with backoff while the node
 //     stays registered, at most GiveUpAfter (longer than the presence lease,
 //     so a crashed node's registration expires first). Skipped devices get
 //     the events by sync when they reconnect.
