@@ -253,6 +253,13 @@ func (s *suite) bootstrapped(t *testing.T, c *v1alpha1.IMCluster) (msg, push *ap
 		t.Fatalf("create IMCluster: %v", err)
 	}
 	s.finishJob(t, s.bootstrapJob(t, c.Namespace, c.Name), true)
+	eventually(t, waitFor, "bootstrap success recorded in status", func() error {
+		b := s.cluster(t, c.Namespace, c.Name).Status.Bootstrap
+		if !b.BootstrapDone(b.Hash) {
+			return fmt.Errorf("status.bootstrap = %+v", b)
+		}
+		return nil
+	})
 	return s.deployment(t, c, TierMessage), s.deployment(t, c, TierPush)
 }
 
