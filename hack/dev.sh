@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # hack/dev.sh ACTION — the whole IM cluster as ordinary local processes.
 #
-#   start   build, bootstrap (Kafka topics + Cassandra schema), start one
+#   start   build, bootstrap (Kafka topics + Cassandra schema), (re)start one
 #           message and two push processes, show alice and bob chatting
 #   stop    stop the processes start started (not the dependencies)
 #   status  one line per process
@@ -96,6 +96,10 @@ cmd_start() {
 	command -v curl >/dev/null || die "curl is required"
 	mkdir -p "$RUN"
 	build
+	if pid_of message-1 >/dev/null || pid_of push-1 >/dev/null || pid_of push-2 >/dev/null; then
+		say "Restarting the running dev processes on the new binaries"
+		cmd_stop
+	fi
 	keys
 	common_env
 	say "Bootstrapping Kafka topics and the Cassandra schema"
