@@ -438,3 +438,12 @@ func (s *Server) Close() {
 		c.teardown()
 	}
 }
+
+// EpochOf returns the session epoch of (user, device) on this node, 0 when
+// not connected (tests and tools).
+func (s *Server) EpochOf(user, device string) int64 {
+	if c := s.lookup(user, device); c != nil && c.state.Load() == stateActive {
+		return c.sess.Epoch
+	}
+	return 0
+}
