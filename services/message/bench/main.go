@@ -55,6 +55,7 @@ var (
 	flagPulls      = flag.Int("pulls", 50, "unread pulls of 1,000 messages")
 	flagPids       = flag.String("pids", "", "name=pid,... of server processes to report CPU for")
 	flagCPUProf    = flag.String("cpuprofile", "", "write a CPU profile of the pipeline phase here")
+	flagSendRole   = flag.String("send-role", "all", "role of the tier in the send phase: all (pipeline beside) or api")
 	flagPhases     = flag.String("phases", "kafka,cassandra,send,pipeline,unread", "phases to run")
 )
 
@@ -347,10 +348,10 @@ func (e *env) send(tok, to, cmid string) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
+	rb, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
-		return 0, fmt.Errorf("send: %d", resp.StatusCode)
+		return 0, fmt.Errorf("send: %d %s", resp.StatusCode, rb)
 	}
 	return time.Since(start), nil
 }
@@ -369,7 +370,8 @@ func ms(d time.Duration) string { return strconv.FormatFloat(float64(d.Microseco
 func sends() {
 	cfg := baseConfig("send")
 	defer setup(cfg)()
-	e := startTier(cfg, server.RoleAll)
+	e := startTier(cfg, *flagSendRole)
+	fmt.Printf("  send phase: tier role %s\n", *flagSendRole)
 	defer e.stop()
 	toks := make([]string, 200)
 	for i := range toks {
@@ -379,7 +381,13 @@ func sends() {
 	var mu sync.Mutex
 	var lat []time.Duration
 	var errs atomic.Int64
+	var firstErr atomic.Pointer[error]
 	var wg sync.WaitGroup
+	if *flagCPUProf != "" {
+		f, _ := os.Create(*flagCPUProf + ".send")
+		_ = pprof.StartCPUProfile(f)
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	interval := time.Second / time.Duration(*flagRate)
 	start := time.Now()
 	n := int(flagSendSecs.Seconds() * float64(*flagRate))
@@ -391,6 +399,7 @@ func sends() {
 			d, err := e.send(toks[i%len(toks)], fmt.Sprint("r", i%97), fmt.Sprint("o", i))
 			if err != nil {
 				errs.Add(1)
+				firstErr.CompareAndSwap(nil, &err)
 				return
 			}
 			mu.Lock()
@@ -400,9 +409,16 @@ func sends() {
 	}
 	wg.Wait()
 	el := time.Since(start)
+	if p := firstErr.Load(); p != nil {
+		fmt.Printf("  first send error: %v\n", *p)
+	}
 	fmt.Printf("send_open_loop: target %d/s for %s: %d acked (%.0f/s), %d errors, ack latency p50 %s p99 %s max %s\n",
 		*flagRate, *flagSendSecs, len(lat), float64(len(lat))/el.Seconds(), errs.Load(), ms(pct(lat, 0.5)), ms(pct(lat, 0.99)), ms(pct(lat, 1)))
-	// Closed loop: -conc senders as fast as acks come.
+	// Closed loop: -conc senders as fast as acks come, once the pipeline
+	// has caught up with the open loop's records.
+	for *flagSendRole == server.RoleAll && e.route.n.Load() < int64(len(lat)) {
+		time.Sleep(20 * time.Millisecond)
+	}
 	lat = lat[:0]
 	deadline := time.Now().Add(*flagSendSecs / 2)
 	start = time.Now()

@@ -160,6 +160,7 @@ type Store struct {
 	topic      string
 	partitions int
 	markers    markerCache
+	writes     chan struct{} // semaphore of pipeline writes in flight
 }
 
 // Open connects to cfg.Keyspace. topic and partitions describe the log the
@@ -173,7 +174,8 @@ func Open(cfg config.Cassandra, topic string, partitions int) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("while connecting to Cassandra keyspace %s: %w", cfg.Keyspace, err)
 	}
-	return &Store{s: s, topic: topic, partitions: partitions, markers: markerCache{m: map[string]struct{}{}}}, nil
+	return &Store{s: s, topic: topic, partitions: partitions, markers: markerCache{m: map[string]struct{}{}},
+		writes: make(chan struct{}, MaxWritesInFlight)}, nil
 }
 
 // Close closes the session.

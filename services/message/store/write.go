@@ -25,7 +25,20 @@ const (
 	maxBatchStatements = 32       // statements per Cassandra batch
 	maxBatchBytes      = 40 << 10 // below batch_size_fail_threshold (50 KiB)
 	writeConcurrency   = 64       // statements/batches in flight per Persist
+	// MaxWritesInFlight bounds the pipeline's writes in flight per process,
+	// across all partitions, so a backlog cannot swamp Cassandra and starve
+	// the API's reads and idempotency claims.
+	MaxWritesInFlight = 96
 )
+
+func (st *Store) acquire(ctx context.Context) (func(), error) {
+	select {
+	case st.writes <- struct{}{}:
+		return func() { <-st.writes }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
 
 const (
 	cqlInsertMessage = `INSERT INTO messages (conv_id, bucket, seq, msg_id, client_msg_id, from_user, device_id, type, body, sent_at_ms)
@@ -217,6 +230,11 @@ func splitConvBucket(k string) (string, int32) {
 }
 
 func (st *Store) exec(ctx context.Context, s stmt) error {
+	release, err := st.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
 	if err := st.s.Query(s.cql, s.args...).WithContext(ctx).Exec(); err != nil {
 		return fmt.Errorf("while writing: %w", err)
 	}
@@ -264,7 +282,13 @@ func (st *Store) batches(ctx context.Context, stmts []stmt) error {
 			for _, s := range stmts[:n] {
 				b.Query(s.cql, s.args...)
 			}
-			if err := st.s.ExecuteBatch(b); err != nil {
+			release, err := st.acquire(ctx)
+			if err != nil {
+				return err
+			}
+			err = st.s.ExecuteBatch(b)
+			release()
+			if err != nil {
 				return fmt.Errorf("while writing batch: %w", err)
 			}
 		}
