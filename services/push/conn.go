@@ -13,6 +13,7 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/imcluster/imcluster/services/message/model"
 	"github.com/imcluster/imcluster/services/presence"
 	"github.com/imcluster/imcluster/services/protocol"
 )
@@ -297,8 +298,14 @@ func (c *conn) handleText(payload []byte) bool {
 			return false
 		}
 		for _, a := range f.Acks {
-			if a.ConvID == "" || len(a.ConvID) > 256 || a.Seq < 0 {
-				c.fail(protocol.ErrInvalidField, protocol.ClosePolicy, "ack needs conv_id and seq >= 0")
+			if a.ConvID == "" || len(a.ConvID) > 256 || a.Seq < 0 || a.Seq > model.MaxSeq {
+				c.fail(protocol.ErrInvalidField, protocol.ClosePolicy, "ack needs conv_id and a seq in range")
+				return false
+			}
+			// Checked here so one bad ack can never make the message tier
+			// refuse a coalesced batch carrying other devices' receipts.
+			if _, ok := model.Peer(a.ConvID, c.sess.UserID); !ok {
+				c.fail(protocol.ErrForbidden, protocol.ClosePolicy, "ack for a conversation you are not in")
 				return false
 			}
 		}

@@ -399,6 +399,7 @@ func TestBadInputClosesWithCode(t *testing.T) {
 		{"invalid utf8", "eve", [][]byte{{'"', 0xff, 0xfe, '"'}}, ws.OpText, protocol.ErrInvalidUTF8},
 		{"oversize frame", "eve", [][]byte{big}, ws.OpText, protocol.ErrTooLarge},
 		{"bad ack", "eve", [][]byte{[]byte(`{"type":"ack","acks":[{"conv_id":"","seq":1}]}`)}, ws.OpText, protocol.ErrInvalidField},
+		{"ack of another's conversation", "eve", [][]byte{[]byte(`{"type":"ack","acks":[{"conv_id":"p:alice:bob","seq":1}]}`)}, ws.OpText, protocol.ErrForbidden},
 		{"second login", "eve", [][]byte{[]byte(`{"type":"login","token":"x","device_id":"d","terminal":"web"}`)}, ws.OpText, protocol.ErrInvalidField},
 		{"flood", "eve", func() (fs [][]byte) {
 			for i := 0; i < 200; i++ {
