@@ -69,10 +69,26 @@ start_proc() { # name subcommand env...
 	step "$name started (pid $!, log ${RUN#"$ROOT"/}/$name.log)"
 }
 
+http_ok() { # url: true when it answers 200 (curl, or bash's /dev/tcp without it)
+	if command -v curl >/dev/null; then
+		curl -fsS -o /dev/null "$1" 2>/dev/null
+		return
+	fi
+	local hostport=${1#http://} path
+	path=/${hostport#*/}
+	hostport=${hostport%%/*}
+	exec 3<>"/dev/tcp/${hostport%:*}/${hostport#*:}" 2>/dev/null || return 1
+	printf 'GET %s HTTP/1.0\r\nHost: %s\r\n\r\n' "$path" "$hostport" >&3
+	local status
+	read -r _ status _ <&3 || true
+	exec 3<&-
+	[[ "$status" == 200 ]]
+}
+
 wait_ready() { # name url
 	local i
 	for i in $(seq 1 300); do
-		if curl -fsS -o /dev/null "$2" 2>/dev/null; then
+		if http_ok "$2"; then
 			step "$1 ready"
 			return
 		fi
@@ -93,7 +109,6 @@ build() {
 }
 
 cmd_start() {
-	command -v curl >/dev/null || die "curl is required"
 	mkdir -p "$RUN"
 	build
 	if pid_of message-1 >/dev/null || pid_of push-1 >/dev/null || pid_of push-2 >/dev/null; then
