@@ -77,12 +77,12 @@ http_ok() { # url: true when it answers 200 (curl, or bash's /dev/tcp without it
 	local hostport=${1#http://} path
 	path=/${hostport#*/}
 	hostport=${hostport%%/*}
-	exec 3<>"/dev/tcp/${hostport%:*}/${hostport#*:}" 2>/dev/null || return 1
-	printf 'GET %s HTTP/1.0\r\nHost: %s\r\n\r\n' "$path" "$hostport" >&3
-	local status
-	read -r _ status _ <&3 || true
-	exec 3<&-
-	[[ "$status" == 200 ]]
+	(
+		exec 3<>"/dev/tcp/${hostport%:*}/${hostport#*:}" || exit 1
+		printf 'GET %s HTTP/1.0\r\nHost: %s\r\n\r\n' "$path" "$hostport" >&3
+		read -r _ status _ <&3 || exit 1
+		[[ "$status" == 200 ]]
+	) 2>/dev/null
 }
 
 wait_ready() { # name url
