@@ -185,7 +185,7 @@ func Run(ctx context.Context, cfg config.Message, opt Options) error {
 			}
 		}()
 	}
-	log.Info("message tier running", "role", opt.Role, "addr", cfg.HTTPAddr, "topic", cfg.Topic, "topic_id", info.ID,
+	log.Info("message tier running", "addr", cfg.HTTPAddr, "topic", cfg.Topic, "topic_id", info.ID,
 		"partitions", cfg.Partitions, "keyspace", cfg.Keyspace)
 	var runErr error
 	select {
