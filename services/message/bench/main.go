@@ -127,6 +127,7 @@ func setup(cfg config.Message) func() {
 		if a, err := mlog.NewAdmin(cfg.Kafka, "bench"); err == nil {
 			_ = a.DeleteTopic(cfg.Topic)
 			_ = a.DeleteTopic(cfg.DLQTopic)
+			_ = a.DeleteGroup(cfg.Group)
 			a.Close()
 		}
 		_ = store.DropKeyspace(cfg.Cassandra, cfg.Keyspace)

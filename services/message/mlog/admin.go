@@ -147,3 +147,12 @@ func Bootstrap(cfg config.Kafka, clientID string) error {
 	}
 	return nil
 }
+
+// DeleteGroup deletes a consumer group (tests); a missing group is fine.
+func (a *Admin) DeleteGroup(group string) error {
+	err := a.ca.DeleteConsumerGroup(group)
+	if err != nil && !errors.Is(err, sarama.ErrGroupIDNotFound) {
+		return fmt.Errorf("while deleting group %s: %w", group, err)
+	}
+	return nil
+}

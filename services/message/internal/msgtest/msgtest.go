@@ -65,6 +65,9 @@ func Topics(t testing.TB, cfg config.Message) {
 				t.Logf("delete topic %s: %v", topic, err)
 			}
 		}
+		if err := a.DeleteGroup(cfg.Kafka.Group); err != nil {
+			t.Logf("delete group %s: %v", cfg.Kafka.Group, err)
+		}
 	})
 }
 
