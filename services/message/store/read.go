@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/gocql/gocql"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/imcluster/imcluster/services/message/model"
 	"github.com/imcluster/imcluster/services/protocol"
@@ -234,23 +235,35 @@ type SyncPage struct {
 func (st *Store) Sync(ctx context.Context, user string, cur model.SyncCursor, limit int) (SyncPage, error) {
 	limit = clampLimit(limit)
 	page := SyncPage{Next: model.SyncCursor{Next: append([]int64(nil), cur.Next...)}}
+	// Markers first (all partitions at once): a bucket followed by a marker
+	// read now is complete.
+	markers := make([][]int32, len(page.Next.Next))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(16)
+	for p := range markers {
+		g.Go(func() error {
+			iter := st.s.Query(`SELECT bucket FROM feed_buckets WHERE user_id = ? AND part = ? AND bucket >= ? LIMIT ?`,
+				user, p, model.Bucket(page.Next.Next[p]), bucketsPerRead).WithContext(gctx).Iter()
+			var b int32
+			for iter.Scan(&b) {
+				markers[p] = append(markers[p], b)
+			}
+			if err := iter.Close(); err != nil {
+				return fmt.Errorf("while reading feed buckets: %w", err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return page, err
+	}
 	for p := range page.Next.Next {
 		if len(page.Events) >= limit {
 			page.More = true
 			break
 		}
 		next := page.Next.Next[p]
-		// Markers first: a bucket followed by a marker read now is complete.
-		iter := st.s.Query(`SELECT bucket FROM feed_buckets WHERE user_id = ? AND part = ? AND bucket >= ? LIMIT ?`,
-			user, p, model.Bucket(next), bucketsPerRead).WithContext(ctx).Iter()
-		var buckets []int32
-		var b int32
-		for iter.Scan(&b) {
-			buckets = append(buckets, b)
-		}
-		if err := iter.Close(); err != nil {
-			return page, fmt.Errorf("while reading feed buckets: %w", err)
-		}
+		buckets := markers[p]
 		full := false
 		for i, b := range buckets {
 			from := max(next, model.BucketStart(b))
@@ -324,7 +337,7 @@ func (st *Store) Unread(ctx context.Context, user string, cur model.UnreadCursor
 				continue
 			}
 			want := limit - len(page.Events)
-			evs, err := st.messagesAfter(ctx, c.ConvID, from, want)
+			evs, err := st.messagesAfter(ctx, c.ConvID, from, c.LastMsgSeq, want)
 			if err != nil {
 				return page, err
 			}
@@ -343,10 +356,29 @@ func (st *Store) Unread(ctx context.Context, user string, cur model.UnreadCursor
 }
 
 // messagesAfter returns up to limit messages of conv with seq > after, in
-// seq order.
-func (st *Store) messagesAfter(ctx context.Context, conv string, after int64, limit int) ([]protocol.Event, error) {
+// seq order. last is the conversation's last message seq as known: when it
+// lies in the same bucket as after+1 (the common case) the bucket markers
+// need no read.
+func (st *Store) messagesAfter(ctx context.Context, conv string, after, last int64, limit int) ([]protocol.Event, error) {
 	var out []protocol.Event
 	low := model.Bucket(after + 1)
+	if last >= 0 && model.Bucket(last) == low {
+		it := st.s.Query(`SELECT `+messageColumns+` FROM messages WHERE conv_id = ? AND bucket = ? AND seq > ? ORDER BY seq ASC LIMIT ?`,
+			conv, low, after, limit).WithContext(ctx).Iter()
+		for {
+			ev, ok := scanMessage(conv, it)
+			if !ok {
+				break
+			}
+			if ev.Message.MsgID != "" {
+				out = append(out, ev)
+			}
+		}
+		if err := it.Close(); err != nil {
+			return nil, fmt.Errorf("while reading unread messages: %w", err)
+		}
+		return out, nil
+	}
 	for {
 		iter := st.s.Query(`SELECT bucket FROM conv_buckets WHERE conv_id = ? AND bucket >= ? ORDER BY bucket ASC LIMIT ?`,
 			conv, low, bucketsPerRead).WithContext(ctx).Iter()

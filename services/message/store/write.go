@@ -302,17 +302,44 @@ func (st *Store) batches(ctx context.Context, stmts []stmt) error {
 func (st *Store) writeConvs(ctx context.Context, user string, convs map[string]*convUpdate) error {
 	var stmts []stmt
 	for convID, c := range convs {
-		stmts = append(stmts, stmt{`UPDATE conversations USING TIMESTAMP 1 SET peer = ? WHERE user_id = ? AND conv_id = ?`,
-			[]any{c.peer, user, convID}, 64})
+		key := "p" + user + "\x00" + convID
+		if !st.markers.has(key) {
+			stmts = append(stmts, stmt{`UPDATE conversations USING TIMESTAMP 1 SET peer = ? WHERE user_id = ? AND conv_id = ?`,
+				[]any{c.peer, user, convID}, 64})
+		}
+		// Columns with the same value share a statement (and timestamp).
+		byVal := map[int64][]string{}
+		var vals []int64
 		for col, v := range c.val {
 			if v < 0 {
 				continue
 			}
-			stmts = append(stmts, stmt{fmt.Sprintf(`UPDATE conversations USING TIMESTAMP ? SET %s = ? WHERE user_id = ? AND conv_id = ?`, convColumns[col]),
-				[]any{v + 1, v, user, convID}, 64})
+			if byVal[v] == nil {
+				vals = append(vals, v)
+			}
+			byVal[v] = append(byVal[v], convColumns[col])
+		}
+		for _, v := range vals {
+			sets := ""
+			args := []any{v + 1}
+			for i, col := range byVal[v] {
+				if i > 0 {
+					sets += ", "
+				}
+				sets += col + " = ?"
+				args = append(args, v)
+			}
+			args = append(args, user, convID)
+			stmts = append(stmts, stmt{`UPDATE conversations USING TIMESTAMP ? SET ` + sets + ` WHERE user_id = ? AND conv_id = ?`, args, 64})
 		}
 	}
-	return st.batches(ctx, stmts)
+	if err := st.batches(ctx, stmts); err != nil {
+		return err
+	}
+	for convID := range convs {
+		st.markers.add("p" + user + "\x00" + convID)
+	}
+	return nil
 }
 
 // SetPartitionState records the highest persisted offset of part and the
