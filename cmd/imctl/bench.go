@@ -383,6 +383,10 @@ func runBench(ctx context.Context, o benchOpts) error {
 	if !lastDeliver.IsZero() {
 		res.DelivPerSec = float64(res.Delivered) / lastDeliver.Sub(start).Seconds()
 	}
+	if res.AckedPerSec < 0.95*o.rate {
+		res.Notes = append(res.Notes, fmt.Sprintf("target rate %.0f/s not sustained: %.0f acked/s (send latency × --concurrency %d bounds the generator)",
+			o.rate, res.AckedPerSec, o.concurrency))
+	}
 	res.SendAckMs = percentiles(ackLat)
 	res.SendDeliverMs = percentiles(delivLat)
 	measureMemory(&res)

@@ -49,6 +49,33 @@ func TestE2E(t *testing.T) {
 		if hasPushedOwn(bob, "hello alice") {
 			t.Fatal("bob's own message was pushed back to the device that sent it")
 		}
+		// A read receipt and a recall reach both sides' devices.
+		ctx := context.Background()
+		var bobSeq int64 = -1
+		bob.mu.Lock()
+		for _, e := range bob.events {
+			if e.Kind == protocol.KindMessage && e.Message != nil && e.Message.Body != nil && e.Message.Body.Text == "hello bob" {
+				bobSeq = e.Seq
+			}
+		}
+		bob.mu.Unlock()
+		readMe := c.send("alice", "alice-phone", "bob", "read me")
+		if readMe.Seq == nil {
+			t.Fatal("send answered without a seq")
+		}
+		readTo := *readMe.Seq
+		bob.await(t, "bob to get the message he will read", 15*time.Second, func() bool { return hasText(bob.events, "read me") })
+		if err := c.api("bob", "bob-phone").Read(ctx, conv, readTo); err != nil {
+			t.Fatal(err)
+		}
+		alicePhone.await(t, "alice to see bob's read receipt", 15*time.Second, func() bool { return hasRef(alicePhone.events, protocol.KindRead, readTo) })
+		aliceWeb.await(t, "alice's web to see the read receipt", 15*time.Second, func() bool { return hasRef(aliceWeb.events, protocol.KindRead, readTo) })
+		if err := c.api("alice", "alice-phone").Recall(ctx, conv, bobSeq); err != nil {
+			t.Fatal(err)
+		}
+		bob.await(t, "bob to see the recall", 15*time.Second, func() bool { return hasRef(bob.events, protocol.KindRecall, bobSeq) })
+		aliceWeb.await(t, "alice's web to see the recall", 15*time.Second, func() bool { return hasRef(aliceWeb.events, protocol.KindRecall, bobSeq) })
+
 		// The SDK sees them online.
 		svc, _ := c.service.Sign("crm", time.Hour)
 		s := sdk.New(c.apiURL, svc)
@@ -320,6 +347,15 @@ func hasPushedOwn(d *device, text string) bool {
 	defer d.mu.Unlock()
 	for i, e := range d.events {
 		if d.pushed[i] && hasText([]protocol.Event{e}, text) {
+			return true
+		}
+	}
+	return false
+}
+
+func hasRef(evs []protocol.Event, k protocol.Kind, ref int64) bool {
+	for _, e := range evs {
+		if e.Kind == k && e.RefSeq == ref {
 			return true
 		}
 	}
