@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/imcluster/imcluster/api/v1alpha1"
+	"github.com/imcluster/imcluster/test/testdeps"
 )
 
 var (
@@ -118,17 +119,21 @@ func TestRenderedManifestsApply(t *testing.T) {
 	a := sharedAPIServer(t)
 	a.kubectlOK(t, "", "apply", "--server-side", "-f", filepath.Join(root, "test", "operator", "testdata", "servicemonitor-crd.yaml"))
 	a.kubectlOK(t, "", "wait", "--for=condition=Established", "--timeout=30s", "crd/servicemonitors.monitoring.coreos.com")
-	a.kubectlOK(t, "", "create", "namespace", "imc-system")
+	// Unique namespaces: the apiserver is shared with other tests (and
+	// with this one under -count).
+	sys, samples := testdeps.Unique("imc-system"), testdeps.Unique("imc-samples")
+	sys, samples = strings.ReplaceAll(sys, "_", "-"), strings.ReplaceAll(samples, "_", "-")
+	a.kubectlOK(t, "", "create", "namespace", sys)
 
 	// Default values: a server-side dry run of the whole output.
-	out, err := runPlain(helm, "template", "t", chartDir, "-n", "imc-system")
+	out, err := runPlain(helm, "template", "t", chartDir, "-n", sys)
 	if err != nil {
 		t.Fatalf("helm template: %v\n%s", err, out)
 	}
 	a.kubectlOK(t, out, "apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", "-")
 
 	// Full values, for real: CRDs first, then the rest.
-	out, err = runPlain(helm, "template", "t", chartDir, "-n", "imc-system", "-f", fullValues)
+	out, err = runPlain(helm, "template", "t", chartDir, "-n", sys, "-f", fullValues)
 	if err != nil {
 		t.Fatalf("helm template: %v\n%s", err, out)
 	}
@@ -138,7 +143,7 @@ func TestRenderedManifestsApply(t *testing.T) {
 	a.kubectlOK(t, rest, "apply", "--server-side", "--force-conflicts", "-f", "-")
 
 	var c v1alpha1.IMCluster
-	if err := a.client.Get(context.Background(), client.ObjectKey{Namespace: "imc-system", Name: "chat"}, &c); err != nil {
+	if err := a.client.Get(context.Background(), client.ObjectKey{Namespace: sys, Name: "chat"}, &c); err != nil {
 		t.Fatalf("IMCluster from values: %v", err)
 	}
 	if c.Spec.Kafka.Partitions != 24 || c.Spec.Push.Autoscaling == nil || c.Spec.Push.DrainSeconds != 45 {
@@ -148,12 +153,12 @@ func TestRenderedManifestsApply(t *testing.T) {
 		t.Errorf("message port not defaulted: %d", c.Spec.Message.Port)
 	}
 	var dep appsv1.Deployment
-	if err := a.client.Get(context.Background(), client.ObjectKey{Namespace: "imc-system", Name: "t-imcluster-operator"}, &dep); err != nil {
+	if err := a.client.Get(context.Background(), client.ObjectKey{Namespace: sys, Name: "t-imcluster-operator"}, &dep); err != nil {
 		t.Fatalf("operator Deployment: %v", err)
 	}
 	// The operator's own pod passes the restricted Pod Security Standard.
-	a.kubectlOK(t, "", "label", "namespace", "imc-system", "pod-security.kubernetes.io/enforce=restricted")
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "imc-system", Name: "operator-pod"}, Spec: dep.Spec.Template.Spec}
+	a.kubectlOK(t, "", "label", "namespace", sys, "pod-security.kubernetes.io/enforce=restricted")
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: sys, Name: "operator-pod"}, Spec: dep.Spec.Template.Spec}
 	if err := a.client.Create(context.Background(), pod, client.DryRunAll); err != nil {
 		t.Errorf("the operator pod is refused under restricted: %v", err)
 	}
@@ -165,8 +170,8 @@ func TestRenderedManifestsApply(t *testing.T) {
 	if err := a.client.Get(context.Background(), client.ObjectKey{Namespace: "imcluster-system", Name: "imcluster-operator-controller-manager"}, &sa); err != nil {
 		t.Errorf("config/default ServiceAccount: %v", err)
 	}
-	a.kubectlOK(t, "", "create", "namespace", "imc-samples")
-	a.kubectlOK(t, "", "apply", "--server-side", "-n", "imc-samples", "-k", filepath.Join(root, "config", "samples"))
+	a.kubectlOK(t, "", "create", "namespace", samples)
+	a.kubectlOK(t, "", "apply", "--server-side", "-n", samples, "-k", filepath.Join(root, "config", "samples"))
 }
 
 // A real helm install on a fresh apiserver, an upgrade, and an uninstall
