@@ -323,7 +323,10 @@ func (s *Server) forget(c *conn) {
 		}
 	}
 	s.mu.Unlock()
-	if active && s.pres != nil && c.state.Load() == stateActive {
+	// While draining, the node is out of the registry (routers skip it)
+	// and the lease revoke at the end removes every session at once: no
+	// per-connection etcd write for thousands of closing connections.
+	if active && s.pres != nil && c.state.Load() == stateActive && !s.draining.Load() {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
