@@ -47,26 +47,27 @@ func (r *IMClusterReconciler) ensure(
 	inSync func(existing client.Object) bool, update func(existing client.Object),
 ) (client.Object, error) {
 	kind := r.kindOf(desired)
+	key := client.ObjectKeyFromObject(desired)
 	existing := desired.DeepCopyObject().(client.Object)
-	err := r.Get(ctx, client.ObjectKeyFromObject(desired), existing)
+	err := r.Get(ctx, key, existing)
 	if apierrors.IsNotFound(err) {
-		if err := controllerutil.SetControllerReference(owner, desired, r.Scheme); err != nil {
-			return nil, fmt.Errorf("while setting the owner of %s %s: %w", kind, desired.GetName(), err)
+		created, err := r.create(ctx, owner, kind, desired)
+		if err == nil || !apierrors.IsAlreadyExists(err) || r.APIReader == nil {
+			return created, err
 		}
-		if err := r.Create(ctx, desired); err != nil {
-			return nil, fmt.Errorf("while creating %s %s: %w", kind, desired.GetName(), err)
+		// The cache does not show it: it lacks the managed-by label (the
+		// cache holds only labelled objects), or the cache lags. Look at
+		// the apiserver itself.
+		if err := r.APIReader.Get(ctx, key, existing); err != nil {
+			return nil, fmt.Errorf("while reading %s %s: %w", kind, desired.GetName(), err)
 		}
-		childWrites.WithLabelValues(kind, "create").Inc()
-		r.event(owner, desired, corev1.EventTypeNormal, "Created", "Create", "Created %s %s", kind, desired.GetName())
-		return desired, nil
-	}
-	if err != nil {
+	} else if err != nil {
 		return nil, fmt.Errorf("while reading %s %s: %w", kind, desired.GetName(), err)
 	}
 	if !metav1.IsControlledBy(existing, owner) {
 		return nil, fmt.Errorf("%s %s exists and is not controlled by IMCluster %s", kind, existing.GetName(), owner.Name)
 	}
-	if specHash(existing) == specHash(desired) && (inSync == nil || inSync(existing)) {
+	if specHash(existing) == specHash(desired) && hasLabels(existing, desired.GetLabels()) && (inSync == nil || inSync(existing)) {
 		return existing, nil
 	}
 	if update == nil {
@@ -110,6 +111,30 @@ func dropUnwantedAnnotations(existing, desired client.Object) {
 		}
 	}
 	existing.SetAnnotations(ann)
+}
+
+func (r *IMClusterReconciler) create(ctx context.Context, owner *v1alpha1.IMCluster, kind string, desired client.Object) (client.Object, error) {
+	if err := controllerutil.SetControllerReference(owner, desired, r.Scheme); err != nil {
+		return nil, fmt.Errorf("while setting the owner of %s %s: %w", kind, desired.GetName(), err)
+	}
+	if err := r.Create(ctx, desired); err != nil {
+		return nil, fmt.Errorf("while creating %s %s: %w", kind, desired.GetName(), err)
+	}
+	childWrites.WithLabelValues(kind, "create").Inc()
+	r.event(owner, desired, corev1.EventTypeNormal, "Created", "Create", "Created %s %s", kind, desired.GetName())
+	return desired, nil
+}
+
+// hasLabels tells whether obj carries every label of want (a child whose
+// managed-by label was removed drops out of the cache; it is put back).
+func hasLabels(obj client.Object, want map[string]string) bool {
+	got := obj.GetLabels()
+	for k, v := range want {
+		if got[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 // deleteChild deletes the child obj (only its Namespace and Name are

@@ -405,3 +405,34 @@ func TestImageUpgradeWaitsForBootstrap(t *testing.T) {
 		return fmt.Errorf("still there (%v)", err)
 	})
 }
+
+// A child whose managed-by label is removed drops out of the operator's
+// cache; the operator finds it on the apiserver and puts the label back
+// rather than failing to create it again and again.
+func TestChildLabelRestored(t *testing.T) {
+	s := envSuite(t)
+	ns := s.namespace(t)
+	c := sampleCluster(ns, "relabel")
+	_, push := s.bootstrapped(t, c)
+	uid := push.UID
+	delete(push.Labels, LabelManagedBy)
+	if err := s.client.Update(context.Background(), push); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, waitFor, "label restored on the same Deployment", func() error {
+		var d appsv1.Deployment
+		if err := s.get(ns, "relabel-push", &d); err != nil {
+			return err
+		}
+		if d.UID != uid {
+			return fmt.Errorf("recreated (uid changed)")
+		}
+		if d.Labels[LabelManagedBy] != ManagedBy {
+			return fmt.Errorf("labels %v", d.Labels)
+		}
+		return nil
+	})
+	if d := s.cluster(t, ns, "relabel").GetCondition(v1alpha1.ConditionDegraded); d != nil && d.Status == metav1.ConditionTrue {
+		t.Errorf("Degraded: %s", d.Message)
+	}
+}

@@ -19,7 +19,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
@@ -29,8 +28,11 @@ import (
 // IMClusterReconciler reconciles IMCluster objects into their children.
 type IMClusterReconciler struct {
 	client.Client
-	Scheme   *runtime.Scheme
-	Recorder recorder.EventRecorder
+	// APIReader reads the apiserver directly (mgr.GetAPIReader()): for a
+	// child the label-filtered cache cannot show. Optional.
+	APIReader client.Reader
+	Scheme    *runtime.Scheme
+	Recorder  recorder.EventRecorder
 }
 
 // The operator's permissions, rendered by controller-gen into
@@ -73,9 +75,6 @@ func (r *IMClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 			return ctrl.Result{RequeueAfter: 200 * time.Millisecond}, nil
 		}
 		return ctrl.Result{}, errors.Join(obs.err, err)
-	}
-	if obs.err != nil {
-		log.FromContext(ctx).Info("reconcile failed; retrying with backoff", "error", obs.err.Error())
 	}
 	return ctrl.Result{}, obs.err
 }

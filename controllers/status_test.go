@@ -143,8 +143,8 @@ func (s *suite) waitEvent(t *testing.T, ns, name, reason string) {
 func TestForeignChildDegrades(t *testing.T) {
 	s := envSuite(t)
 	ns := s.namespace(t)
-	foreign := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "taken-config",
-		Labels: map[string]string{LabelManagedBy: ManagedBy}}, Data: map[string]string{"mine": "yes"}}
+	// Without the managed-by label: the operator's cache never shows it.
+	foreign := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "taken-config"}, Data: map[string]string{"mine": "yes"}}
 	if err := s.client.Create(context.Background(), foreign); err != nil {
 		t.Fatal(err)
 	}

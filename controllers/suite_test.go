@@ -118,7 +118,7 @@ func startSuite(assets string) (*suite, error) {
 	if err != nil {
 		return fail(fmt.Errorf("while creating the manager: %w", err))
 	}
-	r := &IMClusterReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Recorder: mgr.GetEventRecorder("imcluster-operator")}
+	r := &IMClusterReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Scheme: mgr.GetScheme(), Recorder: mgr.GetEventRecorder("imcluster-operator")}
 	if err := r.SetupWithManager(mgr, Options{MaxConcurrentReconciles: 4}); err != nil {
 		return fail(fmt.Errorf("while setting up the reconciler: %w", err))
 	}

@@ -67,9 +67,10 @@ func run() error {
 		return fmt.Errorf("while creating the manager: %w", err)
 	}
 	r := &controllers.IMClusterReconciler{
-		Client:   mgr.GetClient(),
-		Scheme:   mgr.GetScheme(),
-		Recorder: mgr.GetEventRecorder("imcluster-operator"),
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Scheme:    mgr.GetScheme(),
+		Recorder:  mgr.GetEventRecorder("imcluster-operator"),
 	}
 	if err := r.SetupWithManager(mgr, controllers.Options{MaxConcurrentReconciles: concurrency}); err != nil {
 		return fmt.Errorf("while setting up the IMCluster controller: %w", err)
