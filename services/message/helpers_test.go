@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,12 +12,14 @@ import (
 	"github.com/imcluster/imcluster/services/message/api"
 	"github.com/imcluster/imcluster/services/message/internal/msgtest"
 	"github.com/imcluster/imcluster/services/message/model"
+	"github.com/imcluster/imcluster/services/message/server"
 	"github.com/imcluster/imcluster/services/message/store"
 	"github.com/imcluster/imcluster/services/protocol"
 )
 
 // env is one isolated message tier: its own keyspace, topics and group.
 type env struct {
+	skew   atomic.Int64 // added to the API's clock, in ns
 	cfg    config.Message
 	keys   msgtest.Keys
 	router *msgtest.RecRouter
@@ -41,7 +44,9 @@ func newEnv(t *testing.T, partitions int32, mut ...func(*config.Message)) *env {
 
 func (e *env) start(t *testing.T, role string) {
 	t.Helper()
-	e.proc = msgtest.Start(t, e.cfg, role, e.router)
+	e.proc = msgtest.Start(t, e.cfg, role, e.router, func(o *server.Options) {
+		o.Now = func() time.Time { return time.Now().Add(time.Duration(e.skew.Load())) }
+	})
 	e.c = msgtest.Client{URL: e.proc.URL}
 }
 

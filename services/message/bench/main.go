@@ -93,7 +93,6 @@ func fail(err error) {
 	os.Exit(1)
 }
 
-
 func baseConfig(tag string) config.Message {
 	m, err := config.LoadMessage(func(string) string { return "" })
 	if err != nil {
@@ -365,7 +364,9 @@ func pct(d []time.Duration, p float64) time.Duration {
 	return d[min(len(d)-1, int(float64(len(d))*p))]
 }
 
-func ms(d time.Duration) string { return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 2, 64) + " ms" }
+func ms(d time.Duration) string {
+	return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 2, 64) + " ms"
+}
 
 // sends: open loop at -rate for -send, then closed loop at -conc.
 func sends() {

@@ -40,6 +40,8 @@ type Options struct {
 	Log       *slog.Logger
 	// Listening, if set, is called with the bound API/health address.
 	Listening func(addr string)
+	// Now is the API's clock (nil: time.Now); tests move it.
+	Now func() time.Time
 }
 
 // Run serves until ctx is done, then drains: the HTTP server stops taking
@@ -86,7 +88,7 @@ func Run(ctx context.Context, cfg config.Message, opt Options) error {
 		}
 		defer prod.Close()
 		srv = &api.Server{Auth: authn, Store: st, Producer: prod, Presence: opt.Directory, Partitions: int(cfg.Partitions),
-			MaxMessageBytes: cfg.MaxMessageBytes, RecallWindow: cfg.RecallWindow, Log: log}
+			MaxMessageBytes: cfg.MaxMessageBytes, RecallWindow: cfg.RecallWindow, Log: log, Now: opt.Now}
 		mux.Handle("/", srv.Handler())
 	}
 	var cons *pipeline.Consumer

@@ -99,7 +99,7 @@ type Proc struct {
 // Start runs the message tier with role in-process until t ends (or Stop).
 // It returns once the API answers and, for roles with a pipeline, once the
 // consumer group session is up.
-func Start(t testing.TB, cfg config.Message, role string, router pipeline.Router) *Proc {
+func Start(t testing.TB, cfg config.Message, role string, router pipeline.Router, opts ...func(*server.Options)) *Proc {
 	t.Helper()
 	cfg.HTTPAddr = "127.0.0.1:0"
 	addr := make(chan string, 1)
@@ -109,10 +109,11 @@ func Start(t testing.TB, cfg config.Message, role string, router pipeline.Router
 	if os.Getenv("IM_TEST_VERBOSE") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	go func() {
-		p.done <- server.Run(ctx, cfg, server.Options{Role: role, Router: router, Log: log,
-			Listening: func(a string) { addr <- a }})
-	}()
+	opt := server.Options{Role: role, Router: router, Log: log, Listening: func(a string) { addr <- a }}
+	for _, o := range opts {
+		o(&opt)
+	}
+	go func() { p.done <- server.Run(ctx, cfg, opt) }()
 	select {
 	case a := <-addr:
 		p.URL = "http://" + a
