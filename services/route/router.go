@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -89,12 +90,10 @@ func (r *Router) Deliver(ctx context.Context, items []Item) error {
 	for i := range items {
 		it := &items[i]
 		var byNode map[string][]protocol.Target
-		seen := map[string]bool{}
-		for _, u := range it.Users {
-			if seen[u] {
+		for ui, u := range it.Users {
+			if slices.Contains(it.Users[:ui], u) { // a handful of users: no map
 				continue
 			}
-			seen[u] = true
 			for _, s := range r.opt.Directory.Sessions(u) {
 				if it.ExceptDevice != "" && s.DeviceID == it.ExceptDevice && s.UserID == it.Event.From {
 					continue
