@@ -50,7 +50,6 @@ type noStore struct{ Store }
 
 func (noStore) PersistedHeads(context.Context) ([]int64, error) { return nil, nil }
 
-
 func newTestServer(t *testing.T) (*httptest.Server, *fakeProducer, map[auth.Kind]*auth.Signer) {
 	t.Helper()
 	signers := map[auth.Kind]*auth.Signer{}
@@ -71,7 +70,7 @@ func newTestServer(t *testing.T) (*httptest.Server, *fakeProducer, map[auth.Kind
 	}
 	p := &fakeProducer{}
 	srv := &Server{Auth: a, Store: noStore{}, Producer: p, Partitions: 4, MaxMessageBytes: 1024, RecallWindow: time.Minute,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Presence: fakeDir{"bob": {{UserID: "bob", DeviceID: "phone", Terminal: "ios", NodeID: "n1", SinceMs: 5}}}}
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -79,8 +80,10 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) *apiError {
 		return errf(http.StatusInternalServerError, protocol.ErrInternal, err.Error())
 	}
 	now := s.Now().UnixMilli()
+	t0 := time.Now()
 	row, first, err := s.Store.ClaimIdempotency(r.Context(), c.user, req.ClientMsgID,
 		store.Idem{MsgID: id.String(), ConvID: conv, Hash: hash, CreatedMs: now})
+	mSendStage.WithLabelValues("claim").Observe(time.Since(t0).Seconds())
 	if err != nil {
 		return unavailable(err)
 	}
@@ -110,11 +113,15 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) *apiError {
 	// Retry records against the persisted seq.
 	rec := model.Record{Kind: protocol.KindMessage, ConvID: row.ConvID, From: c.user, DeviceID: c.device, AtMs: row.CreatedMs,
 		MsgID: row.MsgID, ClientMsgID: req.ClientMsgID, Type: req.Type, Body: req.Body, Retry: !first}
+	t0 = time.Now()
 	part, off, err := s.produce(&rec)
+	mSendStage.WithLabelValues("produce").Observe(time.Since(t0).Seconds())
 	if err != nil {
 		return unavailable(err)
 	}
 	if first {
+		t0 = time.Now()
+		defer func() { mSendStage.WithLabelValues("record_offset").Observe(time.Since(t0).Seconds()) }()
 		if err := s.Store.SetProduced(r.Context(), c.user, req.ClientMsgID, part, off); err != nil {
 			// The record is in the log; a later retry de-duplicates.
 			s.Log.Warn("could not record produced offset", "err", err)

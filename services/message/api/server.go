@@ -71,6 +71,14 @@ var mRequests = promauto.NewHistogramVec(prometheus.HistogramOpts{
 	Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 }, []string{"route", "status"})
 
+// mSendStage times the stages of a send: the idempotency claim (LWT), the
+// produce (acks=all), and recording the produced offset.
+var mSendStage = promauto.NewHistogramVec(prometheus.HistogramOpts{
+	Name:    "imcluster_message_send_stage_seconds",
+	Help:    "Time per stage of a send (claim, produce, record_offset).",
+	Buckets: prometheus.ExponentialBuckets(0.00025, 1.5, 30),
+}, []string{"stage"})
+
 type handlerFunc func(w http.ResponseWriter, r *http.Request) *apiError
 
 type statusWriter struct {

@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/imcluster/imcluster/services/auth"
 	"github.com/imcluster/imcluster/services/config"
@@ -414,6 +415,7 @@ func sends() {
 	if p := firstErr.Load(); p != nil {
 		fmt.Printf("  first send error: %v\n", *p)
 	}
+	printStages("open loop")
 	fmt.Printf("send_open_loop: target %d/s for %s: %d acked (%.0f/s), %d errors, ack latency p50 %s p99 %s max %s\n",
 		*flagRate, *flagSendSecs, len(lat), float64(len(lat))/el.Seconds(), errs.Load(), ms(pct(lat, 0.5)), ms(pct(lat, 0.99)), ms(pct(lat, 1)))
 	// Closed loop: -conc senders as fast as acks come, once the pipeline
@@ -442,8 +444,55 @@ func sends() {
 	}
 	wg.Wait()
 	el = time.Since(start)
+	printStages("closed loop")
 	fmt.Printf("send_closed_loop: %d in flight for %s: %.0f acked sends/s, ack latency p50 %s p99 %s\n",
 		*flagConc, *flagSendSecs/2, float64(len(lat))/el.Seconds(), ms(pct(lat, 0.5)), ms(pct(lat, 0.99)))
+}
+
+// printStages prints p50/p99 (bucket upper bounds) of the send stages the
+// in-process API recorded since the last call.
+var lastStages = map[string][]uint64{}
+
+func printStages(label string) {
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		return
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "imcluster_message_send_stage_seconds" {
+			continue
+		}
+		var parts []string
+		for _, m := range mf.GetMetric() {
+			stage := m.GetLabel()[0].GetValue()
+			h := m.GetHistogram()
+			var counts []uint64
+			var bounds []float64
+			for _, b := range h.GetBucket() {
+				counts = append(counts, b.GetCumulativeCount())
+				bounds = append(bounds, b.GetUpperBound())
+			}
+			prev := lastStages[stage]
+			lastStages[stage] = counts
+			total := counts[len(counts)-1]
+			if prev != nil {
+				total -= prev[len(prev)-1]
+			}
+			q := func(p float64) string {
+				for i, c := range counts {
+					if prev != nil {
+						c -= prev[i]
+					}
+					if float64(c) >= p*float64(total) {
+						return fmt.Sprintf("≤%.1f ms", bounds[i]*1000)
+					}
+				}
+				return "> max"
+			}
+			parts = append(parts, fmt.Sprintf("%s p50 %s p99 %s", stage, q(0.5), q(0.99)))
+		}
+		fmt.Printf("  send stages (%s): %s\n", label, strings.Join(parts, "; "))
+	}
 }
 
 // pipelinePhase: -pipeline records pre-produced, then a pipeline-only tier

@@ -129,8 +129,8 @@ func (st *Store) Persist(ctx context.Context, items []Item) error {
 		}
 	}
 	msgRows := map[string][]stmt{} // per (conv, bucket): one partition
-	var idemRows []stmt           // one partition each
-	var recalls []stmt     // after the feed inserts of the same batch
+	var idemRows []stmt            // one partition each
+	var recalls []stmt             // after the feed inserts of the same batch
 	convBuckets := map[string]struct{}{}
 	part := items[0].Part
 	for _, it := range items {
