@@ -26,7 +26,7 @@ import (
 // Paths of the message API the SDK calls.
 const (
 	PathSend          = "/v1/messages"
-	PathPresence      = "/v1/presence/"      // + user id
+	PathPresence      = "/v1/presence/"       // + user id
 	PathPresenceQuery = "/v1/presence/online" // POST {"users":[...]}
 )
 

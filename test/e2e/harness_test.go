@@ -100,7 +100,7 @@ func newCluster(t *testing.T) *cluster {
 	dir := t.TempDir()
 	keys := map[string][]byte{}
 	for _, k := range []string{"user", "service", "internal"} {
-		b := []byte(testdeps.Unique(k+"_key_material_padding_padding"))
+		b := []byte(testdeps.Unique(k + "_key_material_padding_padding"))
 		keys[k] = b
 		if err := os.WriteFile(filepath.Join(dir, k+".key"), b, 0o600); err != nil {
 			t.Fatal(err)
