@@ -13,29 +13,25 @@ mvn_runtime() { # POM DEST: copy the POM's runtime classpath into DEST/libs
 	mv "$tmp" "$dest"
 }
 
-install_kafka() {
-	[[ -f "$KAFKA_HOME/.done" ]] && return 0
-	with_lock kafka _install_kafka
+# install_jvm NAME HOME: the server NAME's jars, from hack/NAME/pom.xml.
+install_jvm() {
+	[[ -f "$2/.done" ]] && return 0
+	with_lock "$1" _install_jvm "$@"
 }
-_install_kafka() {
-	[[ -f "$KAFKA_HOME/.done" ]] && return 0
+_install_jvm() {
+	local name=$1 home=$2
+	[[ -f "$home/.done" ]] && return 0 # another clone finished it while we waited
 	mkdir -p "$IMC_CACHE_DIR"
-	mvn_runtime "$REPO_ROOT/hack/kafka/pom.xml" "$KAFKA_HOME"
-	touch "$KAFKA_HOME/.done"
-	log "kafka $KAFKA_VERSION installed in $KAFKA_HOME"
+	mvn_runtime "$REPO_ROOT/hack/$name/pom.xml" "$home"
+	touch "$home/.done"
+	log "$name installed in $home"
 }
 
+install_kafka() { install_jvm kafka "$KAFKA_HOME"; }
+
 install_cassandra() {
-	[[ -f "$CASSANDRA_HOME/.done" ]] && return 0
-	with_lock cassandra _install_cassandra
-}
-_install_cassandra() {
-	[[ -f "$CASSANDRA_HOME/.done" ]] && return 0
-	mkdir -p "$IMC_CACHE_DIR"
-	mvn_runtime "$REPO_ROOT/hack/cassandra/pom.xml" "$CASSANDRA_HOME"
-	ls "$CASSANDRA_HOME"/libs/jamm-*.jar >/dev/null || die "jamm agent jar missing"
-	touch "$CASSANDRA_HOME/.done"
-	log "cassandra $CASSANDRA_VERSION installed in $CASSANDRA_HOME"
+	install_jvm cassandra "$CASSANDRA_HOME"
+	ls "$CASSANDRA_HOME"/libs/jamm-*.jar >/dev/null || die "jamm agent jar missing from $CASSANDRA_HOME/libs"
 }
 
 install_depcheck() {
