@@ -6,7 +6,7 @@ mvn_runtime() { # POM DEST: copy the POM's runtime classpath into DEST/libs
 	local pom=$1 dest=$2 tmp
 	tmp="$(mktemp -d "$IMC_CACHE_DIR/tmp.XXXXXX")"
 	log "resolving $(basename "$(dirname "$pom")") jars from Maven Central"
-	(cd "$tmp" && mvn -q -B -f "$pom" \
+	(cd "$tmp" && mvn -q -B -Dstyle.color=never -f "$pom" \
 		org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies \
 		-DincludeScope=runtime -DoutputDirectory="$tmp/libs") || die "mvn failed for $pom"
 	rm -rf "$dest"
