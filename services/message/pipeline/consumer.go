@@ -38,12 +38,19 @@ type Consumer struct {
 	Grace time.Duration
 	Log   *slog.Logger
 
-	ready atomic.Bool
-	fatal atomic.Pointer[error]
+	ready  atomic.Bool
+	joined atomic.Bool
+	fatal  atomic.Pointer[error]
 }
 
-// Ready reports whether the consumer holds a live group session.
+// Ready reports whether the consumer holds a live group session (false
+// during a rebalance).
 func (c *Consumer) Ready() bool { return c.ready.Load() }
+
+// Joined reports whether the consumer ever held a group session: the
+// readiness of a process that also serves the API, which must not flap
+// with rebalances.
+func (c *Consumer) Joined() bool { return c.joined.Load() }
 
 // Run consumes until ctx is done, then finishes the batch in progress
 // (within Grace) and leaves the group. It returns an error on a fatal
@@ -130,6 +137,7 @@ func (h *handler) Setup(sess sarama.ConsumerGroupSession) error {
 		}
 	}
 	h.c.ready.Store(true)
+	h.c.joined.Store(true)
 	h.c.Log.Info("pipeline session started", "claims", sess.Claims(), "generation", sess.GenerationID())
 	return nil
 }

@@ -104,7 +104,11 @@ func Run(ctx context.Context, cfg config.Message, opt Options) error {
 		}
 		cons = &pipeline.Consumer{Kafka: cfg.Kafka, ClientID: cfg.NodeID, Guard: st, Grace: cfg.ShutdownGrace, Log: log,
 			Processor: &pipeline.Processor{Store: st, Router: router, DeadLetter: dlq, TopicID: info.ID, MaxBody: cfg.MaxMessageBytes, Log: log}}
-		ready = append(ready, cons.Ready)
+		if runAPI {
+			ready = append(ready, cons.Joined)
+		} else {
+			ready = append(ready, cons.Ready)
+		}
 	}
 	var storeOK atomic.Bool
 	storeOK.Store(true)
