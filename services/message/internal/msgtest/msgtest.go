@@ -37,14 +37,14 @@ func Config(t testing.TB, partitions int32) config.Message {
 // Keyspace migrates cfg's keyspace and drops it when t ends.
 func Keyspace(t testing.TB, cfg config.Message) {
 	t.Helper()
-	if err := store.Migrate(cfg.Cassandra); err != nil {
-		t.Fatalf("migrate: %v", err)
-	}
 	t.Cleanup(func() {
 		if err := store.DropKeyspace(cfg.Cassandra, cfg.Cassandra.Keyspace); err != nil {
 			t.Logf("drop keyspace %s: %v", cfg.Cassandra.Keyspace, err)
 		}
 	})
+	if err := store.Migrate(cfg.Cassandra); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
 }
 
 // Topics creates cfg's topics and deletes them when t ends.
