@@ -312,8 +312,14 @@ type UnreadPage struct {
 	More   bool
 }
 
-// convScan bounds the conversations read per round of Unread.
-const convScan = 200
+// convScan bounds the conversations read per round of Unread, and
+// maxConvsPerPage the conversations one page may walk: a user with very many
+// read conversations gets short (even empty) pages with has_more, never an
+// unbounded scan.
+const (
+	convScan        = 200
+	maxConvsPerPage = 2000
+)
 
 // Unread returns up to limit messages after user's read cursors, walking
 // conversations in conv_id order and each one's messages in seq order.
@@ -321,6 +327,7 @@ func (st *Store) Unread(ctx context.Context, user string, cur model.UnreadCursor
 	limit = clampLimit(limit)
 	var page UnreadPage
 	after, inclusive := cur.ConvID, true
+	scanned := 0
 	for {
 		convs, err := st.Conversations(ctx, user, after, inclusive, convScan)
 		inclusive = false
@@ -329,6 +336,7 @@ func (st *Store) Unread(ctx context.Context, user string, cur model.UnreadCursor
 		}
 		for _, c := range convs {
 			after = c.ConvID
+			scanned++
 			from := c.ReadSeq
 			if c.ConvID == cur.ConvID && cur.After > from {
 				from = cur.After
@@ -350,6 +358,14 @@ func (st *Store) Unread(ctx context.Context, user string, cur model.UnreadCursor
 			}
 		}
 		if len(convs) < convScan {
+			return page, nil
+		}
+		if scanned >= maxConvsPerPage {
+			// Resume after the last conversation walked (fully consumed up
+			// to its last message seq as read).
+			c := convs[len(convs)-1]
+			page.Next = model.UnreadCursor{ConvID: c.ConvID, After: max(c.LastMsgSeq, c.ReadSeq)}
+			page.More = true
 			return page, nil
 		}
 	}
