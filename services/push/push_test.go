@@ -557,3 +557,43 @@ func asServerErr(err error, se **client.ServerError) bool {
 	}
 	return ok
 }
+
+func TestSameNodeKickAndTimeouts(t *testing.T) {
+	c := newCluster(t)
+	n := c.startNode("n-a", func(o *push.Options) { o.Heartbeat = 400 * time.Millisecond; o.LoginTimeout = 500 * time.Millisecond })
+
+	// Same terminal, same node: the older session is kicked.
+	r1 := dialRaw(t, n.wsURL)
+	c.login(t, r1, "kim", "kim-1")
+	r2 := dialRaw(t, n.wsURL)
+	c.login(t, r2, "kim", "kim-2")
+	if got := r1.closedWith(t); got != protocol.ErrKicked {
+		t.Fatalf("older session closed with %q, want kicked", got)
+	}
+
+	// No login frame in time.
+	r3 := dialRaw(t, n.wsURL)
+	start := time.Now()
+	if got := r3.closedWith(t); got != protocol.ErrUnauthenticated {
+		t.Fatalf("silent connection closed with %q, want unauthenticated", got)
+	}
+	t.Logf("login timeout after %v", time.Since(start).Round(10*time.Millisecond))
+
+	// Logged in, then silent: idle timeout (2.5 heartbeats).
+	r4 := dialRaw(t, n.wsURL)
+	c.login(t, r4, "lou", "lou-1")
+	if got := r4.closedWith(t); got != protocol.ErrIdleTimeout {
+		t.Fatalf("idle connection closed with %q, want idle_timeout", got)
+	}
+	// A client that heartbeats stays connected.
+	r5 := dialRaw(t, n.wsURL)
+	c.login(t, r5, "max", "max-1")
+	stop := time.Now().Add(2 * time.Second)
+	for time.Now().Before(stop) {
+		r5.send(t, ws.OpText, []byte(`{"type":"ping"}`))
+		time.Sleep(150 * time.Millisecond)
+	}
+	if n.srv.EpochOf("max", "max-1") == 0 {
+		t.Fatal("a heartbeating client was closed")
+	}
+}
