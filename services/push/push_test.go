@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -595,5 +596,42 @@ func TestSameNodeKickAndTimeouts(t *testing.T) {
 	}
 	if n.srv.EpochOf("max", "max-1") == 0 {
 		t.Fatal("a heartbeating client was closed")
+	}
+}
+
+func TestDeliveryEndpointRefusesBadCalls(t *testing.T) {
+	c := newCluster(t)
+	n := c.startNode("n-a", nil)
+	userTok := c.token("mallory", time.Hour)
+	internalTok, _ := func() (string, error) { ts, _ := route.NewTokenSource(internalKey, "msg-1"); return ts.Token() }()
+	tooMany, _ := json.Marshal(protocol.DeliveryBatch{Deliveries: make([]protocol.Delivery, protocol.MaxDeliveryBatch+1)})
+	cases := []struct {
+		name, tok, body string
+		want            int
+	}{
+		{"no token", "", `{"deliveries":[]}`, 401},
+		{"user token", userTok, `{"deliveries":[]}`, 401},
+		{"bad json", internalTok, `{"deliveries":`, 400},
+		{"too many deliveries", internalTok, string(tooMany), 413},
+		{"good", internalTok, `{"deliveries":[{"event":{"kind":"message","conv_id":"p:a:b","seq":1,"from":"a","at_ms":1},"targets":[{"user_id":"b","device_id":"x","epoch":1}]}]}`, 200},
+	}
+	for _, tc := range cases {
+		req, _ := http.NewRequest(http.MethodPost, n.in.URL+protocol.DeliveryPath, strings.NewReader(tc.body))
+		if tc.tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tc.tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res protocol.DeliveryResult
+		_ = json.NewDecoder(resp.Body).Decode(&res)
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, resp.StatusCode, tc.want)
+		}
+		if tc.want == 200 && (res.Missed != 1 || res.Queued != 0) {
+			t.Errorf("%s: %+v, want the absent device counted as missed", tc.name, res)
+		}
 	}
 }
