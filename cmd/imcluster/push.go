@@ -130,22 +130,28 @@ func runPush(ctx context.Context, cfg config.Push) error {
 	if err != nil {
 		return fmt.Errorf("while listening on %s: %w", cfg.InternalAddr, err)
 	}
-	inSrv := &http.Server{Handler: srv.InternalHandler(), ReadHeaderTimeout: 10 * time.Second}
+	var ready atomic.Bool
+	health := http.NewServeMux()
+	health.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	health.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	health.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "not ready\n", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	inMux := http.NewServeMux()
+	inMux.Handle("/internal/", srv.InternalHandler())
+	if cfg.MetricsAddr == "" { // no metrics listener: serve them beside the delivery endpoint
+		inMux.Handle("/", health)
+	}
+	inSrv := &http.Server{Handler: inMux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = inSrv.Serve(inLn) }()
 
-	var ready atomic.Bool
 	var metSrv *http.Server
 	if cfg.MetricsAddr != "" {
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-			if !ready.Load() {
-				http.Error(w, "not ready\n", http.StatusServiceUnavailable)
-				return
-			}
-			_, _ = w.Write([]byte("ok\n"))
-		})
+		mux := health
 		metLn, err := net.Listen("tcp", cfg.MetricsAddr)
 		if err != nil {
 			return fmt.Errorf("while listening on %s: %w", cfg.MetricsAddr, err)
