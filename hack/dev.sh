@@ -165,10 +165,22 @@ stop_listeners() {
 trap stop_listeners EXIT
 
 listen() { # user device push-url; sets LAST_PID to a listener writing $RUN/demo/<device>.jsonl
-	local f="$RUN/demo/$2.jsonl"
-	"$BIN/imctl" listen --as "$1" --device "$2" --terminal desktop --push "$3" >>"$f" 2>>"$RUN/demo/$2.err" &
+	# Like a real device, it starts from the sync cursor it saved last time.
+	local f="$RUN/demo/$2.jsonl" cursor=""
+	[[ -s "$RUN/cursors/$2" ]] && cursor=$(cat "$RUN/cursors/$2")
+	"$BIN/imctl" listen --as "$1" --device "$2" --terminal desktop --push "$3" --cursor "$cursor" >>"$f" 2>>"$RUN/demo/$2.err" &
 	LAST_PID=$!
 	LISTENERS+=("$LAST_PID")
+}
+
+stop_listener() { # pid device: stop it and save its cursor
+	kill "$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
+	local c
+	c=$(sed -n 's/^cursor: //p' "$RUN/demo/$2.err" | tail -n1)
+	mkdir -p "$RUN/cursors"
+	[[ -n "$c" ]] && printf '%s' "$c" >"$RUN/cursors/$2"
+	return 0
 }
 
 wait_line() { # file pattern what
@@ -225,8 +237,7 @@ cmd_demo() {
 	show "$demo/alice-phone.jsonl" "hey alice ($tag)"
 
 	say "Demo: bob goes offline; alice sends three messages"
-	kill "$pb" 2>/dev/null || true
-	wait "$pb" 2>/dev/null || true
+	stop_listener "$pb" bob-phone
 	local i last=""
 	for i in 1 2 3; do
 		"$imctl" send --as $alice --to $bob --device alice-phone --text "offline message $i ($tag)" >"$demo/off$i.json"
@@ -234,28 +245,34 @@ cmd_demo() {
 	done
 	last=$(seq_of <"$demo/off3.json")
 	say "Demo: bob logs in again and pulls what he missed"
-	"$imctl" unread --as $bob >"$demo/unread.json"
-	step "unread pull: $(grep -o 'offline message [0-9] ('"$tag"')' "$demo/unread.json" | tr '\n' ',' | sed 's/,$//')"
+	for i in $(seq 1 100); do # the send answered once the log had it; wait until it is stored
+		"$imctl" unread --as $bob >"$demo/unread.json"
+		grep -q "offline message 3 ($tag)" "$demo/unread.json" && break
+		sleep 0.1
+	done
+	step "unread pull (GET /v1/unread): $(grep -o 'offline message [0-9] ('"$tag"')' "$demo/unread.json" | tr '\n' ',' | sed 's/,$//')"
 	listen $bob bob-phone $PUSH1
 	pb=$LAST_PID
 	wait_connected bob-phone
 	for i in 1 2 3; do
 		wait_line "$demo/bob-phone.jsonl" "offline message $i ($tag)" "bob to sync message $i"
 	done
-	step "bob reconnected (to push-1 this time) and synced from his cursor:"
-	grep -- "offline message" "$demo/bob-phone.jsonl" | sed -e 's/^/      /' | cut -c1-160
+	step "$(grep 'connected to' "$demo/bob-phone.err" | tail -n1) — and synced from his saved cursor:"
+	grep -- "offline message [0-9] ($tag)" "$demo/bob-phone.jsonl" | sed -e 's/^/      /' | cut -c1-160
 
 	say "Demo: bob reads up to seq $last; alice gets a read receipt"
 	"$imctl" read --as $bob --with $alice --device bob-phone --seq "$last" | sed -e 's/^/    /'
-	wait_line "$demo/alice-phone.jsonl" '"kind":"read"' "alice to get the read receipt"
-	show "$demo/alice-phone.jsonl" '"kind":"read"'
+	wait_line "$demo/alice-phone.jsonl" '"kind":"read".*"ref_seq":'"$last"',' "alice to get the read receipt"
+	show "$demo/alice-phone.jsonl" '"kind":"read".*"ref_seq":'"$last"','
 
 	say "Demo: alice recalls \"offline message 3\" (seq $last); both sides see the recall"
 	"$imctl" recall --as $alice --with $bob --device alice-phone --seq "$last" | sed -e 's/^/    /'
-	wait_line "$demo/bob-phone.jsonl" '"kind":"recall"' "bob to see the recall"
-	show "$demo/bob-phone.jsonl" '"kind":"recall"'
+	wait_line "$demo/bob-phone.jsonl" '"kind":"recall".*"ref_seq":'"$last"',' "bob to see the recall"
+	show "$demo/bob-phone.jsonl" '"kind":"recall".*"ref_seq":'"$last"','
 	step "history now (alice's view, newest first):"
-	"$imctl" history --as $alice --with $bob --limit 4 | cut -c1-400 | sed -e 's/^/      /'
+	"$imctl" history --as $alice --with $bob --limit 5 | sed -e 's/^/      /'
+	stop_listener "$pa" alice-phone
+	stop_listener "$pb" bob-phone
 	stop_listeners
 	say "Demo done (listener output in ${demo#"$ROOT"/}/)"
 }

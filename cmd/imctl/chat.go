@@ -131,6 +131,7 @@ func init() {
 func init() {
 	var as, with, before string
 	var limit int
+	var rawJSON bool
 	history := &cobra.Command{
 		Use:   "history",
 		Short: "print a conversation's history, newest first (raw API JSON)",
@@ -148,14 +149,45 @@ func init() {
 			if err := a.Get(context.Background(), "/v1/conversations/"+url.PathEscape(convID(as, with))+"/messages?"+q.Encode(), &raw); err != nil {
 				return err
 			}
-			fmt.Println(string(raw))
+			if rawJSON {
+				fmt.Println(string(raw))
+				return nil
+			}
+			var page struct {
+				Messages   []protocol.Event `json:"messages"`
+				NextBefore *int64           `json:"next_before"`
+				HasMore    bool             `json:"has_more"`
+			}
+			if err := json.Unmarshal(raw, &page); err != nil {
+				return err
+			}
+			for _, ev := range page.Messages {
+				m := ev.Message
+				if m == nil {
+					continue
+				}
+				text := ""
+				switch {
+				case m.Recalled:
+					text = "(recalled)"
+				case m.Body != nil && m.Body.Text != "":
+					text = m.Body.Text
+				case m.Body != nil:
+					text = string(m.Type) + " " + m.Body.URL
+				}
+				fmt.Printf("seq %-8d %s  %s -> %s  %s\n", ev.Seq, time.UnixMilli(m.SentAtMs).Format("15:04:05"), m.From, m.To, text)
+			}
+			if page.HasMore && page.NextBefore != nil {
+				fmt.Printf("(more: --before %d)\n", *page.NextBefore)
+			}
 			return nil
 		},
 	}
 	f := history.Flags()
+	f.BoolVar(&rawJSON, "json", false, "print the API's JSON answer")
 	f.StringVar(&as, "as", "", "user id")
 	f.StringVar(&with, "with", "", "the other participant")
-	f.StringVar(&before, "before", "", "page token/seq from a previous page")
+	f.StringVar(&before, "before", "", "seq from a previous page's \"more\" line")
 	f.IntVar(&limit, "limit", 50, "page size")
 	rootCmd.AddCommand(history)
 
