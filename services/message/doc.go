@@ -52,10 +52,12 @@
 // answers the stored msg_id (and seq, once the first attempt recorded its
 // offset). If the first attempt's outcome is unknown (it crashed between
 // claim and ack) the retry waits out a lease (api.DefaultIdemLease, longer
-// than a produce can stay in flight), then produces again with Retry set; the
-// pipeline checks only Retry records against the persisted seq on the
-// idempotency row (written by the pipeline for every message), so the copy
-// is dropped if the original landed.
+// than a produce can stay in flight), then produces again with Retry set and
+// the original attempt's time. The pipeline checks only Retry records: it
+// searches the conversation's messages, newest first, back to the time the
+// original could have landed (model.MaxProduceDelay, model.MaxClockSkew), and
+// drops the copy if the original is there. The hot path writes nothing for
+// de-duplication.
 //
 // # Sync is complete
 //

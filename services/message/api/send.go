@@ -97,10 +97,6 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) *apiError {
 			resp.Seq = &row.Off
 			writeJSON(w, http.StatusOK, resp)
 			return nil
-		case row.Seq >= 0:
-			resp.Seq = &row.Seq
-			writeJSON(w, http.StatusOK, resp)
-			return nil
 		case now-row.CreatedMs < s.IdemLease.Milliseconds():
 			wait := (s.IdemLease.Milliseconds()-(now-row.CreatedMs))/1000 + 1
 			w.Header().Set("Retry-After", strconv.FormatInt(wait, 10))
@@ -110,7 +106,7 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) *apiError {
 	}
 	// First attempt, or a retry whose first attempt's outcome stays
 	// unknown past the lease: produce (again). The pipeline de-duplicates
-	// Retry records against the persisted seq.
+	// Retry records against the conversation's messages.
 	rec := model.Record{Kind: protocol.KindMessage, ConvID: row.ConvID, From: c.user, DeviceID: c.device, AtMs: row.CreatedMs,
 		MsgID: row.MsgID, ClientMsgID: req.ClientMsgID, Type: req.Type, Body: req.Body, Retry: !first}
 	t0 = time.Now()

@@ -47,9 +47,9 @@ const (
 )
 
 // DefaultIdemLease is how long after a first send attempt its outcome may
-// still be unknown: longer than the producer can keep a record in flight
-// (mlog: 3 retries of a 5 s request timeout plus backoff).
-const DefaultIdemLease = 30 * time.Second
+// still be unknown: as long as the producer can keep a record in flight
+// (mlog: 3 retries of a 5 s request timeout plus backoff, < 30 s).
+const DefaultIdemLease = model.MaxProduceDelay
 
 // Server is the message tier's HTTP API.
 type Server struct {

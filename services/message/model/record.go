@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 	"unicode/utf8"
 
 	"github.com/imcluster/imcluster/services/auth"
@@ -14,6 +15,17 @@ import (
 
 // RecordVersion is the version of the Record encoding.
 const RecordVersion = 1
+
+// Time bounds of the retry de-duplication. A produce is never in flight
+// longer than MaxProduceDelay (the API's idempotency lease is that long), and
+// the clocks of API processes differ by less than MaxClockSkew. A Retry record
+// carries the original attempt's AtMs, so its original, if it landed, landed
+// after AtMs - MaxClockSkew and before any message sent before
+// AtMs - MaxProduceDelay - MaxClockSkew: the pipeline searches only that far.
+const (
+	MaxProduceDelay = 30 * time.Second
+	MaxClockSkew    = 60 * time.Second
+)
 
 // Limits shared by the API and the pipeline.
 const (

@@ -8,8 +8,9 @@
 //	de-duplicate  message records marked Retry (an API retry whose first
 //	            attempt's outcome was unknown) are dropped when their msg_id is
 //	            already persisted at another offset: an in-memory recent set,
-//	            then a point read of the idempotency row — only for those
-//	            records, so the hot path has no read
+//	            then a search of the conversation's messages back to the
+//	            original attempt's time window — only for those records, so
+//	            the hot path has no read
 //	persist     store.Persist (idempotent, keyed by offset); transient errors
 //	            are retried with backoff, never skipped
 //	route       Router.Route, in order, after persist: "pushed" implies

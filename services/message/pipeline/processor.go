@@ -17,7 +17,7 @@ import (
 // Store is what the pipeline needs from Cassandra.
 type Store interface {
 	Persist(ctx context.Context, items []store.Item) error
-	PersistedSeq(ctx context.Context, sender, cmid string) (int64, error)
+	FindMessage(ctx context.Context, conv, msgID string, before, notBeforeMs int64) (int64, error)
 	SetPartitionState(ctx context.Context, part int32, topicID string, maxOff int64) error
 }
 
@@ -146,8 +146,9 @@ func (p *Processor) Process(ctx context.Context, recs []Record) error {
 }
 
 // isDuplicate decides whether a Retry message record was already persisted
-// at another offset: the in-memory recent set first, then the durable
-// idempotency row (a point read, only for retried records).
+// at another offset: the in-memory recent set first, then a search of the
+// conversation's messages back to the original attempt's time window (only
+// for retried records; see model.MaxProduceDelay).
 func (p *Processor) isDuplicate(ctx context.Context, r Record, rec *model.Record) (bool, error) {
 	if p.seen(r.Part, rec.MsgID, r.Off) {
 		return true, nil
@@ -155,7 +156,8 @@ func (p *Processor) isDuplicate(ctx context.Context, r Record, rec *model.Record
 	var seq int64
 	err := p.retry(ctx, "dedupe", func() error {
 		var err error
-		seq, err = p.Store.PersistedSeq(ctx, rec.From, rec.ClientMsgID)
+		notBefore := rec.AtMs - (model.MaxProduceDelay + model.MaxClockSkew).Milliseconds()
+		seq, err = p.Store.FindMessage(ctx, rec.ConvID, rec.MsgID, r.Off, notBefore)
 		return err
 	})
 	if err != nil {

@@ -20,7 +20,7 @@ type fakeStore struct {
 	mu        sync.Mutex
 	failures  int // Persist fails this many times first
 	persisted []store.Item
-	seqs      map[string]int64
+	seqs      map[string]int64 // msg_id -> seq
 	log       *[]string
 }
 
@@ -34,17 +34,17 @@ func (f *fakeStore) Persist(_ context.Context, items []store.Item) error {
 	f.persisted = append(f.persisted, items...)
 	for _, it := range items {
 		if it.Rec.Kind == protocol.KindMessage {
-			f.seqs[it.Rec.From+"/"+it.Rec.ClientMsgID] = it.Off
+			f.seqs[it.Rec.MsgID] = it.Off
 		}
 	}
 	*f.log = append(*f.log, "persist")
 	return nil
 }
 
-func (f *fakeStore) PersistedSeq(_ context.Context, sender, cmid string) (int64, error) {
+func (f *fakeStore) FindMessage(_ context.Context, _, msgID string, before, _ int64) (int64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if s, ok := f.seqs[sender+"/"+cmid]; ok {
+	if s, ok := f.seqs[msgID]; ok && s < before {
 		return s, nil
 	}
 	return -1, nil

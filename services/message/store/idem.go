@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/gocql/gocql"
+
+	"github.com/imcluster/imcluster/services/message/model"
 )
 
 // Idem is the durable idempotency row of a (sender, client_msg_id).
@@ -16,7 +18,6 @@ type Idem struct {
 	CreatedMs int64
 	Produced  bool  // the API recorded the acks=all answer of the first produce
 	Off       int64 // its offset (= the message's seq) when Produced
-	Seq       int64 // the persisted seq, -1 when not yet persisted
 }
 
 // SameContent reports whether hash matches the row's content hash.
@@ -36,24 +37,19 @@ func (st *Store) ClaimIdempotency(ctx context.Context, sender, cmid string, want
 		return Idem{}, false, fmt.Errorf("while claiming idempotency key: %w", err)
 	}
 	if applied {
-		want.Seq = -1
 		return want, true, nil
 	}
 	// A retry (rare): read the row with typed nulls, serially.
 	var i Idem
 	var part *int
-	var off, seq *int64
-	err = st.s.Query(`SELECT msg_id, conv_id, hash, created_ms, part, off, seq FROM idempotency WHERE sender = ? AND client_msg_id = ?`,
-		sender, cmid).WithContext(ctx).Consistency(gocql.Consistency(gocql.LocalSerial)).Scan(&i.MsgID, &i.ConvID, &i.Hash, &i.CreatedMs, &part, &off, &seq)
+	var off *int64
+	err = st.s.Query(`SELECT msg_id, conv_id, hash, created_ms, part, off FROM idempotency WHERE sender = ? AND client_msg_id = ?`,
+		sender, cmid).WithContext(ctx).Consistency(gocql.Consistency(gocql.LocalSerial)).Scan(&i.MsgID, &i.ConvID, &i.Hash, &i.CreatedMs, &part, &off)
 	if err != nil {
 		return Idem{}, false, fmt.Errorf("while reading idempotency key: %w", err)
 	}
-	i.Seq = -1
 	if part != nil && off != nil {
 		i.Produced, i.Off = true, *off
-	}
-	if seq != nil {
-		i.Seq = *seq
 	}
 	return i, false, nil
 }
@@ -67,20 +63,46 @@ func (st *Store) SetProduced(ctx context.Context, sender, cmid string, part int3
 	return nil
 }
 
-// PersistedSeq returns the seq the pipeline persisted (sender, cmid) at, or
-// -1. Read only for records marked Retry.
-func (st *Store) PersistedSeq(ctx context.Context, sender, cmid string) (int64, error) {
-	var seq *int64
-	err := st.s.Query(`SELECT seq FROM idempotency WHERE sender = ? AND client_msg_id = ?`, sender, cmid).
-		WithContext(ctx).Scan(&seq)
-	if err == gocql.ErrNotFound {
-		return -1, nil
+// FindMessage searches conv, newest first from seq < before, for msgID,
+// stopping at the first message sent before notBeforeMs; it returns the
+// message's seq or -1. Only the pipeline's check of Retry records calls it
+// (a rare path): the scan covers the messages that landed since the
+// original attempt, bounded by the conversation's traffic in that window.
+func (st *Store) FindMessage(ctx context.Context, conv, msgID string, before, notBeforeMs int64) (int64, error) {
+	top := model.Bucket(max(before-1, 0))
+	for {
+		iter := st.s.Query(`SELECT bucket FROM conv_buckets WHERE conv_id = ? AND bucket <= ? LIMIT ?`, conv, top, bucketsPerRead).
+			WithContext(ctx).Iter()
+		var buckets []int32
+		var b int32
+		for iter.Scan(&b) {
+			buckets = append(buckets, b)
+		}
+		if err := iter.Close(); err != nil {
+			return -1, fmt.Errorf("while reading conversation buckets: %w", err)
+		}
+		for _, b := range buckets {
+			it := st.s.Query(`SELECT seq, msg_id, sent_at_ms FROM messages WHERE conv_id = ? AND bucket = ? AND seq < ?`,
+				conv, b, before).WithContext(ctx).PageSize(500).Iter()
+			var seq int64
+			var id *string
+			var sent *int64
+			for it.Scan(&seq, &id, &sent) {
+				if id != nil && *id == msgID {
+					_ = it.Close()
+					return seq, nil
+				}
+				if sent != nil && *sent < notBeforeMs {
+					return -1, it.Close()
+				}
+			}
+			if err := it.Close(); err != nil {
+				return -1, fmt.Errorf("while searching messages: %w", err)
+			}
+		}
+		if len(buckets) < bucketsPerRead {
+			return -1, nil
+		}
+		top = buckets[len(buckets)-1] - 1
 	}
-	if err != nil {
-		return -1, fmt.Errorf("while reading idempotency seq: %w", err)
-	}
-	if seq == nil {
-		return -1, nil
-	}
-	return *seq, nil
 }

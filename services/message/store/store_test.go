@@ -103,3 +103,41 @@ func TestPersistAndRead(t *testing.T) {
 		t.Fatalf("unread: %+v err=%v", u.Events, err)
 	}
 }
+
+// FindMessage (the pipeline's check of Retry records) finds a message by
+// msg_id below a seq and stops at the time bound.
+func TestFindMessage(t *testing.T) {
+	cfg := msgtest.Config(t, 1)
+	msgtest.Keyspace(t, cfg)
+	st := msgtest.Store(t, cfg)
+	ctx := context.Background()
+	conv := model.ConvID("alice", "bob")
+	var items []store.Item
+	// Two buckets; sent_at grows with seq: 1000, 1001, ...
+	for i, off := range []int64{5, 6, model.BucketStart(1) + 1, model.BucketStart(1) + 2} {
+		items = append(items, store.Item{Part: 0, Off: off, Rec: msg(conv, "alice", "x", 1000+int64(i))})
+	}
+	if err := st.Persist(ctx, items); err != nil {
+		t.Fatal(err)
+	}
+	id := func(i int) string { return items[i].Rec.MsgID }
+	cases := []struct {
+		msgID     string
+		before    int64
+		notBefore int64
+		want      int64
+	}{
+		{id(0), 1 << 40, 0, 5},            // across buckets
+		{id(3), 1 << 40, 0, items[3].Off}, // newest
+		{id(3), items[3].Off, 0, -1},      // only below before
+		{id(0), 1 << 40, 1002, -1},        // stopped by the time bound
+		{id(1), 1 << 40, 1001, 6},         // at the bound: still searched
+		{"nope", 1 << 40, 0, -1},          // absent
+	}
+	for i, c := range cases {
+		got, err := st.FindMessage(ctx, conv, c.msgID, c.before, c.notBefore)
+		if err != nil || got != c.want {
+			t.Errorf("case %d: FindMessage = %d %v, want %d", i, got, err, c.want)
+		}
+	}
+}

@@ -25,7 +25,6 @@ const (
 	maxBatchStatements = 32       // statements per Cassandra batch
 	maxBatchBytes      = 40 << 10 // below batch_size_fail_threshold (50 KiB)
 	writeConcurrency   = 64       // statements/batches in flight per Persist
-	idemBatch          = 16       // idempotency seqs per multi-partition batch
 	// MaxWritesInFlight bounds the pipeline's writes in flight per process,
 	// across all partitions, so a backlog cannot swamp Cassandra and starve
 	// the API's reads and idempotency claims.
@@ -50,7 +49,6 @@ const (
 	cqlInsertFeed    = `INSERT INTO feed (user_id, part, bucket, off, kind, conv_id, from_user, device_id, ref_seq, at_ms, msg_id, client_msg_id, type, body)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?`
 	cqlRecallFeed = `UPDATE feed USING TIMESTAMP ? SET recalled = true, body = null WHERE user_id = ? AND part = ? AND bucket = ? AND off = ?`
-	cqlIdemSeq    = `UPDATE idempotency USING TIMESTAMP ? SET seq = ? WHERE sender = ? AND client_msg_id = ?`
 	cqlPartState  = `UPDATE partition_state USING TIMESTAMP ? SET max_off = ?, topic_id = ? WHERE topic = ? AND part = ?`
 )
 
@@ -92,8 +90,8 @@ func nullable(s string) any {
 }
 
 // Persist writes the effect of items (one partition, offset order): message
-// rows, both participants' feeds and conversation rows, recalls, and the
-// idempotency seq. It is idempotent; on error the caller retries it whole.
+// rows, both participants' feeds and conversation rows, and recalls. It is
+// idempotent; on error the caller retries it whole.
 func (st *Store) Persist(ctx context.Context, items []Item) error {
 	if len(items) == 0 {
 		return nil
@@ -129,7 +127,6 @@ func (st *Store) Persist(ctx context.Context, items []Item) error {
 		}
 	}
 	msgRows := map[string][]stmt{} // per (conv, bucket): one partition
-	var idemRows []stmt            // one partition each
 	var recalls []stmt             // after the feed inserts of the same batch
 	convBuckets := map[string]struct{}{}
 	part := items[0].Part
@@ -157,7 +154,6 @@ func (st *Store) Persist(ctx context.Context, items []Item) error {
 			k := fmt.Sprintf("%s\x00%d", r.ConvID, mb)
 			msgRows[k] = append(msgRows[k], stmt{cqlInsertMessage, []any{
 				r.ConvID, mb, it.Off, r.MsgID, r.ClientMsgID, from, nullable(r.DeviceID), string(r.Type), body, r.AtMs, ts}, 200 + bodyLen})
-			idemRows = append(idemRows, stmt{cqlIdemSeq, []any{ts, it.Off, from, r.ClientMsgID}, 64})
 			convBuckets[fmt.Sprintf("%s\x00%d", r.ConvID, mb)] = struct{}{}
 			set(cf, colLastMsg, it.Off)
 			set(ct, colLastMsg, it.Off)
@@ -200,16 +196,6 @@ func (st *Store) Persist(ctx context.Context, items []Item) error {
 	g.SetLimit(writeConcurrency)
 	for _, rows := range msgRows {
 		g.Go(func() error { return st.batches(gctx, rows) })
-	}
-	// The idempotency seqs are one partition each: they go as small
-	// multi-partition unlogged batches, trading a little coordinator work
-	// for far fewer requests (on a single node a pure win; sized so the
-	// fan-out stays small on a cluster).
-	for len(idemRows) > 0 {
-		n := min(len(idemRows), idemBatch)
-		chunk := idemRows[:n]
-		idemRows = idemRows[n:]
-		g.Go(func() error { return st.batches(gctx, chunk) })
 	}
 	for u, w := range users {
 		g.Go(func() error { return st.writeFeed(gctx, u, part, w.buckets) })
