@@ -182,6 +182,9 @@ func tail(s string, n int) string {
 func (c *cluster) start(name, sub string, extra ...string) *proc {
 	cmd := exec.Command(filepath.Join(binDir, "imcluster"), sub)
 	cmd.Env = append(append(append([]string{}, c.env...), "IM_NODE_ID="+name), extra...)
+	// Never outlive the test binary (a timeout or a crash must not leave
+	// servers behind).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	log := &bytes.Buffer{}
 	lw := &lockedWriter{w: log}
 	cmd.Stdout, cmd.Stderr = lw, lw
