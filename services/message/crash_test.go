@@ -66,6 +66,13 @@ func startChild(t *testing.T, cfg config.Message) *exec.Cmd {
 // stored exactly once, none is lost, and each conversation keeps the order
 // its sender was acked in.
 func TestCrashPipeline(t *testing.T) {
+	t.Run("SIGKILL", func(t *testing.T) { crashPipeline(t, syscall.SIGKILL) })
+	// Graceful stop: the child finishes (or hands back) its batch, commits
+	// and exits 0 within the grace period; the next one resumes exactly.
+	t.Run("SIGTERM", func(t *testing.T) { crashPipeline(t, syscall.SIGTERM) })
+}
+
+func crashPipeline(t *testing.T, sig syscall.Signal) {
 	e := newEnv(t, 4)
 	e.start(t, server.RoleAPI)
 	child := startChild(t, e.cfg)
@@ -103,12 +110,21 @@ func TestCrashPipeline(t *testing.T) {
 		return n
 	}
 	msgtest.Eventually(t, 60*time.Second, "child persisted 600 records", func() bool { return persisted() >= 600 })
-	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := child.Process.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
-	_ = child.Wait()
+	waited := make(chan error, 1)
+	go func() { waited <- child.Wait() }()
+	select {
+	case err := <-waited:
+		if sig == syscall.SIGTERM && err != nil {
+			t.Fatalf("child stopped by SIGTERM exited with %v", err)
+		}
+	case <-time.After(e.cfg.ShutdownGrace + 10*time.Second):
+		t.Fatalf("child did not exit within the grace period after %v", sig)
+	}
 	killedAt, sentAt := persisted(), sent.Load()
-	t.Logf("killed the pipeline child after %d persisted, %d acked", killedAt, sentAt)
+	t.Logf("stopped the pipeline child with %v after %d persisted, %d acked", sig, killedAt, sentAt)
 	if killedAt >= convs*perConv {
 		t.Fatal("child finished before the kill; the test proves nothing")
 	}
