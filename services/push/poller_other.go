@@ -2,16 +2,20 @@
 
 package push
 
-// Portable fallback: one reading goroutine per connection.
+// Portable fallback: one reading goroutine per connection (no epoll).
 type poller struct {
 	readable func(*conn)
+	ready    chan struct{} // closed once run has set readable
 	stopc    chan struct{}
 }
 
-func newPoller() (*poller, error) { return &poller{stopc: make(chan struct{})}, nil }
+func newPoller() (*poller, error) {
+	return &poller{ready: make(chan struct{}), stopc: make(chan struct{})}, nil
+}
 
 func (p *poller) add(c *conn) error {
 	go func() {
+		<-p.ready
 		for !c.isDone() {
 			p.readable(c)
 		}
@@ -22,7 +26,11 @@ func (p *poller) add(c *conn) error {
 func (p *poller) rearm(*conn)  {}
 func (p *poller) remove(*conn) {}
 
-func (p *poller) run(readable func(*conn)) { p.readable = readable; <-p.stopc }
+func (p *poller) run(readable func(*conn)) {
+	p.readable = readable
+	close(p.ready)
+	<-p.stopc
+}
 
 func (p *poller) close() { close(p.stopc) }
 
