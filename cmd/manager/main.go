@@ -11,6 +11,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/imcluster/imcluster/api/v1alpha1"
@@ -30,11 +31,12 @@ func main() {
 func run() error {
 	var (
 		metricsAddr, probeAddr, leaderNS string
-		leaderElect                      bool
+		leaderElect, secureMetrics       bool
 		concurrency                      int
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (0 disables it)")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	flag.BoolVar(&secureMetrics, "metrics-secure", false, "serve metrics over HTTPS to callers the apiserver authenticates and authorizes (TokenReview, SubjectAccessReview for GET /metrics)")
 	flag.BoolVar(&leaderElect, "leader-elect", true, "elect a leader so that only one replica reconciles")
 	flag.StringVar(&leaderNS, "leader-election-namespace", "", "namespace of the leader Lease (default: the pod's namespace)")
 	flag.IntVar(&concurrency, "max-concurrent-reconciles", 2, "IMCluster objects reconciled in parallel")
@@ -51,9 +53,16 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("while loading the kubeconfig: %w", err)
 	}
+	metricsOpts := metricsserver.Options{BindAddress: metricsAddr, SecureServing: secureMetrics}
+	if secureMetrics {
+		// A self-signed certificate, generated at start; Prometheus
+		// scrapes with its ServiceAccount token (see the chart's
+		// ServiceMonitor), authorized for GET /metrics.
+		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
-		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
+		Metrics:                 metricsOpts,
 		HealthProbeBindAddress:  probeAddr,
 		LeaderElection:          leaderElect,
 		LeaderElectionID:        LeaderElectionID,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -21,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
 
 	"github.com/imcluster/imcluster/api/v1alpha1"
@@ -60,7 +62,7 @@ func TestHelmTemplate(t *testing.T) {
 		kinds []string
 	}{
 		{"default", nil, []string{"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment", "Role", "RoleBinding", "Service", "ServiceAccount"}},
-		{"full", []string{"-f", fullValues}, []string{"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment", "IMCluster", "Role", "RoleBinding", "Service", "ServiceAccount", "ServiceMonitor"}},
+		{"full", []string{"-f", fullValues}, []string{"ClusterRole", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment", "IMCluster", "Role", "RoleBinding", "Service", "ServiceAccount", "ServiceMonitor"}},
 		{"no crds, no rbac, no sa", []string{"--set", "crds.install=false,rbac.create=false,serviceAccount.create=false,leaderElection.enabled=false,metrics.service.enabled=false"}, []string{"Deployment"}},
 	}
 	for _, tc := range tests {
@@ -97,7 +99,7 @@ func TestHelmTemplate(t *testing.T) {
 		if ctr.Image != "registry.example/imcluster:v9.9.9" || *dep.Spec.Replicas != 3 {
 			t.Errorf("operator Deployment: image %s, replicas %d", ctr.Image, *dep.Spec.Replicas)
 		}
-		for _, want := range []string{"--leader-elect=true", "--leader-election-namespace=imc-system", "--metrics-bind-address=:8443", "--zap-log-level=debug", "--max-concurrent-reconciles=4"} {
+		for _, want := range []string{"--leader-elect=true", "--leader-election-namespace=imc-system", "--metrics-bind-address=:8443", "--metrics-secure=true", "--zap-log-level=debug", "--max-concurrent-reconciles=4"} {
 			if !slices.Contains(ctr.Args, want) {
 				t.Errorf("operator args %v lack %s", ctr.Args, want)
 			}
@@ -199,11 +201,32 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	// An IMCluster outside the release, to show uninstall keeps it.
 	a.kubectlOK(t, "", "apply", "--server-side", "-n", "imc-system", "-k", filepath.Join(root, "config", "samples"))
 
-	run("upgrade", "imc", chartDir, "-n", "imc-system", "--set", "replicaCount=1")
+	run("upgrade", "imc", chartDir, "-n", "imc-system", "--set", "replicaCount=1,metrics.secure=true")
 	var dep appsv1.Deployment
 	if err := a.client.Get(context.Background(), client.ObjectKey{Namespace: "imc-system", Name: "imc-imcluster-operator"}, &dep); err != nil || *dep.Spec.Replicas != 1 {
 		t.Fatalf("operator Deployment after upgrade: %v, %v", err, dep.Spec.Replicas)
 	}
+
+	// No kubelet runs the chart's pod; run the manager binary as the
+	// chart's ServiceAccount, with the chart's arguments (listeners moved
+	// to free local ports): the chart's RBAC must be enough to reconcile
+	// and to authorize scrapers.
+	var args []string
+	for _, arg := range dep.Spec.Template.Spec.Containers[0].Args {
+		if !strings.HasPrefix(arg, "--metrics-bind-address") && !strings.HasPrefix(arg, "--health-probe-bind-address") {
+			args = append(args, arg)
+		}
+	}
+	sa := a.kubeconfigFor(t, envtest.User{
+		Name:   "system:serviceaccount:imc-system:" + dep.Spec.Template.Spec.ServiceAccountName,
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:imc-system", "system:authenticated"},
+	})
+	token := saToken(t, a, "imc-system", "prometheus")
+	bindMetricsReader(t, a, "imc-imcluster-operator-metrics-reader", "imc-system", "prometheus")
+	m := startManager(t, a, append(args, "--kubeconfig="+sa)...)
+	waitJob(t, a, "imc-system", "chat") // the sample IMCluster is reconciled
+	expectScrape(t, strings.Replace(m.metrics, "http://", "https://", 1)+"/metrics", token, http.StatusOK)
+	m.stop()
 
 	run("uninstall", "imc", "-n", "imc-system")
 	if err := a.client.Get(context.Background(), client.ObjectKey{Name: "imclusters.imcluster.io"}, crd); err != nil {
