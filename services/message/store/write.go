@@ -128,7 +128,11 @@ func (st *Store) Persist(ctx context.Context, items []Item) error {
 	}
 	msgRows := map[string][]stmt{} // per (conv, bucket): one partition
 	var recalls []stmt             // after the feed inserts of the same batch
-	convBuckets := map[string]struct{}{}
+	type convBucket struct {
+		conv string
+		b    int32
+	}
+	convBuckets := map[convBucket]struct{}{}
 	part := items[0].Part
 	for _, it := range items {
 		r := &it.Rec
@@ -154,7 +158,7 @@ func (st *Store) Persist(ctx context.Context, items []Item) error {
 			k := fmt.Sprintf("%s\x00%d", r.ConvID, mb)
 			msgRows[k] = append(msgRows[k], stmt{cqlInsertMessage, []any{
 				r.ConvID, mb, it.Off, r.MsgID, r.ClientMsgID, from, nullable(r.DeviceID), string(r.Type), body, r.AtMs, ts}, 200 + bodyLen})
-			convBuckets[fmt.Sprintf("%s\x00%d", r.ConvID, mb)] = struct{}{}
+			convBuckets[convBucket{r.ConvID, mb}] = struct{}{}
 			set(cf, colLastMsg, it.Off)
 			set(ct, colLastMsg, it.Off)
 			set(cf, colRead, it.Off) // sending implies having read the conversation
@@ -177,15 +181,15 @@ func (st *Store) Persist(ctx context.Context, items []Item) error {
 	// conv_buckets markers first, then the message rows (history reads
 	// buckets by marker; a marker before its rows is harmless).
 	for k := range convBuckets {
-		if st.markers.has("c" + k) {
+		key := fmt.Sprintf("c%s\x00%d", k.conv, k.b)
+		if st.markers.has(key) {
 			continue
 		}
-		convID, b := splitConvBucket(k)
 		g.Go(func() error {
-			if err := st.s.Query(cqlConvBucket, convID, b).WithContext(gctx).Exec(); err != nil {
+			if err := st.s.Query(cqlConvBucket, k.conv, k.b).WithContext(gctx).Exec(); err != nil {
 				return fmt.Errorf("while writing conversation bucket: %w", err)
 			}
-			st.markers.add("c" + k)
+			st.markers.add(key)
 			return nil
 		})
 	}
@@ -215,17 +219,6 @@ func (st *Store) Persist(ctx context.Context, items []Item) error {
 		}
 	}
 	return nil
-}
-
-func splitConvBucket(k string) (string, int32) {
-	for i := len(k) - 1; i >= 0; i-- {
-		if k[i] == 0 {
-			var b int32
-			fmt.Sscanf(k[i+1:], "%d", &b)
-			return k[:i], b
-		}
-	}
-	return k, 0
 }
 
 func (st *Store) exec(ctx context.Context, s stmt) error {
