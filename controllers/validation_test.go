@@ -5,8 +5,11 @@ import (
 	"strings"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
+
+	"github.com/imcluster/imcluster/api/v1alpha1"
 )
 
 // Invalid manifests are refused by the apiserver itself (OpenAPI schema and
@@ -130,5 +133,34 @@ func merge(dst, src map[string]any) {
 			continue
 		}
 		dst[k] = v
+	}
+}
+
+// The Go defaults (imcluster_defaults.go) are the CRD's: an object defaulted
+// by the apiserver equals the same object defaulted by SetDefaults.
+func TestGoDefaultsMatchCRDDefaults(t *testing.T) {
+	s := envSuite(t)
+	ns := s.namespace(t)
+	for _, c := range []*v1alpha1.IMCluster{
+		sampleCluster(ns, "defaults"),
+		func() *v1alpha1.IMCluster {
+			c := sampleCluster(ns, "defaults-refs")
+			c.Spec.Kafka.SASL = &v1alpha1.CredentialsSecretRef{SecretName: "k"}
+			c.Spec.Cassandra.Credentials = &v1alpha1.CredentialsSecretRef{SecretName: "c"}
+			c.Spec.Push.Autoscaling = &v1alpha1.AutoscalingSpec{MaxReplicas: 9}
+			return c
+		}(),
+	} {
+		want := c.DeepCopy()
+		want.SetDefaults()
+		if err := s.client.Create(context.Background(), c); err != nil {
+			t.Fatal(err)
+		}
+		got := s.cluster(t, ns, c.Name)
+		if !equality.Semantic.DeepEqual(got.Spec, want.Spec) {
+			gy, _ := yaml.Marshal(got.Spec)
+			wy, _ := yaml.Marshal(want.Spec)
+			t.Errorf("%s: apiserver defaults differ from SetDefaults:\napiserver:\n%s\nGo:\n%s", c.Name, gy, wy)
+		}
 	}
 }
