@@ -112,8 +112,8 @@ func TestBadInputs(t *testing.T) {
 	e := newEnv(t, 2, func(c *cfgT) { c.MaxMessageBytes = 256 })
 	e.start(t, server.RoleAll)
 	alice := e.user(t, "alice")
-	svc := msgtest_token(t, e.keys.Service, "crm")
-	internal := msgtest_token(t, e.keys.Internal, "push-1")
+	svc := tokenFor(t, e.keys.Service, "crm")
+	internal := tokenFor(t, e.keys.Internal, "push-1")
 	expired, _ := e.keys.User.Sign("alice", -time.Hour)
 	forged := alice[:len(alice)-3] + "abc"
 	wrongKey, _ := mustSigner(t, auth.KindUser, []byte(strings.Repeat("k", 32))).Sign("alice", time.Hour)

@@ -19,7 +19,7 @@ import (
 
 type cfgT = config.Message
 
-func msgtest_token(t *testing.T, s *auth.Signer, sub string) string { return msgtest.Token(t, s, sub) }
+func tokenFor(t *testing.T, s *auth.Signer, sub string) string { return msgtest.Token(t, s, sub) }
 
 func mustSigner(t *testing.T, k auth.Kind, key []byte) *auth.Signer {
 	t.Helper()
