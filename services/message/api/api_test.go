@@ -17,6 +17,7 @@ import (
 
 	"github.com/imcluster/imcluster/services/auth"
 	"github.com/imcluster/imcluster/services/message/model"
+	"github.com/imcluster/imcluster/services/message/store"
 	"github.com/imcluster/imcluster/services/presence"
 	"github.com/imcluster/imcluster/services/protocol"
 )
@@ -146,5 +147,42 @@ func TestDeliveredBoundsAndCoalescing(t *testing.T) {
 	// A bad ack anywhere refuses the whole batch.
 	if st, _, _ := call(t, ts, "POST", protocol.DeliveredPath, in, `{"acks":[{"conv_id":"p:alice:bob","user_id":"bob","seq":1},{"conv_id":"p:alice:bob","user_id":"bob","seq":-1}]}`); st != 400 || len(p.recs) != 2 {
 		t.Fatalf("bad ack: %d, %d records", st, len(p.recs))
+	}
+}
+
+type blockingStore struct {
+	Store
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingStore) Conversations(context.Context, string, string, bool, int) ([]store.ConvState, error) {
+	b.entered <- struct{}{}
+	<-b.release
+	return nil, nil
+}
+
+// Requests beyond MaxInFlight are refused at once, not queued.
+func TestMaxInFlight(t *testing.T) {
+	key := []byte(strings.Repeat("k", 32))
+	v, _ := auth.NewVerifier(auth.KindUser, key)
+	sg, _ := auth.NewSigner(auth.KindUser, key)
+	tok, _ := sg.Sign("alice", time.Minute)
+	bs := &blockingStore{entered: make(chan struct{}), release: make(chan struct{})}
+	srv := &Server{Auth: &auth.Authenticator{User: v}, Store: bs, MaxInFlight: 1, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	done := make(chan int)
+	go func() {
+		st, _, _ := call(t, ts, "GET", "/v1/conversations", tok, "")
+		done <- st
+	}()
+	<-bs.entered
+	if st, code, _ := call(t, ts, "GET", "/v1/conversations", tok, ""); st != 503 || code != protocol.ErrUnavailable {
+		t.Fatalf("second request: %d %s", st, code)
+	}
+	close(bs.release)
+	if st := <-done; st != 200 {
+		t.Fatalf("first request: %d", st)
 	}
 }

@@ -63,7 +63,16 @@ type Server struct {
 	IdemLease       time.Duration
 	Log             *slog.Logger
 	Now             func() time.Time
+	// MaxInFlight bounds the requests served at once (0: DefaultMaxInFlight);
+	// beyond it requests are refused at once with 503 unavailable and
+	// Retry-After, instead of queueing without bound.
+	MaxInFlight int
+
+	inflight chan struct{}
 }
+
+// DefaultMaxInFlight is the default bound of concurrent requests.
+const DefaultMaxInFlight = 2048
 
 var mRequests = promauto.NewHistogramVec(prometheus.HistogramOpts{
 	Name:    "imcluster_message_api_seconds",
@@ -99,11 +108,24 @@ func (s *Server) Handler() http.Handler {
 	if s.IdemLease == 0 {
 		s.IdemLease = DefaultIdemLease
 	}
+	if s.MaxInFlight <= 0 {
+		s.MaxInFlight = DefaultMaxInFlight
+	}
+	s.inflight = make(chan struct{}, s.MaxInFlight)
 	mux := http.NewServeMux()
 	handle := func(pattern string, h handlerFunc) {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
 			sw := &statusWriter{ResponseWriter: w, status: 200}
+			select {
+			case s.inflight <- struct{}{}:
+				defer func() { <-s.inflight }()
+			default:
+				sw.Header().Set("Retry-After", "1")
+				writeErr(sw, errf(http.StatusServiceUnavailable, protocol.ErrUnavailable, "too many requests in flight"))
+				mRequests.WithLabelValues(pattern, strconv.Itoa(sw.status)).Observe(time.Since(start).Seconds())
+				return
+			}
 			if e := h(sw, r); e != nil {
 				if e.status >= 500 {
 					s.Log.Warn("request failed", "route", pattern, "code", e.code, "err", e.msg)
