@@ -78,9 +78,17 @@
 //
 // # Bounds
 //
-// Request bodies (IM_MAX_MESSAGE_BYTES + envelope), pages ≤ 100, delivered
-// acks ≤ 1000 per call, presence lists ≤ 1000, pipeline batches ≤ 1000
-// records, Cassandra batches ≤ 32 statements and 40 KiB, partitions ≤ 65,536
-// rows (bucket = offset >> 16), marker cache ≤ 200,000 keys, in-flight writes
-// per batch ≤ 64.
+// Request bodies (IM_MAX_MESSAGE_BYTES + envelope), API requests in flight
+// ≤ 2,048 (then 503 with Retry-After), pages ≤ 100, an unread page walks ≤
+// 2,000 conversations, delivered acks ≤ 1000 per call, presence lists ≤ 1000,
+// pipeline batches ≤ 1000 records, Cassandra batches ≤ 32 statements and
+// 40 KiB, pipeline writes in flight ≤ 96 per process, partitions ≤ 65,536
+// rows (bucket = offset >> 16), marker cache ≤ 200,000 keys, recent msg_ids
+// ≤ 4,096 per partition.
+//
+// Not bounded yet: the number of feed and conversation buckets a long-lived
+// user or conversation accumulates over time (one marker row per 65,536
+// offsets of a partition it was active in), and the feed itself (no TTL:
+// a cursor must never silently lose events, so expiry needs a "cursor too
+// old, resync" answer first).
 package message
