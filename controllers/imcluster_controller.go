@@ -54,6 +54,9 @@ type IMClusterReconciler struct {
 func (r *IMClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var cluster v1alpha1.IMCluster
 	if err := r.Get(ctx, req.NamespacedName, &cluster); err != nil {
+		if apierrors.IsNotFound(err) {
+			forgetCluster(req.Namespace, req.Name)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !cluster.DeletionTimestamp.IsZero() {
@@ -68,7 +71,9 @@ func (r *IMClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		// not worth a Degraded condition; look again shortly.
 		return ctrl.Result{RequeueAfter: 200 * time.Millisecond}, nil
 	}
-	if err := r.patchStatus(ctx, &cluster, computeStatus(desired, obs)); err != nil {
+	status := computeStatus(desired, obs)
+	recordConditions(cluster.Namespace, cluster.Name, status.Conditions)
+	if err := r.patchStatus(ctx, &cluster, status); err != nil {
 		if apierrors.IsConflict(err) {
 			// The object changed under us; its new version is queued or
 			// about to be. Look again shortly rather than log an error.

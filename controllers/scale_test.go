@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -16,7 +17,6 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/imcluster/imcluster/api/v1alpha1"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // Spec changes reach the children, observedGeneration follows, and only

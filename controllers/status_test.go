@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
@@ -39,6 +40,9 @@ func TestConditionsFollowDeploymentStatus(t *testing.T) {
 		t.Errorf("tier status: %+v %+v", got.Status.Message, got.Status.Push)
 	}
 	s.waitEvent(t, ns, "cond", "Ready")
+	if v := testutil.ToFloat64(clusterCondition.WithLabelValues(ns, "cond", v1alpha1.ConditionReady)); v != 1 {
+		t.Errorf("imcluster_operator_cluster_condition{condition=Ready} = %v, want 1", v)
+	}
 
 	// A push pod stops being ready: Ready goes False, not Degraded.
 	var d appsv1.Deployment
@@ -66,6 +70,9 @@ func TestConditionsFollowDeploymentStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	deg := s.condition(t, ns, "cond", v1alpha1.ConditionDegraded, metav1.ConditionTrue)
+	if v := testutil.ToFloat64(clusterCondition.WithLabelValues(ns, "cond", v1alpha1.ConditionDegraded)); v != 1 {
+		t.Errorf("imcluster_operator_cluster_condition{condition=Degraded} = %v, want 1", v)
+	}
 	if deg.Reason != v1alpha1.ReasonProgressDeadline || !strings.Contains(deg.Message, "timed out") {
 		t.Errorf("Degraded = %s: %s", deg.Reason, deg.Message)
 	}
