@@ -12,7 +12,11 @@
 //	            original attempt's time window — only for those records, so
 //	            the hot path has no read
 //	persist     store.Persist (idempotent, keyed by offset); transient errors
-//	            are retried with backoff, never skipped
+//	            are retried with backoff, never skipped; if the batch fails
+//	            permanently (store.IsPermanent: Cassandra refuses the data
+//	            itself, e.g. an oversized mutation) its records are written
+//	            one by one and only the ones failing permanently on their own
+//	            go to the dead-letter topic
 //	route       Router.Route, in order, after persist: "pushed" implies
 //	            "stored"
 //	commit      the batch's last offset is marked only after all of the

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -44,6 +45,8 @@ type Processor struct {
 	TopicID    string
 	MaxBody    int
 	Log        *slog.Logger
+	// Permanent classifies persist errors (nil: store.IsPermanent).
+	Permanent func(error) bool
 
 	mu     sync.Mutex
 	recent map[int32]*recentIDs
@@ -55,14 +58,21 @@ var (
 	BackoffMax = 5 * time.Second
 )
 
+// errPermanent wraps an error retrying cannot fix.
+type errPermanent struct{ error }
+
 // retry runs f until it succeeds or ctx is done. Transient errors are
-// never skipped.
-func (p *Processor) retry(ctx context.Context, stage string, f func() error) error {
+// never skipped; errors perm accepts (if perm is set) end it at once,
+// wrapped in errPermanent.
+func (p *Processor) retry(ctx context.Context, stage string, f func() error, perm ...func(error) bool) error {
 	wait := BackoffMin
 	for {
 		err := f()
 		if err == nil {
 			return nil
+		}
+		if len(perm) > 0 && perm[0](err) {
+			return errPermanent{err}
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("while %s: %w (gave up: %w)", stage, err, ctx.Err())
@@ -120,7 +130,8 @@ func (p *Processor) Process(ctx context.Context, recs []Record) error {
 	}
 	mRecords.WithLabelValues("duplicate").Add(float64(dups))
 	t := time.Now()
-	if err := p.retry(ctx, "persist", func() error { return p.Store.Persist(ctx, items) }); err != nil {
+	items, err := p.persist(ctx, items, recs)
+	if err != nil {
 		return err
 	}
 	last := recs[len(recs)-1].Off
@@ -143,6 +154,41 @@ func (p *Processor) Process(ctx context.Context, recs []Record) error {
 	mBatchSeconds.WithLabelValues("total").Observe(time.Since(start).Seconds())
 	mRecords.WithLabelValues("persisted").Add(float64(len(items)))
 	return nil
+}
+
+// persist writes items; if the batch fails permanently, it writes them one
+// by one, in order, and dead-letters the records that fail permanently on
+// their own. It returns the items persisted.
+func (p *Processor) persist(ctx context.Context, items []store.Item, recs []Record) ([]store.Item, error) {
+	perm := p.Permanent
+	if perm == nil {
+		perm = store.IsPermanent
+	}
+	err := p.retry(ctx, "persist", func() error { return p.Store.Persist(ctx, items) }, perm)
+	var pe errPermanent
+	if !errors.As(err, &pe) {
+		return items, err
+	}
+	p.Log.Warn("batch failed permanently, persisting its records one by one", "err", err)
+	byOff := map[int64]Record{}
+	for _, r := range recs {
+		byOff[r.Off] = r
+	}
+	kept := items[:0:0]
+	for _, it := range items {
+		err := p.retry(ctx, "persist", func() error { return p.Store.Persist(ctx, []store.Item{it}) }, perm)
+		if errors.As(err, &pe) {
+			if err := p.deadLetter(ctx, byOff[it.Off], pe.error); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		kept = append(kept, it)
+	}
+	return kept, nil
 }
 
 // isDuplicate decides whether a Retry message record was already persisted

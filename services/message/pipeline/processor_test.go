@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,9 +17,12 @@ import (
 	"github.com/imcluster/imcluster/services/protocol"
 )
 
+var errTooBig = errors.New("permanent: mutation too large")
+
 type fakeStore struct {
 	mu        sync.Mutex
-	failures  int // Persist fails this many times first
+	poison    int64 // Persist of a batch holding this offset fails permanently
+	failures  int   // Persist fails this many times first
 	persisted []store.Item
 	seqs      map[string]int64 // msg_id -> seq
 	log       *[]string
@@ -30,6 +34,11 @@ func (f *fakeStore) Persist(_ context.Context, items []store.Item) error {
 	if f.failures > 0 {
 		f.failures--
 		return errors.New("transient: write timeout")
+	}
+	for _, it := range items {
+		if f.poison != 0 && it.Off == f.poison {
+			return errTooBig
+		}
 	}
 	f.persisted = append(f.persisted, items...)
 	for _, it := range items {
@@ -156,5 +165,30 @@ func TestProcessHandsBackOnShutdown(t *testing.T) {
 	defer cancel2()
 	if err := p.Process(ctx2, []Record{rec(t, 2, message("alice", "bob", "c2", "m2", false))}); err == nil {
 		t.Fatal("failing store returned nil: a transient error was skipped")
+	}
+}
+
+// A record that fails permanently is dead-lettered alone; the rest of its
+// batch is persisted and routed, in order.
+func TestProcessPermanentFailureIsolated(t *testing.T) {
+	p, st, rt, dlq, _ := newProc()
+	p.Permanent = func(err error) bool { return errors.Is(err, errTooBig) }
+	st.poison = 31
+	batch := []Record{
+		rec(t, 30, message("alice", "bob", "c1", "m1", false)),
+		rec(t, 31, message("alice", "bob", "c2", "m2", false)),
+		rec(t, 32, message("alice", "bob", "c3", "m3", false)),
+	}
+	if err := p.Process(context.Background(), batch); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.persisted) != 2 || st.persisted[0].Off != 30 || st.persisted[1].Off != 32 {
+		t.Fatalf("persisted %+v", st.persisted)
+	}
+	if len(dlq.reasons) != 1 || !strings.Contains(dlq.reasons[0], "too large") {
+		t.Fatalf("dead letters %v", dlq.reasons)
+	}
+	if len(rt.routed) != 2 || rt.routed[1].Event.Seq != 32 {
+		t.Fatalf("routed %+v", rt.routed)
 	}
 }

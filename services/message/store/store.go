@@ -216,3 +216,13 @@ func (c *markerCache) add(k string) {
 	}
 	c.m[k] = struct{}{}
 }
+
+// IsPermanent reports whether err is a write error that retrying cannot
+// fix and that belongs to the data written (Cassandra's "invalid request",
+// e.g. an oversized mutation): the pipeline then persists the batch's records
+// one by one and dead-letters the ones that fail so. Everything else
+// (timeouts, unavailable, overloaded, connection errors) is transient.
+func IsPermanent(err error) bool {
+	var re gocql.RequestError
+	return errors.As(err, &re) && re.Code() == gocql.ErrCodeInvalid
+}
