@@ -11,7 +11,9 @@
 // delivered (or synced) by the pipeline. When the answer carries seq, that is
 // the message's final place in its conversation (seq = the record's offset).
 // A retry of the same (sender, client_msg_id) answers the same msg_id; it
-// carries seq when the first attempt recorded its offset.
+// carries seq when the first attempt recorded its offset. The first attempt
+// records it just after answering (the ack does not wait for that write), so
+// a retry finding no offset yet looks again for up to a second.
 // It answers 503 unavailable with Retry-After while a first attempt whose
 // outcome is unknown may still be in flight (at most IdemLease), so a retry
 // can never race its original into the log.

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -91,6 +92,11 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) *apiError {
 		return errf(http.StatusConflict, protocol.ErrIdempotencyClash, "client_msg_id was used for different content")
 	}
 	resp := SendResponse{MsgID: row.MsgID, ConvID: row.ConvID, SentAtMs: row.CreatedMs, Duplicate: !first}
+	if !first && !row.Produced && now-row.CreatedMs < s.IdemLease.Milliseconds() {
+		// The first attempt may be recording its offset right now (it
+		// answers before recording): look again for a moment.
+		row = s.awaitProduced(r.Context(), c.user, req.ClientMsgID, row)
+	}
 	if !first {
 		switch {
 		case row.Produced:
@@ -115,17 +121,45 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) *apiError {
 	if err != nil {
 		return unavailable(err)
 	}
-	if first {
-		t0 = time.Now()
-		defer func() { mSendStage.WithLabelValues("record_offset").Observe(time.Since(t0).Seconds()) }()
-		if err := s.Store.SetProduced(r.Context(), c.user, req.ClientMsgID, part, off); err != nil {
-			// The record is in the log; a later retry de-duplicates.
-			s.Log.Warn("could not record produced offset", "err", err)
-		}
-		resp.Seq = &off
+	if !first {
+		writeJSON(w, http.StatusOK, resp)
+		return nil
 	}
-	writeJSON(w, http.StatusOK, resp)
+	// Answer first, then record the offset for retries (they wait for it
+	// briefly, see awaitProduced): the ack does not wait for this write.
+	resp.Seq = &off
+	writeJSONNow(w, http.StatusOK, resp)
+	t0 = time.Now()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
+	defer cancel()
+	if err := s.Store.SetProduced(ctx, c.user, req.ClientMsgID, part, off); err != nil {
+		// The record is in the log; a later retry waits out the lease and
+		// the pipeline de-duplicates it.
+		s.Log.Warn("could not record produced offset", "err", err)
+	}
+	mSendStage.WithLabelValues("record_offset").Observe(time.Since(t0).Seconds())
 	return nil
+}
+
+// awaitProduced re-reads the idempotency row for up to a second, until the
+// first attempt has recorded where its record landed.
+func (s *Server) awaitProduced(ctx context.Context, sender, cmid string, row store.Idem) store.Idem {
+	deadline := time.Now().Add(time.Second)
+	for wait := 10 * time.Millisecond; time.Now().Before(deadline); wait = min(2*wait, 200*time.Millisecond) {
+		select {
+		case <-ctx.Done():
+			return row
+		case <-time.After(wait):
+		}
+		again, err := s.Store.ReadIdempotency(ctx, sender, cmid)
+		if err != nil {
+			return row
+		}
+		if again.Produced {
+			return again
+		}
+	}
+	return row
 }
 
 func (s *Server) produce(rec *model.Record) (int32, int64, error) {

@@ -27,6 +27,7 @@ type Producer interface {
 type Store interface {
 	ClaimIdempotency(ctx context.Context, sender, cmid string, want store.Idem) (store.Idem, bool, error)
 	SetProduced(ctx context.Context, sender, cmid string, part int32, off int64) error
+	ReadIdempotency(ctx context.Context, sender, cmid string) (store.Idem, error)
 	Message(ctx context.Context, conv string, seq int64) (protocol.Event, bool, error)
 	Conversation(ctx context.Context, user, conv string) (store.ConvState, bool, error)
 	Conversations(ctx context.Context, user, after string, inclusive bool, limit int) ([]store.ConvState, error)

@@ -39,19 +39,24 @@ func (st *Store) ClaimIdempotency(ctx context.Context, sender, cmid string, want
 	if applied {
 		return want, true, nil
 	}
-	// A retry (rare): read the row with typed nulls, serially.
+	i, err := st.ReadIdempotency(ctx, sender, cmid)
+	return i, false, err
+}
+
+// ReadIdempotency reads the row of (sender, cmid) serially (a retry, rare).
+func (st *Store) ReadIdempotency(ctx context.Context, sender, cmid string) (Idem, error) {
 	var i Idem
 	var part *int
 	var off *int64
-	err = st.s.Query(`SELECT msg_id, conv_id, hash, created_ms, part, off FROM idempotency WHERE sender = ? AND client_msg_id = ?`,
+	err := st.s.Query(`SELECT msg_id, conv_id, hash, created_ms, part, off FROM idempotency WHERE sender = ? AND client_msg_id = ?`,
 		sender, cmid).WithContext(ctx).Consistency(gocql.Consistency(gocql.LocalSerial)).Scan(&i.MsgID, &i.ConvID, &i.Hash, &i.CreatedMs, &part, &off)
 	if err != nil {
-		return Idem{}, false, fmt.Errorf("while reading idempotency key: %w", err)
+		return Idem{}, fmt.Errorf("while reading idempotency key: %w", err)
 	}
 	if part != nil && off != nil {
 		i.Produced, i.Off = true, *off
 	}
-	return i, false, nil
+	return i, nil
 }
 
 // SetProduced records where the first produce of (sender, cmid) landed.
