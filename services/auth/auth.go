@@ -86,18 +86,25 @@ func NewVerifier(kind Kind, key []byte) (*Verifier, error) {
 
 // Verify returns the token's subject, or an error wrapping ErrInvalidToken.
 func (v *Verifier) Verify(token string) (string, error) {
+	sub, _, err := v.VerifyExpiry(token)
+	return sub, err
+}
+
+// VerifyExpiry is Verify that also returns the token's expiry (exp; every
+// valid token has one), for sessions that must end when their token does.
+func (v *Verifier) VerifyExpiry(token string) (string, time.Time, error) {
 	var c Claims
 	_, err := v.parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return v.key, nil })
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", ErrInvalidToken, err)
+		return "", time.Time{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
 	if c.Kind != v.kind {
-		return "", fmt.Errorf("%w: kind %q, want %q", ErrInvalidToken, c.Kind, v.kind)
+		return "", time.Time{}, fmt.Errorf("%w: kind %q, want %q", ErrInvalidToken, c.Kind, v.kind)
 	}
 	if err := ValidSubject(c.Subject); err != nil {
-		return "", fmt.Errorf("%w: %v", ErrInvalidToken, err)
+		return "", time.Time{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
-	return c.Subject, nil
+	return c.Subject, c.ExpiresAt.Time, nil
 }
 
 // BearerToken extracts the token of an "Authorization: Bearer X" header.

@@ -117,3 +117,19 @@ func TestSignerRefusesShortKeysAndBadSubjects(t *testing.T) {
 		}
 	}
 }
+
+func TestVerifyExpiry(t *testing.T) {
+	s := mustSigner(t, KindUser, userKey)
+	v, _ := NewVerifier(KindUser, userKey)
+	tok, _ := s.Sign("ann", 90*time.Second)
+	sub, exp, err := v.VerifyExpiry(tok)
+	if err != nil || sub != "ann" {
+		t.Fatalf("VerifyExpiry = %q, %v", sub, err)
+	}
+	if d := time.Until(exp); d < 85*time.Second || d > 91*time.Second {
+		t.Fatalf("expiry in %v, want about 90s", d)
+	}
+	if _, _, err := v.VerifyExpiry("garbage"); !errors.Is(err, ErrInvalidToken) {
+		t.Fatalf("garbage token: %v", err)
+	}
+}
