@@ -24,12 +24,17 @@ import (
 
 // Config configures a device Client.
 type Config struct {
-	URLs     []string // push node WebSocket URLs (ws://host:port/); rotated on reconnect
-	APIURL   string   // message tier base URL, for sync (empty: no sync)
-	Token    string   // user JWT
-	DeviceID string
-	Terminal string // web, ios, android, desktop, ...
-	Cursor   string // sync cursor to start from ("" = from the beginning)
+	URLs   []string // push node WebSocket URLs (ws://host:port/); rotated on reconnect
+	APIURL string   // message tier base URL, for sync (empty: no sync)
+	Token  string   // user JWT (ignored when TokenSource is set)
+	// TokenSource, if set, is asked for a fresh token before every login
+	// and before the live session's token expires (it is then refreshed
+	// on the socket, see docs/protocol.md). Without it, a session ends for
+	// good when its Token expires (Err is the token_expired ServerError).
+	TokenSource TokenFunc
+	DeviceID    string
+	Terminal    string // web, ios, android, desktop, ...
+	Cursor      string // sync cursor to start from ("" = from the beginning)
 
 	// OnEvent gets every event exactly once per (conv_id, seq), serially.
 	OnEvent func(protocol.Event)
@@ -90,16 +95,18 @@ type Client struct {
 	ackMu sync.Mutex
 	acks  map[string]int64
 
-	smu     sync.Mutex
-	pending map[string]chan sendAnswer
-	reqID   atomic.Int64
-	syncMu  sync.Mutex
-	urlIdx  int
-	Node    atomic.Value // string: node id of the current connection
-	user    atomic.Value // string
-	pushes  atomic.Int64
-	synced  atomic.Int64
-	dropped atomic.Int64
+	smu       sync.Mutex
+	pending   map[string]chan sendAnswer
+	reqID     atomic.Int64
+	syncMu    sync.Mutex
+	urlIdx    int
+	Node      atomic.Value // string: node id of the current connection
+	user      atomic.Value // string
+	token     atomic.Value // string: the last token from TokenSource
+	expiresAt atomic.Int64 // unix ms: the session token's expiry
+	pushes    atomic.Int64
+	synced    atomic.Int64
+	dropped   atomic.Int64
 }
 
 type sendAnswer struct {
@@ -199,6 +206,12 @@ func (c *Client) loop() {
 		case errors.As(err, &se) && se.Code == protocol.ErrUnauthenticated:
 			c.err = err
 			return
+		case errors.As(err, &se) && se.Code == protocol.ErrTokenExpired:
+			if c.cfg.TokenSource == nil {
+				c.err = err // the same token would be refused
+				return
+			}
+			wait = expiredWait()
 		}
 		c.urlIdx++
 		if wait < 0 { // never got a welcome: exponential backoff, full jitter
@@ -243,7 +256,11 @@ func (c *Client) session(url string) (wait time.Duration, err error) {
 	if c.ctx.Err() != nil {
 		return wait, c.ctx.Err()
 	}
-	if err := c.write(protocol.ClientFrame{Type: protocol.FrameLogin, Token: c.cfg.Token,
+	tok, err := c.loginToken()
+	if err != nil {
+		return wait, err
+	}
+	if err := c.write(protocol.ClientFrame{Type: protocol.FrameLogin, Token: tok,
 		DeviceID: c.cfg.DeviceID, Terminal: c.cfg.Terminal}); err != nil {
 		return wait, err
 	}
@@ -257,6 +274,7 @@ func (c *Client) session(url string) (wait time.Duration, err error) {
 	}
 	c.Node.Store(f.NodeID)
 	c.user.Store(f.UserID)
+	c.expiresAt.Store(f.ExpiresAtMs)
 	hb := time.Duration(f.HeartbeatMs) * time.Millisecond
 	if hb <= 0 {
 		hb = 30 * time.Second
@@ -270,7 +288,9 @@ func (c *Client) session(url string) (wait time.Duration, err error) {
 	// Heartbeats, ack flushes and the post-login syncs run beside the reader.
 	stop := make(chan struct{})
 	defer close(stop)
-	go c.background(stop, hb, time.Duration(f.ResyncAfterMs)*time.Millisecond)
+	expCh := make(chan int64, 1)
+	c.refreshed(f.ExpiresAtMs, expCh)
+	go c.background(stop, expCh, hb, time.Duration(f.ResyncAfterMs)*time.Millisecond)
 
 	for {
 		_ = nc.SetReadDeadline(time.Now().Add(hb * 5 / 2))
@@ -284,6 +304,8 @@ func (c *Client) session(url string) (wait time.Duration, err error) {
 				c.deliver(*f.Event, true)
 			}
 		case protocol.FramePong:
+		case protocol.FrameRefreshed:
+			c.refreshed(f.ExpiresAtMs, expCh)
 		case protocol.FrameSendResult:
 			c.smu.Lock()
 			ch := c.pending[f.ID]
@@ -302,7 +324,7 @@ func (c *Client) session(url string) (wait time.Duration, err error) {
 	}
 }
 
-func (c *Client) background(stop <-chan struct{}, hb, resync time.Duration) {
+func (c *Client) background(stop <-chan struct{}, expCh <-chan int64, hb, resync time.Duration) {
 	c.syncAll()
 	ping := time.NewTicker(hb)
 	defer ping.Stop()
@@ -314,6 +336,9 @@ func (c *Client) background(stop <-chan struct{}, hb, resync time.Duration) {
 		defer t.Stop()
 		resyncC = t.C
 	}
+	refresh := time.NewTimer(time.Hour)
+	refresh.Stop()
+	defer refresh.Stop()
 	for {
 		select {
 		case <-stop:
@@ -324,6 +349,14 @@ func (c *Client) background(stop <-chan struct{}, hb, resync time.Duration) {
 			c.flushAcks()
 		case <-resyncC:
 			c.syncAll()
+		case ms := <-expCh:
+			if d := c.refreshDelay(ms); d >= 0 {
+				refresh.Reset(d)
+			}
+		case <-refresh.C:
+			// Retry later unless a refreshed frame reschedules first.
+			refresh.Reset(max(minRefreshDelay, time.Until(c.ExpiresAt())/2))
+			go c.refreshToken()
 		}
 	}
 }

@@ -5,5 +5,8 @@
 // a device never misses an event. Events reach OnEvent exactly once per
 // (conv_id, seq); within a conversation they arrive in seq order from push,
 // and a sync page may bring older seqs the push missed, so an app orders its
-// view by seq. docs/protocol.md describes the algorithm this implements.
+// view by seq. With a TokenSource it refreshes the session's token on the
+// socket before it expires and logs in with a fresh token after
+// token_expired; with a fixed Token it stops when that token expires.
+// docs/protocol.md describes the algorithm this implements.
 package client

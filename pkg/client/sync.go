@@ -63,7 +63,7 @@ func (c *Client) syncAll() {
 	defer c.syncMu.Unlock()
 	for tries := 0; tries < 5 && c.ctx.Err() == nil; {
 		ctx, cancel := context.WithTimeout(c.ctx, 20*time.Second)
-		p, err := FetchSync(ctx, c.http, c.cfg.APIURL, c.cfg.Token, c.Cursor())
+		p, err := FetchSync(ctx, c.http, c.cfg.APIURL, c.currentToken(), c.Cursor())
 		cancel()
 		if err != nil {
 			tries++

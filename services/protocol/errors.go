@@ -28,4 +28,5 @@ const (
 	ErrDraining         = "draining"      // push: node shutting down, reconnect
 	ErrIdleTimeout      = "idle_timeout"  // push: no frame within the idle timeout
 	ErrAtCapacity       = "at_capacity"   // push: node holds its maximum connections
+	ErrTokenExpired     = "token_expired" // push: the session's token expired; reconnect with a fresh one
 )

@@ -6,9 +6,11 @@ import "encoding/json"
 // WebSocket text message holding one JSON object with a "type" field; the
 // other fields depend on the type. docs/protocol.md is the narrative.
 //
-// Device → node: login (first frame, exactly once), ping, ack, send.
-// Node → device: welcome, event, pong, send_result, error (always followed
-// by a close), drain (followed by a close), kick (followed by a close).
+// Device → node: login (first frame, exactly once), ping, ack, send,
+// refresh (a fresh token for the live session).
+// Node → device: welcome, event, pong, send_result, refreshed, error
+// (always followed by a close), drain (followed by a close), kick (followed
+// by a close).
 
 // Frame types.
 const (
@@ -16,6 +18,7 @@ const (
 	FramePing       = "ping"
 	FrameAck        = "ack"
 	FrameSend       = "send"
+	FrameRefresh    = "refresh"
 	FrameWelcome    = "welcome"
 	FrameEvent      = "event"
 	FramePong       = "pong"
@@ -23,6 +26,7 @@ const (
 	FrameError      = "error"
 	FrameDrain      = "drain"
 	FrameKick       = "kick"
+	FrameRefreshed  = "refreshed"
 )
 
 // MaxFrameBytes bounds one device→node frame (payload bytes). A bigger frame
@@ -36,7 +40,7 @@ const MaxAcksPerFrame = 256
 type ClientFrame struct {
 	Type string `json:"type"`
 
-	// login
+	// login; refresh carries only Token (same user, later expiry)
 	Token    string `json:"token,omitempty"`
 	DeviceID string `json:"device_id,omitempty"`
 	Terminal string `json:"terminal,omitempty"`
@@ -67,6 +71,11 @@ type ServerFrame struct {
 	Epoch         int64  `json:"epoch,omitempty"`
 	HeartbeatMs   int64  `json:"heartbeat_ms,omitempty"`
 	ResyncAfterMs int64  `json:"resync_after_ms,omitempty"`
+
+	// welcome and refreshed: when the session's token expires (unix ms);
+	// the node closes the session with ErrTokenExpired soon after, unless
+	// a refresh frame brought a later token.
+	ExpiresAtMs int64 `json:"expires_at_ms,omitempty"`
 
 	// event
 	Event *Event `json:"event,omitempty"`

@@ -36,6 +36,7 @@ type conn struct {
 
 	created  int64        // unix nanos
 	lastRead atomic.Int64 // unix nanos of the last frame
+	expires  atomic.Int64 // unix nanos: the session's token expiry (0 before login)
 	state    atomic.Int32
 	done     atomic.Bool
 	inflight atomic.Int32 // forwarded sends awaiting the message tier
@@ -316,6 +317,8 @@ func (c *conn) handleText(payload []byte) bool {
 			return false
 		}
 		c.srv.forwardSend(c, f.ID, f.Send)
+	case protocol.FrameRefresh:
+		return c.srv.refresh(c, f.Token)
 	case protocol.FrameLogin:
 		c.fail(protocol.ErrInvalidField, protocol.ClosePolicy, "already logged in")
 		return false

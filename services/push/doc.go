@@ -8,6 +8,11 @@
 //     under its lease and answers welcome. A second login of the same user on
 //     the same terminal kicks the older session (kick frame, then close),
 //     locally or on whatever node holds it (presence posts a kick key there).
+//   - A session lives no longer than its token: the sweep (every
+//     min(Heartbeat/2, SweepEvery)) closes it with token_expired once the
+//     token's exp has passed, unless a refresh frame with a fresh token of
+//     the same user moved the expiry (answered by refreshed). The sweep is
+//     one loop over the connections: no timer or goroutine per connection.
 //   - Deliveries (protocol.DeliveryPath, internal token) are queued on each
 //     target connection whose live session has the target's epoch; others
 //     count as missed (the device syncs). Queues are bounded (SendQueue

@@ -7,7 +7,7 @@ type metrics struct {
 	framesIn, framesOut                    prometheus.Counter
 	delivered, missed                      prometheus.Counter
 	acksForwarded, acksDropped             prometheus.Counter
-	fdExhausted                            prometheus.Counter
+	fdExhausted, refreshes                 prometheus.Counter
 	closedWith                             *prometheus.CounterVec
 	sends                                  *prometheus.CounterVec
 	reg                                    prometheus.Registerer
@@ -29,6 +29,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		acksForwarded: c("acks_forwarded_total", "Delivered acks posted to the message tier."),
 		acksDropped:   c("acks_dropped_total", "Delivered acks the message tier did not take."),
 		fdExhausted:   c("accept_fd_exhausted_total", "Accepts that failed because the process hit its open-files limit (EMFILE/ENFILE)."),
+		refreshes:     c("token_refreshes_total", "Live sessions that refreshed their token."),
 		closedWith: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "imcluster", Subsystem: "push",
 			Name: "closed_total", Help: "Connections closed, by reason (error code)."}, []string{"reason"}),
 		sends: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "imcluster", Subsystem: "push",
@@ -37,7 +38,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.accepted, m.logins, m.kicks, m.slowConsumers, m.framesIn, m.framesOut,
-			m.delivered, m.missed, m.acksForwarded, m.acksDropped, m.fdExhausted, m.closedWith, m.sends)
+			m.delivered, m.missed, m.acksForwarded, m.acksDropped, m.fdExhausted, m.refreshes, m.closedWith, m.sends)
 	}
 	return m
 }

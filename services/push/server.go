@@ -49,6 +49,10 @@ type Options struct {
 	LoginTimeout     time.Duration
 	FrameReadTimeout time.Duration
 	WriteTimeout     time.Duration
+	// SweepEvery bounds the period of the sweep that closes connections
+	// past their login, idle or token deadline (default 5s; it also runs
+	// every Heartbeat/2 when that is shorter).
+	SweepEvery time.Duration
 
 	Log      *slog.Logger
 	Registry prometheus.Registerer
@@ -87,6 +91,9 @@ func (o *Options) defaults() {
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 10 * time.Second
+	}
+	if o.SweepEvery <= 0 {
+		o.SweepEvery = 5 * time.Second
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
@@ -226,7 +233,7 @@ func (s *Server) track(c *conn) {
 
 // login handles the login frame; false when the connection is finished.
 func (s *Server) login(c *conn, f *protocol.ClientFrame) bool {
-	user, err := s.opt.Users.Verify(f.Token)
+	user, exp, err := s.opt.Users.VerifyExpiry(f.Token)
 	if err != nil {
 		c.fail(protocol.ErrUnauthenticated, protocol.ClosePolicy, "bad or expired token")
 		return false
@@ -240,6 +247,7 @@ func (s *Server) login(c *conn, f *protocol.ClientFrame) bool {
 		return false
 	}
 	now := time.Now()
+	c.expires.Store(exp.UnixNano())
 	c.sess = presence.Session{
 		UserID: user, DeviceID: f.DeviceID, Terminal: f.Terminal,
 		NodeID: s.opt.NodeID, Epoch: now.UnixNano(), SinceMs: now.UnixMilli(),
@@ -274,6 +282,7 @@ func (s *Server) login(c *conn, f *protocol.ClientFrame) bool {
 	welcome := encodeServerFrame(&protocol.ServerFrame{
 		Type: protocol.FrameWelcome, NodeID: s.opt.NodeID, UserID: user, Epoch: c.sess.Epoch,
 		HeartbeatMs: s.opt.Heartbeat.Milliseconds(), ResyncAfterMs: s.opt.ResyncAfter.Milliseconds(),
+		ExpiresAtMs: exp.UnixMilli(),
 	})
 	if !c.enqueue(welcome) {
 		return false
@@ -355,10 +364,16 @@ func (s *Server) snapshot() []*conn {
 	return out
 }
 
-// sweep enforces the login and idle timeouts.
+// sweepPeriod is how often the sweep runs, hence how late after its
+// deadline (login, idle, token expiry) a connection may be closed.
+func (s *Server) sweepPeriod() time.Duration {
+	return min(s.opt.Heartbeat/2, s.opt.SweepEvery)
+}
+
+// sweep enforces the login and idle timeouts and token expiry: one loop
+// over the connections every sweepPeriod, no timer per connection.
 func (s *Server) sweep() {
-	period := min(s.opt.Heartbeat/2, 5*time.Second)
-	t := time.NewTicker(period)
+	t := time.NewTicker(s.sweepPeriod())
 	defer t.Stop()
 	for {
 		select {
@@ -367,14 +382,23 @@ func (s *Server) sweep() {
 		case <-t.C:
 		}
 		now := time.Now().UnixNano()
-		idle, login := int64(s.idleTimeout()), int64(s.opt.LoginTimeout)
 		for _, c := range s.snapshot() {
-			switch {
-			case c.state.Load() == stateLogin && now-c.created > login:
-				c.fail(protocol.ErrUnauthenticated, protocol.ClosePolicy, "no login frame in time")
-			case c.state.Load() == stateActive && now-max(c.lastRead.Load(), c.created) > idle:
-				c.fail(protocol.ErrIdleTimeout, protocol.CloseGoingAway, "no heartbeat in time")
-			}
+			s.sweepOne(c, now)
+		}
+	}
+}
+
+func (s *Server) sweepOne(c *conn, now int64) {
+	switch c.state.Load() {
+	case stateLogin:
+		if now-c.created > int64(s.opt.LoginTimeout) {
+			c.fail(protocol.ErrUnauthenticated, protocol.ClosePolicy, "no login frame in time")
+		}
+	case stateActive:
+		if now-max(c.lastRead.Load(), c.created) > int64(s.idleTimeout()) {
+			c.fail(protocol.ErrIdleTimeout, protocol.CloseGoingAway, "no heartbeat in time")
+		} else if now >= c.expires.Load() {
+			c.fail(protocol.ErrTokenExpired, protocol.ClosePolicy, "token expired; reconnect with a fresh token")
 		}
 	}
 }
