@@ -36,6 +36,7 @@ type benchOpts struct {
 	jsonOut     bool
 	runID       string
 	textBytes   int
+	sendVia     string
 }
 
 // BenchResult is imctl bench's JSON output.
@@ -51,6 +52,7 @@ type BenchResult struct {
 	ConnectSecs float64 `json:"connect_seconds"`
 
 	RateTarget   float64 `json:"rate_target"`
+	SendVia      string  `json:"send_via"`
 	DurationSecs float64 `json:"duration_seconds"`
 	Sent         int64   `json:"sent"`
 	Acked        int64   `json:"acked"`
@@ -105,6 +107,10 @@ to user i+1), and reports sent, acked, delivered (by push), lost, duplicated
 and reordered counts, send-ack and send→deliver latency percentiles, and,
 with --push-metrics, each push node's RSS and heap growth per connection.
 
+With --send-via ws the messages go as send frames over each sender's own
+WebSocket instead (the push node forwards them to the message API with the
+same idempotency and ack meaning), so both send paths can be measured.
+
 With --rate 0 it only connects, holds the connections idle for --hold, and
 measures memory per idle connection.
 
@@ -125,6 +131,7 @@ checks the limit first and reports clearly when it is hit.`,
 	f.BoolVar(&o.jsonOut, "json", false, "print the result as JSON on stdout")
 	f.StringVar(&o.runID, "run-id", "", "user name prefix (default: bench-<time>)")
 	f.IntVar(&o.textBytes, "text-bytes", 64, "message text size")
+	f.StringVar(&o.sendVia, "send-via", viaHTTP, "send path: http (the message API) or ws (a send frame on the sender's socket, forwarded by its push node)")
 	rootCmd.AddCommand(cmd)
 }
 
@@ -141,8 +148,11 @@ func runBench(ctx context.Context, o benchOpts) error {
 	if o.runID == "" {
 		o.runID = "bench-" + time.Now().Format("150405")
 	}
+	if o.sendVia != viaHTTP && o.sendVia != viaWS {
+		return fmt.Errorf("--send-via must be %s or %s, not %q", viaHTTP, viaWS, o.sendVia)
+	}
 	res := BenchResult{RunID: o.runID, Date: time.Now().UTC().Format(time.RFC3339), Users: o.users,
-		RateTarget: o.rate, PushNodes: len(pushURLs())}
+		RateTarget: o.rate, SendVia: o.sendVia, PushNodes: len(pushURLs())}
 	logf := func(format string, a ...any) { fmt.Fprintf(os.Stderr, format+"\n", a...) }
 
 	// Open files: every connection is a socket in this process.
@@ -293,14 +303,17 @@ func runBench(ctx context.Context, o benchOpts) error {
 	// Give the message tier's presence cache a moment to see every session.
 	time.Sleep(time.Second)
 
-	// Send at the rate through the API.
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConns: o.concurrency, MaxIdleConnsPerHost: o.concurrency}}
+	// Send at the rate through the API (over HTTP or the push sockets).
+	text := strings.Repeat("x", o.textBytes)
+	send, err := benchSender(o.sendVia, g.api, text, users, tokens, clients, o.concurrency)
+	if err != nil {
+		return err
+	}
 	var (
 		nSent, nAcked, nErr atomic.Int64
 		ackLat              []time.Duration
 		latMu               sync.Mutex
 	)
-	text := strings.Repeat("x", o.textBytes)
 	ssem := make(chan struct{}, o.concurrency)
 	start := time.Now()
 	end := start.Add(o.duration)
@@ -335,9 +348,8 @@ func runBench(ctx context.Context, o benchOpts) error {
 		go func() {
 			defer swg.Done()
 			defer func() { <-ssem }()
-			api := client.API{BaseURL: g.api, Token: tokens[from], Device: "d0", HTTP: hc}
 			sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			_, err := api.Send(sctx, client.SendRequest{To: users[to], ClientMsgID: cmid, Type: protocol.TypeText, Body: &protocol.Body{Text: text}})
+			err := send(sctx, from, to, cmid)
 			cancel()
 			now := time.Now()
 			if err != nil {
@@ -509,8 +521,12 @@ func report(r BenchResult, asJSON bool) error {
 	fmt.Printf("run %s: %d users on %d push node(s), %d connected (%d errors) in %.1fs, open-files limit %d\n",
 		r.RunID, r.Users, r.PushNodes, r.Connected, r.ConnectErrs, r.ConnectSecs, r.FDLimit)
 	if r.RateTarget > 0 {
-		fmt.Printf("rate %.0f/s for %.1fs: sent %d, acked %d (%.0f/s), send errors %d\n",
-			r.RateTarget, r.DurationSecs, r.Sent, r.Acked, r.AckedPerSec, r.SendErrors)
+		via := ""
+		if r.SendVia == viaWS {
+			via = " (sent over the push sockets)"
+		}
+		fmt.Printf("rate %.0f/s for %.1fs: sent %d, acked %d (%.0f/s), send errors %d%s\n",
+			r.RateTarget, r.DurationSecs, r.Sent, r.Acked, r.AckedPerSec, r.SendErrors, via)
 		fmt.Printf("delivered %d (%.0f/s), lost %d, duplicated %d, reordered %d\n", r.Delivered, r.DelivPerSec, r.Lost, r.Duplicated, r.Reordered)
 		fmt.Printf("send→ack     ms: p50 %.1f  p90 %.1f  p99 %.1f  max %.1f\n", r.SendAckMs.P50, r.SendAckMs.P90, r.SendAckMs.P99, r.SendAckMs.Max)
 		fmt.Printf("send→deliver ms: p50 %.1f  p90 %.1f  p99 %.1f  max %.1f\n", r.SendDeliverMs.P50, r.SendDeliverMs.P90, r.SendDeliverMs.P99, r.SendDeliverMs.Max)
