@@ -99,8 +99,12 @@ func init() {
 			if err != nil {
 				return err
 			}
+			var src client.TokenFunc
+			if g.token == "" { // minted here: mint again before it expires
+				src = func(context.Context) (string, error) { return userToken(as) }
+			}
 			c := client.New(client.Config{
-				URLs: pushURLs(), APIURL: g.api, Token: tok, DeviceID: device, Terminal: terminal, Cursor: cursor, NoSync: noSync,
+				URLs: pushURLs(), APIURL: g.api, Token: tok, TokenSource: src, DeviceID: device, Terminal: terminal, Cursor: cursor, NoSync: noSync,
 				OnEvent: func(ev protocol.Event) { printJSON(ev) },
 				OnConnect: func(w protocol.ServerFrame) {
 					fmt.Fprintf(os.Stderr, "connected to %s as %s/%s (epoch %d)\n", w.NodeID, w.UserID, device, w.Epoch)
