@@ -13,7 +13,8 @@
 // A retry of the same (sender, client_msg_id) answers the same msg_id; it
 // carries seq when the first attempt recorded its offset. The first attempt
 // records it just after answering (the ack does not wait for that write), so
-// a retry finding no offset yet looks again for up to a second.
+// a retry finding no offset yet looks again until that write has had its
+// time (≤ 6 s).
 // It answers 503 unavailable with Retry-After while a first attempt whose
 // outcome is unknown may still be in flight (at most IdemLease), so a retry
 // can never race its original into the log.

@@ -130,7 +130,7 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) *apiError {
 	resp.Seq = &off
 	writeJSONNow(w, http.StatusOK, resp)
 	t0 = time.Now()
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), recordTimeout)
 	defer cancel()
 	if err := s.Store.SetProduced(ctx, c.user, req.ClientMsgID, part, off); err != nil {
 		// The record is in the log; a later retry waits out the lease and
@@ -141,10 +141,13 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) *apiError {
 	return nil
 }
 
-// awaitProduced re-reads the idempotency row for up to a second, until the
-// first attempt has recorded where its record landed.
+// recordTimeout bounds recording the produced offset after the answer.
+const recordTimeout = 5 * time.Second
+
+// awaitProduced re-reads the idempotency row, until the first attempt has
+// recorded where its record landed or could no longer be doing so.
 func (s *Server) awaitProduced(ctx context.Context, sender, cmid string, row store.Idem) store.Idem {
-	deadline := time.Now().Add(time.Second)
+	deadline := time.Now().Add(recordTimeout + time.Second)
 	for wait := 10 * time.Millisecond; time.Now().Before(deadline); wait = min(2*wait, 200*time.Millisecond) {
 		select {
 		case <-ctx.Done():
