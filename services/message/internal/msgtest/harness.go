@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -32,8 +33,11 @@ func WriteKeys(t testing.TB, cfg *config.Message) Keys {
 	dir := t.TempDir()
 	var k Keys
 	for _, kind := range []auth.Kind{auth.KindUser, auth.KindService, auth.KindInternal} {
-		key := make([]byte, 32)
-		_, _ = rand.Read(key)
+		// Hex, not raw bytes: key files are read with trailing newlines
+		// trimmed, which would shorten a raw key ending in '\n'.
+		raw := make([]byte, 32)
+		_, _ = rand.Read(raw)
+		key := []byte(hex.EncodeToString(raw))
 		path := filepath.Join(dir, string(kind)+".key")
 		if err := os.WriteFile(path, key, 0o600); err != nil {
 			t.Fatal(err)
