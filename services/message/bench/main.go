@@ -14,6 +14,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -303,8 +304,9 @@ func (r *countRouter) Route(_ context.Context, b []pipeline.Routed) error {
 
 func startTier(cfg config.Message, role string) *env {
 	dir, _ := os.MkdirTemp("", "msgbench")
-	key := make([]byte, 32)
-	_, _ = rand.Read(key)
+	raw := make([]byte, 32)
+	_, _ = rand.Read(raw)
+	key := []byte(hex.EncodeToString(raw)) // text: key files are newline-trimmed
 	cfg.UserKeyFile = filepath.Join(dir, "user.key")
 	_ = os.WriteFile(cfg.UserKeyFile, key, 0o600)
 	signer, _ := auth.NewSigner(auth.KindUser, key)
