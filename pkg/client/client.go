@@ -99,6 +99,7 @@ type Client struct {
 	pending   map[string]chan sendAnswer
 	reqID     atomic.Int64
 	syncMu    sync.Mutex
+	syncKick  chan struct{} // a sync is wanted (coalesced; see syncer)
 	urlIdx    int
 	Node      atomic.Value // string: node id of the current connection
 	user      atomic.Value // string
@@ -128,7 +129,7 @@ func New(cfg Config) *Client {
 		cfg: cfg, log: cfg.Log, http: cfg.HTTPClient, ctx: ctx, cancel: cancel,
 		done: make(chan struct{}), connected: make(chan struct{}),
 		seen: map[string]*seenSet{}, cursor: cfg.Cursor, acks: map[string]int64{},
-		pending: map[string]chan sendAnswer{},
+		pending: map[string]chan sendAnswer{}, syncKick: make(chan struct{}, 1),
 	}
 	c.Node.Store("")
 	return c
@@ -189,6 +190,9 @@ func (c *Client) Stats() (pushed, synced, duplicates int64) {
 
 func (c *Client) loop() {
 	defer close(c.done)
+	syncDone := make(chan struct{})
+	go func() { defer close(syncDone); c.syncer() }()
+	defer func() { c.cancel(); <-syncDone }()
 	backoff := 200 * time.Millisecond
 	for c.ctx.Err() == nil {
 		url := c.cfg.URLs[c.urlIdx%len(c.cfg.URLs)]
@@ -324,8 +328,11 @@ func (c *Client) session(url string) (wait time.Duration, err error) {
 	}
 }
 
+// background runs a session's heartbeats, ack flushes, token refreshes and
+// post-login syncs. Nothing in it may block: a sync runs on the syncer, a
+// refresh on its own goroutine, so a slow API never holds back a ping.
 func (c *Client) background(stop <-chan struct{}, expCh <-chan int64, hb, resync time.Duration) {
-	c.syncAll()
+	c.requestSync()
 	ping := time.NewTicker(hb)
 	defer ping.Stop()
 	flush := time.NewTicker(100 * time.Millisecond)
@@ -348,7 +355,7 @@ func (c *Client) background(stop <-chan struct{}, expCh <-chan int64, hb, resync
 		case <-flush.C:
 			c.flushAcks()
 		case <-resyncC:
-			c.syncAll()
+			c.requestSync()
 		case ms := <-expCh:
 			if d := c.refreshDelay(ms); d >= 0 {
 				refresh.Reset(d)

@@ -90,3 +90,24 @@ func (c *Client) syncAll() {
 
 // SyncNow runs a sync from the cursor now (after a gap the app suspects).
 func (c *Client) SyncNow() { c.syncAll() }
+
+// requestSync asks the syncer for a sync; requests made while one runs
+// are coalesced into one more run after it.
+func (c *Client) requestSync() {
+	select {
+	case c.syncKick <- struct{}{}:
+	default:
+	}
+}
+
+// syncer runs the requested syncs one after the other until the client stops.
+func (c *Client) syncer() {
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-c.syncKick:
+			c.syncAll()
+		}
+	}
+}

@@ -1,0 +1,89 @@
+package client_test
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/imcluster/imcluster/pkg/client"
+	"github.com/imcluster/imcluster/services/auth"
+	"github.com/imcluster/imcluster/services/push"
+	"github.com/imcluster/imcluster/services/route"
+)
+
+var (
+	userKey     = []byte("client-test-user-key-client-test-user")
+	internalKey = []byte("client-test-internal-key-client-test!")
+)
+
+// startNode runs a push node without presence (no etcd needed) and returns
+// its WebSocket URL.
+func startNode(t *testing.T, mod func(*push.Options)) string {
+	t.Helper()
+	uv, _ := auth.NewVerifier(auth.KindUser, userKey)
+	iv, _ := auth.NewVerifier(auth.KindInternal, internalKey)
+	ts, _ := route.NewTokenSource(internalKey, "n1")
+	opt := push.Options{NodeID: "n1", Users: uv, Internal: iv, InternalTokens: ts, MessageURL: "http://127.0.0.1:1"}
+	if mod != nil {
+		mod(&opt)
+	}
+	srv, err := push.New(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = ln.Close(); srv.Close() })
+	return "ws://" + ln.Addr().String() + "/"
+}
+
+func token(t *testing.T, user string) string {
+	s, _ := auth.NewSigner(auth.KindUser, userKey)
+	tok, err := s.Sign(user, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// TestSlowSyncDoesNotStopHeartbeats: a sync that takes longer than the
+// node's idle timeout must not hold back the heartbeats (the node would
+// cut the session with idle_timeout, the device would reconnect and sync
+// again, forever).
+func TestSlowSyncDoesNotStopHeartbeats(t *testing.T) {
+	url := startNode(t, func(o *push.Options) { o.Heartbeat = 200 * time.Millisecond }) // idle timeout 500 ms
+	release := make(chan struct{})
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		_, _ = w.Write([]byte(`{"events":[],"next_cursor":"","has_more":false}`))
+	}))
+	t.Cleanup(api.Close)
+	t.Cleanup(func() { close(release) })
+	var mu sync.Mutex
+	var disc []error
+	c := client.New(client.Config{URLs: []string{url}, APIURL: api.URL, Token: token(t, "ursula"), DeviceID: "u1", Terminal: "ios",
+		OnDisconnect: func(err error) { mu.Lock(); disc = append(disc, err); mu.Unlock() }})
+	c.Start()
+	t.Cleanup(c.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // three idle timeouts while the sync hangs
+	mu.Lock()
+	defer mu.Unlock()
+	if len(disc) > 0 {
+		t.Fatalf("the session was lost while a sync was slow: %v", disc)
+	}
+}
