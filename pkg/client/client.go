@@ -80,6 +80,7 @@ type Client struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	err    error
+	start  sync.Once // runs the loop, or (Close before Start) closes done
 
 	wmu sync.Mutex // guards writes on nc
 	mu  sync.Mutex
@@ -136,8 +137,8 @@ func New(cfg Config) *Client {
 }
 
 // Start connects in the background and keeps the client connected until
-// Close, a kick, or a refused token.
-func (c *Client) Start() { go c.loop() }
+// Close, a kick, or a refused token. Only the first call does anything.
+func (c *Client) Start() { c.start.Do(func() { go c.loop() }) }
 
 // WaitConnected waits for the first welcome.
 func (c *Client) WaitConnected(ctx context.Context) error {
@@ -164,9 +165,10 @@ func (c *Client) Err() error {
 	}
 }
 
-// Close disconnects and stops.
+// Close disconnects and stops (also when Start was never called).
 func (c *Client) Close() {
 	c.cancel()
+	c.start.Do(func() { close(c.done) })
 	c.mu.Lock()
 	if c.nc != nil {
 		_ = c.nc.Close()

@@ -87,3 +87,30 @@ func TestSlowSyncDoesNotStopHeartbeats(t *testing.T) {
 		t.Fatalf("the session was lost while a sync was slow: %v", disc)
 	}
 }
+
+func TestCloseWithoutOrAfterTwoStarts(t *testing.T) {
+	cases := []struct {
+		name   string
+		starts int
+	}{{"never started", 0}, {"started twice", 2}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := client.New(client.Config{URLs: []string{"ws://127.0.0.1:1/"}, Token: "x", DeviceID: "d", Terminal: "web"})
+			for i := 0; i < tc.starts; i++ {
+				c.Start()
+			}
+			closed := make(chan struct{})
+			go func() { c.Close(); close(closed) }()
+			select {
+			case <-closed:
+			case <-time.After(5 * time.Second):
+				t.Fatal("Close hangs")
+			}
+			select {
+			case <-c.Done():
+			default:
+				t.Fatal("Done is open after Close")
+			}
+		})
+	}
+}
