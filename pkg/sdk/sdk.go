@@ -30,17 +30,30 @@ const (
 	PathPresenceQuery = "/v1/presence/online" // POST {"users":[...]}
 )
 
-// Client calls the message API as a business back end.
+// Client calls the message API as a business back end. New fills it; a
+// Client built by hand works too (nil HTTP: a client with DefaultTimeout).
 type Client struct {
 	BaseURL string // e.g. http://message:8080
 	Token   string // service token
 	HTTP    *http.Client
 }
 
+// DefaultTimeout bounds each call of a Client without its own HTTP client.
+const DefaultTimeout = 15 * time.Second
+
+var defaultHTTP = &http.Client{Timeout: DefaultTimeout}
+
 // New returns a Client.
 func New(baseURL, serviceToken string) *Client {
 	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), Token: serviceToken,
-		HTTP: &http.Client{Timeout: 15 * time.Second}}
+		HTTP: &http.Client{Timeout: DefaultTimeout}}
+}
+
+func (c *Client) httpClient() *http.Client {
+	if c.HTTP != nil {
+		return c.HTTP
+	}
+	return defaultHTTP
 }
 
 // APIError is a non-2xx answer of the message API.
@@ -132,7 +145,7 @@ func (c *Client) do(ctx context.Context, method, path string, hdr map[string]str
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, body)
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.BaseURL, "/")+path, body)
 	if err != nil {
 		return err
 	}
@@ -143,7 +156,7 @@ func (c *Client) do(ctx context.Context, method, path string, hdr map[string]str
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
-	resp, err := c.HTTP.Do(req)
+	resp, err := c.httpClient().Do(req)
 	if err != nil {
 		return fmt.Errorf("while calling %s %s: %w", method, path, err)
 	}

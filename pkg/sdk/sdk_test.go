@@ -58,3 +58,19 @@ func TestClientCallsTheAPI(t *testing.T) {
 		t.Fatalf("bad token: %v", err)
 	}
 }
+
+// A Client built without New (no HTTP client, a trailing slash) works.
+func TestHandBuiltClient(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/presence/amy" {
+			w.WriteHeader(404)
+			return
+		}
+		_, _ = w.Write([]byte(`{"user_id":"amy","online":true}`))
+	}))
+	defer srv.Close()
+	c := &Client{BaseURL: srv.URL + "/", Token: "svc"}
+	if on, err := c.IsOnline(context.Background(), "amy"); err != nil || !on {
+		t.Fatalf("is online: %v %v", on, err)
+	}
+}
