@@ -18,7 +18,9 @@ import (
 // a batch is posted every flushEvery or when maxPending keys are waiting.
 // Delivered receipts are best effort: a batch the message tier keeps
 // refusing is dropped after a few tries (and counted), never buffered
-// without bound.
+// without bound. While a flush waits for a slow message tier, at most
+// ackMaxHeld keys wait behind it (acks for more are dropped and counted),
+// and every flush ends within ackFlushTimeout (ackFinalTimeout at Close).
 type acker struct {
 	s       *Server
 	mu      sync.Mutex
@@ -32,6 +34,10 @@ const (
 	ackFlushEvery = 50 * time.Millisecond
 	ackMaxPending = 2000
 	ackMaxBatch   = 1000
+	ackMaxHeld    = 50000 // keys waiting while a flush is under way
+
+	ackFlushTimeout = 10 * time.Second
+	ackFinalTimeout = 2 * time.Second
 )
 
 func newAcker(s *Server) *acker {
@@ -39,15 +45,23 @@ func newAcker(s *Server) *acker {
 }
 
 func (a *acker) add(user, device string, items []protocol.AckItem) {
+	dropped := 0
 	a.mu.Lock()
 	for _, it := range items {
 		k := ackKey{it.ConvID, user, device}
-		if cur, ok := a.pending[k]; !ok || it.Seq > cur {
+		cur, ok := a.pending[k]
+		switch {
+		case !ok && len(a.pending) >= ackMaxHeld:
+			dropped++
+		case !ok || it.Seq > cur:
 			a.pending[k] = it.Seq
 		}
 	}
 	full := len(a.pending) >= ackMaxPending
 	a.mu.Unlock()
+	if dropped > 0 {
+		a.s.met.acksDropped.Add(float64(dropped))
+	}
 	if full {
 		select {
 		case a.kick <- struct{}{}:
@@ -62,16 +76,22 @@ func (a *acker) run(stop <-chan struct{}) {
 	for {
 		select {
 		case <-stop:
-			a.flush()
+			a.flushWithin(ackFinalTimeout)
 			return
 		case <-t.C:
 		case <-a.kick:
 		}
-		a.flush()
+		a.flushWithin(ackFlushTimeout)
 	}
 }
 
-func (a *acker) flush() {
+func (a *acker) flushWithin(d time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	a.flush(ctx)
+}
+
+func (a *acker) flush(ctx context.Context) {
 	a.mu.Lock()
 	if len(a.pending) == 0 {
 		a.mu.Unlock()
@@ -86,7 +106,7 @@ func (a *acker) flush() {
 	}
 	for len(batch) > 0 {
 		n := min(len(batch), ackMaxBatch)
-		if err := a.post(batch[:n]); err != nil {
+		if err := a.post(ctx, batch[:n]); err != nil {
 			a.s.met.acksDropped.Add(float64(n))
 			a.s.log.Warn("delivered acks dropped", "count", n, "err", err)
 		} else {
@@ -96,14 +116,18 @@ func (a *acker) flush() {
 	}
 }
 
-func (a *acker) post(acks []protocol.DeliveredAck) error {
+func (a *acker) post(ctx context.Context, acks []protocol.DeliveredAck) error {
 	body, _ := json.Marshal(protocol.DeliveredBatch{Acks: acks})
 	var last error
 	for try := 0; try < 3; try++ {
 		if try > 0 {
-			time.Sleep(time.Duration(try) * 200 * time.Millisecond)
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("while posting delivered acks: %w (last: %v)", ctx.Err(), last)
+			case <-time.After(time.Duration(try) * 200 * time.Millisecond):
+			}
 		}
-		status, err := a.s.callMessage(context.Background(), protocol.DeliveredPath, body, nil)
+		status, err := a.s.callMessage(ctx, protocol.DeliveredPath, body, nil)
 		if err == nil && status/100 == 2 {
 			return nil
 		}
