@@ -20,7 +20,8 @@ import (
 // refusing is dropped after a few tries (and counted), never buffered
 // without bound. While a flush waits for a slow message tier, at most
 // ackMaxHeld keys wait behind it (acks for more are dropped and counted),
-// and every flush ends within ackFlushTimeout (ackFinalTimeout at Close).
+// and every flush ends within ackFlushTimeout; Close cuts a flush under way
+// short and gives the last one ackFinalTimeout.
 type acker struct {
 	s       *Server
 	mu      sync.Mutex
@@ -73,20 +74,34 @@ func (a *acker) add(user, device string, items []protocol.AckItem) {
 func (a *acker) run(stop <-chan struct{}) {
 	t := time.NewTicker(ackFlushEvery)
 	defer t.Stop()
+	// A flush under way when stop comes is cut short (its acks are
+	// dropped): Close must not wait for a stuck message tier.
+	live, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-stop:
+			cancel()
+		case <-live.Done():
+		}
+	}()
 	for {
 		select {
 		case <-stop:
-			a.flushWithin(ackFinalTimeout)
+			a.flushWithin(context.Background(), ackFinalTimeout)
 			return
 		case <-t.C:
 		case <-a.kick:
 		}
-		a.flushWithin(ackFlushTimeout)
+		if live.Err() != nil {
+			continue // stopping: the final flush takes the pending acks
+		}
+		a.flushWithin(live, ackFlushTimeout)
 	}
 }
 
-func (a *acker) flushWithin(d time.Duration) {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
+func (a *acker) flushWithin(parent context.Context, d time.Duration) {
+	ctx, cancel := context.WithTimeout(parent, d)
 	defer cancel()
 	a.flush(ctx)
 }
