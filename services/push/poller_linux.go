@@ -20,7 +20,8 @@ import (
 // an fd may be in several epoll sets), so reads and writes with deadlines
 // keep working once a frame is known to be there.
 type poller struct {
-	epfd int
+	fdMu sync.RWMutex // held for reading around every use of epfd
+	epfd int          // -1 once released
 
 	mu    sync.Mutex
 	conns map[int32]*conn
@@ -63,8 +64,7 @@ func (p *poller) add(c *conn) error {
 	p.mu.Lock()
 	p.conns[fd] = c
 	p.mu.Unlock()
-	ev := unix.EpollEvent{Events: pollEvents, Fd: fd}
-	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev); err != nil {
+	if err := p.ctl(unix.EPOLL_CTL_ADD, fd); err != nil {
 		p.mu.Lock()
 		delete(p.conns, fd)
 		p.mu.Unlock()
@@ -73,11 +73,19 @@ func (p *poller) add(c *conn) error {
 	return nil
 }
 
-// rearm asks for the next readiness event of c (one-shot mode).
-func (p *poller) rearm(c *conn) {
-	ev := unix.EpollEvent{Events: pollEvents, Fd: c.fd}
-	_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, int(c.fd), &ev)
+// ctl adds, re-arms or removes fd; after release it does nothing.
+func (p *poller) ctl(op int, fd int32) error {
+	p.fdMu.RLock()
+	defer p.fdMu.RUnlock()
+	if p.epfd < 0 {
+		return errors.New("poller closed")
+	}
+	ev := unix.EpollEvent{Events: pollEvents, Fd: fd}
+	return unix.EpollCtl(p.epfd, op, int(fd), &ev)
 }
+
+// rearm asks for the next readiness event of c (one-shot mode).
+func (p *poller) rearm(c *conn) { _ = p.ctl(unix.EPOLL_CTL_MOD, c.fd) }
 
 // remove stops watching c; call it before closing the socket so a reused
 // descriptor number never reaches the wrong connection.
@@ -87,12 +95,13 @@ func (p *poller) remove(c *conn) {
 		delete(p.conns, c.fd)
 	}
 	p.mu.Unlock()
-	_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(c.fd), nil)
+	_ = p.ctl(unix.EPOLL_CTL_DEL, c.fd)
 }
 
 // run dispatches readiness events until close.
 func (p *poller) run(readable func(*conn)) {
 	events := make([]unix.EpollEvent, 512)
+	defer p.release()
 	for {
 		n, err := unix.EpollWait(p.epfd, events, 500)
 		p.mu.Lock()
@@ -118,10 +127,22 @@ func (p *poller) run(readable func(*conn)) {
 	}
 }
 
+// close makes run return (within its 500 ms wait), which releases epfd.
 func (p *poller) close() {
 	p.mu.Lock()
 	p.stop = true
 	p.mu.Unlock()
+}
+
+// release closes the epoll descriptor; connections torn down later only
+// close their sockets (which leaves every epoll set by itself).
+func (p *poller) release() {
+	p.fdMu.Lock()
+	defer p.fdMu.Unlock()
+	if p.epfd >= 0 {
+		_ = unix.Close(p.epfd)
+		p.epfd = -1
+	}
 }
 
 const eventDriven = true
