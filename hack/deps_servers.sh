@@ -196,7 +196,7 @@ wait_server() {
 	local t0 took
 	t0="$(cat "$dir/started_at" 2>/dev/null || date +%s.%N)"
 	took="$(awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN { printf "%.1f", a - b }')"
-	log "$c ready on 127.0.0.1:$(server_port "$c") (${took}s since start)"
+	log "$c ready on 127.0.0.1:$(server_port "$c") (launched ${took}s ago)"
 }
 
 tail_log() {
