@@ -285,9 +285,16 @@ func (s *Server) login(c *conn, f *protocol.ClientFrame) bool {
 		ExpiresAtMs: exp.UnixMilli(),
 	})
 	if !c.enqueue(welcome) {
+		s.logout(c.sess) // closed while presence was written: forget skipped it
 		return false
 	}
 	c.state.Store(stateActive)
+	if c.isDone() {
+		// Torn down (sweep, kick) during the presence write, before it was
+		// active: forget may have skipped the logout. Twice is harmless.
+		s.logout(c.sess)
+		return false
+	}
 	s.met.logins.Inc()
 	return true
 }
@@ -335,15 +342,24 @@ func (s *Server) forget(c *conn) {
 	// While draining, the node is out of the registry (routers skip it)
 	// and the lease revoke at the end removes every session at once: no
 	// per-connection etcd write for thousands of closing connections.
-	if active && s.pres != nil && c.state.Load() == stateActive && !s.draining.Load() {
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if err := s.pres.Logout(ctx, c.sess); err != nil {
-				s.log.Debug("presence logout failed", "err", err)
-			}
-		}()
+	if active && c.state.Load() == stateActive {
+		s.logout(c.sess)
 	}
+}
+
+// logout removes a session from presence in the background (not while
+// draining: see forget).
+func (s *Server) logout(sess presence.Session) {
+	if s.pres == nil || s.draining.Load() {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.pres.Logout(ctx, sess); err != nil {
+			s.log.Debug("presence logout failed", "err", err)
+		}
+	}()
 }
 
 // lookup returns the connection of (user, device).
