@@ -21,7 +21,9 @@
 //   - ACK frames become delivered receipts posted to the message tier,
 //     coalesced per (conversation, user, device) every 50 ms.
 //   - send frames are forwarded to the message tier's send endpoint on the
-//     device's behalf (X-IM-Act-As, X-IM-Device), answered by send_result.
+//     device's behalf (X-IM-Act-As, X-IM-Device), answered by send_result;
+//     at most MaxInflightSends per connection (more: rate_limited) and
+//     MaxForwarding per node (more: unavailable at once) await an answer.
 //   - Bad frames (bad JSON, unknown fields or types, binary, fragmented,
 //     unmasked, invalid UTF-8), oversize frames (protocol.MaxFrameBytes),
 //     bad tokens and floods (FrameRate/FrameBurst token bucket) close the

@@ -13,18 +13,26 @@ import (
 // and answers with a send_result frame carrying the API's status and body:
 // the same idempotency (client_msg_id) and the same ack meaning as the HTTP
 // API. At most MaxInflightSends per connection wait for an answer; more are
-// refused with rate_limited (the connection stays open).
+// refused with rate_limited (the connection stays open). At most
+// MaxForwarding wait on the whole node (a stalled message tier must not
+// pile up a goroutine and a body per send of every connection); more are
+// answered 503 unavailable at once: retry with the same client_msg_id.
 func (s *Server) forwardSend(c *conn, id string, send json.RawMessage) {
 	if c.inflight.Add(1) > s.opt.MaxInflightSends {
 		c.inflight.Add(-1)
-		c.enqueue(encodeServerFrame(&protocol.ServerFrame{
-			Type: protocol.FrameSendResult, ID: id, Status: 429,
-			Error: &protocol.Error{Code: protocol.ErrRateLimited, Message: "too many sends awaiting an answer"},
-		}))
+		c.enqueue(sendRefusal(id, 429, protocol.ErrRateLimited, "too many sends awaiting an answer"))
+		return
+	}
+	if s.forwarding.Add(1) > s.opt.MaxForwarding {
+		s.forwarding.Add(-1)
+		c.inflight.Add(-1)
+		s.met.sends.WithLabelValues("5xx").Inc()
+		c.enqueue(sendRefusal(id, 503, protocol.ErrUnavailable, "push node busy forwarding; retry with the same client_msg_id"))
 		return
 	}
 	body := append([]byte(nil), send...)
 	go func() {
+		defer s.forwarding.Add(-1)
 		defer c.inflight.Add(-1)
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
@@ -55,6 +63,13 @@ func (s *Server) forwardSend(c *conn, id string, send json.RawMessage) {
 		s.met.sends.WithLabelValues(statusClass(f.Status)).Inc()
 		c.enqueue(encodeServerFrame(&f))
 	}()
+}
+
+func sendRefusal(id string, status int, code, msg string) []byte {
+	return encodeServerFrame(&protocol.ServerFrame{
+		Type: protocol.FrameSendResult, ID: id, Status: status,
+		Error: &protocol.Error{Code: code, Message: msg},
+	})
 }
 
 func statusClass(st int) string {

@@ -3,18 +3,15 @@ package push_test
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gobwas/ws"
 
-	"github.com/imcluster/imcluster/services/auth"
 	"github.com/imcluster/imcluster/services/presence"
 	"github.com/imcluster/imcluster/services/protocol"
 	"github.com/imcluster/imcluster/services/push"
-	"github.com/imcluster/imcluster/services/route"
 )
 
 // slowPresence holds every Login until release is closed, and records
@@ -49,24 +46,12 @@ func (p *slowPresence) Logout(ctx context.Context, s presence.Session) error {
 // entry behind (it would say the device is online for as long as the node
 // lives).
 func TestSessionClosedDuringPresenceLoginIsLoggedOut(t *testing.T) {
-	uv, _ := auth.NewVerifier(auth.KindUser, userKey)
-	iv, _ := auth.NewVerifier(auth.KindInternal, internalKey)
-	ts, _ := route.NewTokenSource(internalKey, "n1")
-	srv, err := push.New(push.Options{NodeID: "n1", Users: uv, Internal: iv, InternalTokens: ts, MessageURL: "http://127.0.0.1:1",
-		LoginTimeout: 300 * time.Millisecond, SweepEvery: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
 	pres := &slowPresence{entered: make(chan struct{}, 1), release: make(chan struct{}), live: map[int64]bool{}, changed: make(chan struct{}, 4)}
-	srv.SetPresence(pres)
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = ln.Close(); srv.Close() })
-
-	r := dialRaw(t, "ws://"+ln.Addr().String()+"/")
-	signer, _ := auth.NewSigner(auth.KindUser, userKey)
-	tok, _ := signer.Sign("vera", time.Hour)
-	b, _ := json.Marshal(protocol.ClientFrame{Type: protocol.FrameLogin, Token: tok, DeviceID: "v1", Terminal: "web"})
+	srv, url := bareNode(t, "http://127.0.0.1:1", pres, func(o *push.Options) {
+		o.LoginTimeout, o.SweepEvery = 300*time.Millisecond, 20*time.Millisecond
+	})
+	r := dialRaw(t, url)
+	b, _ := json.Marshal(protocol.ClientFrame{Type: protocol.FrameLogin, Token: userToken(t, "vera"), DeviceID: "v1", Terminal: "web"})
 	r.send(t, ws.OpText, b)
 	<-pres.entered
 	// The login deadline passes while presence is being written: the sweep closes it.

@@ -46,6 +46,7 @@ type Options struct {
 	FrameRate        float64 // frames/s a connection may send on average
 	FrameBurst       int
 	MaxInflightSends int32 // forwarded sends per connection awaiting an answer
+	MaxForwarding    int32 // forwarded sends awaiting an answer on the whole node (default 4,096)
 	LoginTimeout     time.Duration
 	FrameReadTimeout time.Duration
 	WriteTimeout     time.Duration
@@ -83,6 +84,9 @@ func (o *Options) defaults() {
 	if o.MaxInflightSends <= 0 {
 		o.MaxInflightSends = 32
 	}
+	if o.MaxForwarding <= 0 {
+		o.MaxForwarding = 4096
+	}
 	if o.LoginTimeout <= 0 {
 		o.LoginTimeout = 10 * time.Second
 	}
@@ -116,6 +120,8 @@ type Server struct {
 	byDevice map[string]*conn // user \x00 device
 	byTerm   map[string]*conn // user \x00 terminal
 	count    atomic.Int64
+
+	forwarding atomic.Int32 // forwarded sends awaiting the message tier
 
 	draining atomic.Bool
 	lnMu     sync.Mutex
