@@ -3,7 +3,9 @@ package push_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -71,5 +73,41 @@ func TestSessionClosedDuringPresenceLoginIsLoggedOut(t *testing.T) {
 	defer pres.mu.Unlock()
 	if len(pres.live) != 0 {
 		t.Fatalf("presence still holds the closed session: %v", pres.live)
+	}
+}
+
+// flakyPresence fails every Login while down is set.
+type flakyPresence struct{ down atomic.Bool }
+
+func (p *flakyPresence) Login(context.Context, presence.Session) (*presence.Session, error) {
+	if p.down.Load() {
+		return nil, errors.New("etcd unreachable")
+	}
+	return nil, nil
+}
+
+func (p *flakyPresence) Logout(context.Context, presence.Session) error { return nil }
+
+// TestFailedLoginKicksNobody: a second login on the same terminal that
+// fails (presence down) must leave the working session alone — a kicked
+// device does not reconnect.
+func TestFailedLoginKicksNobody(t *testing.T) {
+	pres := &flakyPresence{}
+	srv, url := bareNode(t, "http://127.0.0.1:1", pres, nil)
+	first := dialRaw(t, url)
+	loginWith(t, first, userToken(t, "xena"), "xena-1")
+	pres.down.Store(true)
+	second := dialRaw(t, url)
+	b, _ := json.Marshal(protocol.ClientFrame{Type: protocol.FrameLogin, Token: userToken(t, "xena"), DeviceID: "xena-2", Terminal: "web"})
+	second.send(t, ws.OpText, b)
+	if got := second.closedWith(t); got != protocol.ErrUnavailable {
+		t.Fatalf("failed login closed with %q, want unavailable", got)
+	}
+	first.send(t, ws.OpText, []byte(`{"type":"ping"}`))
+	if f := first.next(t); f.Type != protocol.FramePong {
+		t.Fatalf("the first session got %+v, want pong: it was kicked by a login that failed", f)
+	}
+	if srv.EpochOf("xena", "xena-1") == 0 {
+		t.Fatal("the first session is no longer reachable for deliveries")
 	}
 }

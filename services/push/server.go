@@ -254,26 +254,13 @@ func (s *Server) login(c *conn, f *protocol.ClientFrame) bool {
 	}
 	now := time.Now()
 	c.expires.Store(exp.UnixNano())
-	c.sess = presence.Session{
+	sess := presence.Session{
 		UserID: user, DeviceID: f.DeviceID, Terminal: f.Terminal,
 		NodeID: s.opt.NodeID, Epoch: now.UnixNano(), SinceMs: now.UnixMilli(),
 	}
-	// In the maps first, so a kick that follows our etcd write finds us.
-	kd, kt := user+"\x00"+f.DeviceID, user+"\x00"+f.Terminal
-	s.mu.Lock()
-	if c.isDone() {
-		s.mu.Unlock()
+	old, ok := s.claim(c, sess)
+	if !ok {
 		return false
-	}
-	oldT := s.byTerm[kt]
-	oldD := s.byDevice[kd]
-	s.byTerm[kt] = c
-	s.byDevice[kd] = c
-	s.mu.Unlock()
-	for _, old := range []*conn{oldT, oldD} {
-		if old != nil && old != c {
-			s.kick(old)
-		}
 	}
 	if s.pres != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -281,8 +268,15 @@ func (s *Server) login(c *conn, f *protocol.ClientFrame) bool {
 		cancel()
 		if err != nil {
 			s.log.Warn("presence login failed", "user", user, "err", err)
+			s.unclaim(c, old)
 			c.fail(protocol.ErrUnavailable, protocol.CloseGoingAway, "presence unavailable; retry")
 			return false
+		}
+	}
+	// Only now: a login that failed must not have kicked a working session.
+	for _, o := range old {
+		if o != nil && o != c {
+			s.kick(o)
 		}
 	}
 	welcome := encodeServerFrame(&protocol.ServerFrame{
@@ -303,6 +297,42 @@ func (s *Server) login(c *conn, f *protocol.ClientFrame) bool {
 	}
 	s.met.logins.Inc()
 	return true
+}
+
+// claim records sess on c and makes c the connection of its terminal and
+// device, before the etcd write, so a kick that follows that write finds
+// it. It returns the connections it replaced (terminal, device); false
+// when c is already closed.
+func (s *Server) claim(c *conn, sess presence.Session) ([2]*conn, bool) {
+	kt, kd := sess.UserID+"\x00"+sess.Terminal, sess.UserID+"\x00"+sess.DeviceID
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.isDone() {
+		return [2]*conn{}, false
+	}
+	c.sess = sess // under s.mu: forget reads it there
+	old := [2]*conn{s.byTerm[kt], s.byDevice[kd]}
+	s.byTerm[kt], s.byDevice[kd] = c, c
+	return old, true
+}
+
+// unclaim gives the terminal and device back to the connections claim
+// replaced, if they are still open and nobody claimed them since.
+func (s *Server) unclaim(c *conn, old [2]*conn) {
+	kt, kd := c.sess.UserID+"\x00"+c.sess.Terminal, c.sess.UserID+"\x00"+c.sess.DeviceID
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, m := range []map[string]*conn{s.byTerm, s.byDevice} {
+		k := [2]string{kt, kd}[i]
+		if m[k] != c {
+			continue
+		}
+		if o := old[i]; o != nil && !o.isDone() {
+			m[k] = o
+		} else {
+			delete(m, k)
+		}
+	}
 }
 
 var kickFrame = encodeServerFrame(&protocol.ServerFrame{
