@@ -280,6 +280,40 @@ func TestE2E(t *testing.T) {
 			len(before), pushed, synced, dropped)
 	})
 
+	t.Run("TokenExpiry", func(t *testing.T) {
+		// Without a token source the session ends with token_expired and
+		// leaves presence.
+		short := func(cfg *client.Config) {
+			cfg.Token, _ = c.users.Sign("tess", 2*time.Second)
+		}
+		tess := c.connectWith(short, "tess", "tess-phone", "ios", a.wsURL)
+		select {
+		case <-tess.Done():
+		case <-time.After(15 * time.Second):
+			t.Fatal("tess's session outlived its token")
+		}
+		var se *client.ServerError
+		if !errors.As(tess.Err(), &se) || se.Code != protocol.ErrTokenExpired {
+			t.Fatalf("tess stopped with %v, want token_expired", tess.Err())
+		}
+		eventually(t, "tess's presence to go", 10*time.Second, func() bool { return c.sessions("tess") == 0 })
+
+		// With one, the session is refreshed in place and still gets pushes.
+		src := func(cfg *client.Config) {
+			cfg.TokenSource = func(context.Context) (string, error) { return c.users.Sign("tom", 2*time.Second) }
+		}
+		tom := c.connectWith(src, "tom", "tom-phone", "ios", a.wsURL)
+		first := tom.ExpiresAt()
+		eventually(t, "tom's session past its first token", 15*time.Second, func() bool { return time.Now().After(first.Add(3 * time.Second)) })
+		c.send("uma", "uma-phone", "tom", "still there?")
+		tom.await(t, "tom to get a push after his first token expired", 15*time.Second, func() bool { return hasText(tom.events, "still there?") })
+		tom.mu.Lock()
+		defer tom.mu.Unlock()
+		if len(tom.nodes) != 1 || len(tom.disc) != 0 {
+			t.Fatalf("tom logged in %d times, disconnected %v: want one refreshed session", len(tom.nodes), tom.disc)
+		}
+	})
+
 	t.Run("PresenceGoneAfterLeaseExpiry", func(t *testing.T) {
 		z := c.startPush("push-z")
 		_ = c.connect("zoe", "zoe-phone", "ios", z.wsURL)

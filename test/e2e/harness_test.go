@@ -295,8 +295,14 @@ func (d *device) on(ev protocol.Event, pushed bool) {
 
 func (c *cluster) connect(user, dev, terminal string, urls ...string) *device {
 	c.t.Helper()
+	return c.connectWith(nil, user, dev, terminal, urls...)
+}
+
+// connectWith is connect with the client's config changed by mod first.
+func (c *cluster) connectWith(mod func(*client.Config), user, dev, terminal string, urls ...string) *device {
+	c.t.Helper()
 	d := &device{notify: make(chan struct{}, 1)}
-	d.Client = client.New(client.Config{URLs: urls, APIURL: c.apiURL, Token: c.token(user), DeviceID: dev, Terminal: terminal,
+	cfg := client.Config{URLs: urls, APIURL: c.apiURL, Token: c.token(user), DeviceID: dev, Terminal: terminal,
 		OnEventVia: d.on,
 		OnConnect: func(w protocol.ServerFrame) {
 			d.mu.Lock()
@@ -308,7 +314,11 @@ func (c *cluster) connect(user, dev, terminal string, urls ...string) *device {
 			}
 		},
 		OnDisconnect: func(err error) { d.mu.Lock(); d.disc = append(d.disc, err); d.mu.Unlock() },
-	})
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	d.Client = client.New(cfg)
 	d.Start()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
