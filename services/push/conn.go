@@ -174,8 +174,6 @@ func (c *conn) readable() {
 	}
 }
 
-var errClosed = errors.New("closed")
-
 // readFrame reads one frame; false when the connection is finished.
 func (c *conn) readFrame() bool {
 	s := c.srv

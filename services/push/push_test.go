@@ -152,7 +152,6 @@ func (c *cluster) token(user string, ttl time.Duration) string {
 type recorder struct {
 	mu     sync.Mutex
 	events []protocol.Event
-	disc   []error
 	notify chan struct{}
 }
 
