@@ -186,3 +186,44 @@ func TestMaxInFlight(t *testing.T) {
 		t.Fatalf("first request: %d", st)
 	}
 }
+
+type slowRecordStore struct {
+	Store
+	release chan struct{}
+}
+
+func (s *slowRecordStore) ClaimIdempotency(_ context.Context, _, _ string, want store.Idem) (store.Idem, bool, error) {
+	return want, true, nil
+}
+
+func (s *slowRecordStore) SetProduced(context.Context, string, string, int32, int64) error {
+	<-s.release
+	return nil
+}
+
+// The send's answer reaches the client before the offset is recorded.
+func TestSendAnswersBeforeRecordingOffset(t *testing.T) {
+	key := []byte(strings.Repeat("k", 32))
+	v, _ := auth.NewVerifier(auth.KindUser, key)
+	sg, _ := auth.NewSigner(auth.KindUser, key)
+	tok, _ := sg.Sign("alice", time.Minute)
+	st := &slowRecordStore{release: make(chan struct{})}
+	srv := &Server{Auth: &auth.Authenticator{User: v}, Store: st, Producer: &fakeProducer{}, MaxMessageBytes: 1024,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	defer close(st.release) // runs first: the handler finishes, then the server closes
+	done := make(chan int, 1)
+	go func() {
+		st, _, _ := call(t, ts, "POST", "/v1/messages", tok, `{"to":"bob","client_msg_id":"c1","type":"text","body":{"text":"hi"}}`)
+		done <- st
+	}()
+	select {
+	case st := <-done:
+		if st != 200 {
+			t.Fatalf("send: %d", st)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the answer waited for recording the offset")
+	}
+}

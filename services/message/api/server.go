@@ -101,6 +101,9 @@ func (w *statusWriter) WriteHeader(s int) {
 	w.ResponseWriter.WriteHeader(s)
 }
 
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 // Handler returns the API's routes.
 func (s *Server) Handler() http.Handler {
 	if s.Now == nil {
