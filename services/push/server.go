@@ -107,13 +107,14 @@ func (o *Options) defaults() {
 // Server is a push node: the WebSocket gateway plus the internal delivery
 // endpoint. See doc.go.
 type Server struct {
-	opt  Options
-	log  *slog.Logger
-	met  *metrics
-	poll *poller
-	pres Presence
-	acks *acker
-	http *http.Client
+	opt     Options
+	log     *slog.Logger
+	met     *metrics
+	poll    *poller
+	pres    Presence
+	acks    *acker
+	logouts logoutQueue
+	http    *http.Client
 
 	mu       sync.RWMutex
 	all      map[*conn]struct{}
@@ -153,6 +154,7 @@ func New(opt Options) (*Server, error) {
 		}},
 	}
 	s.acks = newAcker(s)
+	s.logouts.s = s
 	s.met.gauges(s)
 	s.wg.Add(3)
 	go func() { defer s.wg.Done(); p.run(func(c *conn) { c.readable() }) }()
@@ -389,13 +391,7 @@ func (s *Server) logout(sess presence.Session) {
 	if s.pres == nil || s.draining.Load() {
 		return
 	}
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := s.pres.Logout(ctx, sess); err != nil {
-			s.log.Debug("presence logout failed", "err", err)
-		}
-	}()
+	s.logouts.add(sess)
 }
 
 // lookup returns the connection of (user, device).
