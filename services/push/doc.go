@@ -33,6 +33,14 @@
 //     random moment within the spread (and a random reconnect hint), wait
 //     for them within the grace period, then cut the rest.
 //
+// # Bounds
+//
+// Per connection: SendQueue frames, MaxInflightSends forwarded sends, one
+// frame read at a time (protocol.MaxFrameBytes). Per node: MaxConnections,
+// MaxForwarding forwarded sends, 50,000 delivered-ack keys waiting behind
+// a flush (a flush ends within 10 s, 2 s at Close), 16 presence logouts in
+// flight (the rest wait as small records, at most one per session).
+//
 // # Memory per idle connection
 //
 // The read side is event-driven (poller_linux.go: epoll in one-shot mode):
