@@ -101,7 +101,9 @@ func TestTopicRecreationGuard(t *testing.T) {
 	if err := e2.st.SetPartitionState(t.Context(), 0, "another-topic-id", 0); err != nil {
 		t.Fatal(err)
 	}
-	e2.producer(t).Produce("p:a:b", []byte("x"))
+	if _, _, err := e2.producer(t).Produce("p:a:b", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
 	if err := func() error {
 		c := &pipeline.Consumer{Kafka: e2.cfg.Kafka, ClientID: "guard", Guard: e2.st, Grace: time.Second,
 			Log: slog.New(slog.NewTextHandler(io.Discard, nil)),

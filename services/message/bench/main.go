@@ -49,9 +49,9 @@ import (
 
 var (
 	flagPartitions = flag.Int("partitions", 12, "topic partitions")
-	flagRawSecs    = flag.Duration("raw", 10*time.Second, "duration of each raw phase")
+	flagRaw        = flag.Duration("raw", 10*time.Second, "duration of each raw phase")
 	flagRate       = flag.Int("rate", 1000, "open-loop send rate (sends/s)")
-	flagSendSecs   = flag.Duration("send", 20*time.Second, "duration of the send phases")
+	flagSend       = flag.Duration("send", 20*time.Second, "duration of the send phases")
 	flagConc       = flag.Int("conc", 64, "closed-loop concurrency")
 	flagPipeN      = flag.Int("pipeline", 60000, "records for the pipeline phase")
 	flagPulls      = flag.Int("pulls", 50, "unread pulls of 1,000 messages")
@@ -169,7 +169,7 @@ func rawKafka() {
 			fail(err)
 		}
 	}()
-	deadline := time.Now().Add(*flagRawSecs)
+	deadline := time.Now().Add(*flagRaw)
 	start := time.Now()
 	i := 0
 	for time.Now().Before(deadline) {
@@ -222,7 +222,7 @@ func lwt() {
 	}
 	defer st.Close()
 	for _, conc := range []int{1, 16, 64} {
-		closedLoop(fmt.Sprintf("cassandra_lwt_claim(conc=%d)", conc), conc, *flagRawSecs/2, func(w, i int) error {
+		closedLoop(fmt.Sprintf("cassandra_lwt_claim(conc=%d)", conc), conc, *flagRaw/2, func(w, i int) error {
 			_, _, err := st.ClaimIdempotency(context.Background(), fmt.Sprint("s", w), fmt.Sprintf("c%d-%d-%d", conc, w, i),
 				store.Idem{MsgID: "m", ConvID: "p:a:b", Hash: []byte{1}, CreatedMs: 1})
 			return err
@@ -240,7 +240,7 @@ func syncProduce() {
 	}
 	defer p.Close()
 	for _, conc := range []int{1, 16, 64} {
-		closedLoop(fmt.Sprintf("kafka_sync_produce(conc=%d)", conc), conc, *flagRawSecs/2, func(w, i int) error {
+		closedLoop(fmt.Sprintf("kafka_sync_produce(conc=%d)", conc), conc, *flagRaw/2, func(w, i int) error {
 			_, _, err := p.Produce(fmt.Sprint("k", w), payload(i))
 			return err
 		})
@@ -258,7 +258,7 @@ func rawCassandra() {
 	defer st.Close()
 	s := st.Session()
 	var n atomic.Int64
-	deadline := time.Now().Add(*flagRawSecs)
+	deadline := time.Now().Add(*flagRaw)
 	start := time.Now()
 	var wg sync.WaitGroup
 	body := `{"text":"the quick brown fox jumps over the lazy dog, 64 bytes of text.."}`
@@ -324,7 +324,7 @@ func startTier(cfg config.Message, role string) *env {
 	case err := <-done:
 		fail(err)
 	}
-	e.stop = func() { cancel(); <-done; os.RemoveAll(dir) }
+	e.stop = func() { cancel(); <-done; _ = os.RemoveAll(dir) }
 	for range 600 {
 		if r, err := http.Get(e.url + "/readyz"); err == nil {
 			r.Body.Close()
@@ -399,7 +399,7 @@ func sends() {
 	}
 	interval := time.Second / time.Duration(*flagRate)
 	start := time.Now()
-	n := int(flagSendSecs.Seconds() * float64(*flagRate))
+	n := int(flagSend.Seconds() * float64(*flagRate))
 	for i := range n {
 		time.Sleep(time.Until(start.Add(time.Duration(i) * interval)))
 		wg.Add(1)
@@ -423,14 +423,14 @@ func sends() {
 	}
 	printStages("open loop")
 	fmt.Printf("send_open_loop: target %d/s for %s: %d acked (%.0f/s), %d errors, ack latency p50 %s p99 %s max %s\n",
-		*flagRate, *flagSendSecs, len(lat), float64(len(lat))/el.Seconds(), errs.Load(), ms(pct(lat, 0.5)), ms(pct(lat, 0.99)), ms(pct(lat, 1)))
+		*flagRate, *flagSend, len(lat), float64(len(lat))/el.Seconds(), errs.Load(), ms(pct(lat, 0.5)), ms(pct(lat, 0.99)), ms(pct(lat, 1)))
 	// Closed loop: -conc senders as fast as acks come, once the pipeline
 	// has caught up with the open loop's records.
 	for *flagSendRole == server.RoleAll && e.route.n.Load() < int64(len(lat)) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	lat = lat[:0]
-	deadline := time.Now().Add(*flagSendSecs / 2)
+	deadline := time.Now().Add(*flagSend / 2)
 	start = time.Now()
 	for w := range *flagConc {
 		wg.Add(1)
@@ -452,7 +452,7 @@ func sends() {
 	el = time.Since(start)
 	printStages("closed loop")
 	fmt.Printf("send_closed_loop: %d in flight for %s: %.0f acked sends/s, ack latency p50 %s p99 %s\n",
-		*flagConc, *flagSendSecs/2, float64(len(lat))/el.Seconds(), ms(pct(lat, 0.5)), ms(pct(lat, 0.99)))
+		*flagConc, *flagSend/2, float64(len(lat))/el.Seconds(), ms(pct(lat, 0.5)), ms(pct(lat, 0.99)))
 }
 
 // printStages prints p50/p99 (bucket upper bounds) of the send stages the
