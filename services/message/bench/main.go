@@ -324,7 +324,13 @@ func startTier(cfg config.Message, role string) *env {
 	case err := <-done:
 		fail(err)
 	}
-	e.stop = func() { cancel(); _ = <-done; _ = os.RemoveAll(dir) }
+	e.stop = func() {
+		cancel()
+		if err := <-done; err != nil {
+			fmt.Fprintln(os.Stderr, "bench: tier stopped with", err)
+		}
+		_ = os.RemoveAll(dir)
+	}
 	for range 600 {
 		if r, err := http.Get(e.url + "/readyz"); err == nil {
 			r.Body.Close()
