@@ -40,15 +40,20 @@ func (c *Client) currentToken() string {
 // making the client refresh in a tight loop.
 const minRefreshDelay = time.Second
 
+// refreshMargin is the least time before expiry a refresh is sent at,
+// when the token lives long enough for it.
+const refreshMargin = 30 * time.Second
+
 // refreshDelay is when to refresh a token expiring at expMs: after four
-// fifths of its remaining life (12 minutes early for an hour's token).
-// Negative: never (no token source, or no expiry known).
+// fifths of its remaining life (12 minutes early for an hour's token), and
+// at least refreshMargin before expiry — for very short tokens, after
+// minRefreshDelay. Negative: never (no token source, or no expiry known).
 func (c *Client) refreshDelay(expMs int64) time.Duration {
 	if c.cfg.TokenSource == nil || expMs <= 0 {
 		return -1
 	}
 	left := time.Until(time.UnixMilli(expMs))
-	return max(left*4/5, minRefreshDelay)
+	return max(min(left*4/5, left-refreshMargin), minRefreshDelay)
 }
 
 // refreshToken gets a fresh token and sends it on the live session in a

@@ -300,7 +300,7 @@ func TestE2E(t *testing.T) {
 
 		// With one, the session is refreshed in place and still gets pushes.
 		src := func(cfg *client.Config) {
-			cfg.TokenSource = func(context.Context) (string, error) { return c.users.Sign("tom", 2*time.Second) }
+			cfg.TokenSource = func(context.Context) (string, error) { return c.users.Sign("tom", 3*time.Second) }
 		}
 		tom := c.connectWith(src, "tom", "tom-phone", "ios", a.wsURL)
 		first := tom.ExpiresAt()
