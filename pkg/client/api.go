@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/imcluster/imcluster/services/protocol"
 )
@@ -18,8 +19,22 @@ import (
 type API struct {
 	BaseURL string
 	Token   string
-	Device  string // sent as X-IM-Device when set
-	HTTP    *http.Client
+	Device  string       // sent as X-IM-Device when set
+	HTTP    *http.Client // nil: a client whose calls end after DefaultAPITimeout
+}
+
+// DefaultAPITimeout bounds each call of an API without its own HTTP client
+// (and each sync call of a Client without one): a message tier that
+// accepts a connection and never answers must not hang a device forever.
+const DefaultAPITimeout = 15 * time.Second
+
+var defaultHTTP = &http.Client{Timeout: DefaultAPITimeout}
+
+func (a *API) httpClient() *http.Client {
+	if a.HTTP != nil {
+		return a.HTTP
+	}
+	return defaultHTTP
 }
 
 // APIError is a non-2xx answer.
@@ -94,11 +109,7 @@ func (a *API) Do(ctx context.Context, method, path string, in, out any) error {
 	if a.Device != "" {
 		req.Header.Set(protocol.HeaderDevice, a.Device)
 	}
-	hc := a.HTTP
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	resp, err := hc.Do(req)
+	resp, err := a.httpClient().Do(req)
 	if err != nil {
 		return fmt.Errorf("while calling %s %s: %w", method, path, err)
 	}

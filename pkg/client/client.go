@@ -123,7 +123,7 @@ func New(cfg Config) *Client {
 		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: 15 * time.Second}
+		cfg.HTTPClient = &http.Client{Timeout: DefaultAPITimeout}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Client{
