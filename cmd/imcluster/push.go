@@ -82,6 +82,28 @@ func pushAdvertise(cfg config.Push, ln net.Listener) string {
 	return "http://" + net.JoinHostPort(host, port)
 }
 
+// Bounds of the push node's HTTP listeners (internal delivery endpoint,
+// metrics and health). A delivery call must be answered within the message
+// tier's 5 s client timeout anyway; its body is bounded separately
+// (services/push: 32 MiB). IdleTimeout is longer than the routers' 90 s
+// idle-connection timeout, so the server is not the side that closes a
+// connection a router is about to reuse.
+const (
+	pushReadHeaderTimeout = 5 * time.Second
+	pushReadTimeout       = 15 * time.Second
+	pushWriteTimeout      = 15 * time.Second
+	pushIdleTimeout       = 2 * time.Minute
+	pushMaxHeaderBytes    = 16 << 10
+)
+
+// pushHTTPServer returns an http.Server for h with every read, write and
+// header bound set: a peer that trickles headers or a body, never reads the
+// answer, or holds idle connections open cannot pin a goroutine forever.
+func pushHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: pushReadHeaderTimeout, ReadTimeout: pushReadTimeout,
+		WriteTimeout: pushWriteTimeout, IdleTimeout: pushIdleTimeout, MaxHeaderBytes: pushMaxHeaderBytes}
+}
+
 func runPush(ctx context.Context, cfg config.Push) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("node", cfg.NodeID, "tier", "push")
 	if ctx == nil {
@@ -146,7 +168,7 @@ func runPush(ctx context.Context, cfg config.Push) error {
 	if cfg.MetricsAddr == "" { // no metrics listener: serve them beside the delivery endpoint
 		inMux.Handle("/", health)
 	}
-	inSrv := &http.Server{Handler: inMux, ReadHeaderTimeout: 10 * time.Second}
+	inSrv := pushHTTPServer(inMux)
 	go func() { _ = inSrv.Serve(inLn) }()
 
 	var metSrv *http.Server
@@ -156,7 +178,7 @@ func runPush(ctx context.Context, cfg config.Push) error {
 		if err != nil {
 			return fmt.Errorf("while listening on %s: %w", cfg.MetricsAddr, err)
 		}
-		metSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		metSrv = pushHTTPServer(mux)
 		go func() { _ = metSrv.Serve(metLn) }()
 	}
 
