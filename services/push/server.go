@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -205,9 +206,19 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
+// maxHandshakeBytes bounds the HTTP upgrade request a device sends (its
+// request line and headers): the upgrader reads header lines without a
+// length limit, so without it one connection could send one endless header
+// line for the whole LoginTimeout and grow a buffer with it.
+const maxHandshakeBytes = 16 << 10
+
 func (s *Server) handshake(nc net.Conn) {
 	_ = nc.SetDeadline(time.Now().Add(s.opt.LoginTimeout))
-	if _, err := (ws.Upgrader{}).Upgrade(nc); err != nil {
+	limited := struct {
+		io.Reader
+		io.Writer
+	}{io.LimitReader(nc, maxHandshakeBytes), nc}
+	if _, err := (ws.Upgrader{}).Upgrade(limited); err != nil {
 		s.met.closedWith.WithLabelValues("bad_handshake").Inc()
 		_ = nc.Close()
 		return
