@@ -188,12 +188,18 @@ func (c *conn) readFrame() bool {
 		c.dropped(err)
 		return false
 	}
+	if h.OpCode.IsControl() && (h.Length > maxControlPayload || !h.Fin) {
+		// RFC 6455 5.5: a control frame is never fragmented and carries at
+		// most 125 bytes; a ping is not echoed back beyond that.
+		c.fail(protocol.ErrBadJSON, ws.StatusProtocolError, "control frames must be unfragmented and at most 125 bytes")
+		return false
+	}
 	if h.Length > protocol.MaxFrameBytes {
 		c.fail(protocol.ErrTooLarge, protocol.CloseTooLarge, "frame over the limit")
 		return false
 	}
 	if !h.Masked || h.Rsv != 0 {
-		c.fail(protocol.ErrBadJSON, protocol.ClosePolicy, "client frames must be masked and without extensions")
+		c.fail(protocol.ErrBadJSON, ws.StatusProtocolError, "client frames must be masked and without extensions")
 		return false
 	}
 	if !h.Fin || h.OpCode == ws.OpContinuation {
@@ -218,9 +224,16 @@ func (c *conn) readFrame() bool {
 		c.enqueue(ws.MustCompileFrame(ws.NewPongFrame(payload)))
 	case ws.OpPong:
 	case ws.OpClose:
-		code, _ := ws.ParseCloseFrameData(payload)
-		if code.Empty() {
+		code, reason := ws.ParseCloseFrameData(payload)
+		switch {
+		case len(payload) == 0:
 			code = ws.StatusNormalClosure
+		case len(payload) == 1 || !validCloseCode(code):
+			c.fail(protocol.ErrBadJSON, ws.StatusProtocolError, "invalid close frame status code")
+			return false
+		case !utf8.ValidString(reason):
+			c.fail(protocol.ErrInvalidUTF8, protocol.CloseInvalidData, "close reason is not valid UTF-8")
+			return false
 		}
 		c.closeWith(nil, code, "")
 		return false
@@ -230,11 +243,29 @@ func (c *conn) readFrame() bool {
 			return false
 		}
 		return c.handleText(payload)
-	default:
+	case ws.OpBinary:
 		c.fail(protocol.ErrBadJSON, protocol.ClosePolicy, "only text frames are accepted")
+		return false
+	default: // reserved opcodes
+		c.fail(protocol.ErrBadJSON, ws.StatusProtocolError, "unknown opcode")
 		return false
 	}
 	return true
+}
+
+// maxControlPayload is RFC 6455's bound on a control frame's payload.
+const maxControlPayload = 125
+
+// validCloseCode reports whether a peer may send code in a close frame
+// (RFC 6455 7.4 and the IANA registry): 1000-1003, 1007-1014, 3000-4999.
+// 1004-1006 and 1015 are reserved, never sent; the rest is unassigned.
+func validCloseCode(code ws.StatusCode) bool {
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014:
+		return true
+	default:
+		return code >= 3000 && code <= 4999
+	}
 }
 
 // dropped handles a read error: a peer that went away, or a frame that did

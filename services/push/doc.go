@@ -29,6 +29,9 @@
 //     bad tokens and floods (FrameRate/FrameBurst token bucket) close the
 //     connection with an error frame carrying a stable code and a close
 //     frame whose reason is that code. Nothing is forwarded for them.
+//     Frames RFC 6455 forbids (control frames over 125 bytes or fragmented,
+//     invalid close status codes, unknown opcodes) close with status 1002,
+//     never echoed.
 //   - Drain: stop accepting, close every connection with a drain frame at a
 //     random moment within the spread (and a random reconnect hint), wait
 //     for them within the grace period, then cut the rest.
