@@ -93,8 +93,9 @@ type Client struct {
 	seen   map[string]*seenSet
 	cursor string
 
-	ackMu sync.Mutex
-	acks  map[string]int64
+	ackMu       sync.Mutex
+	acks        map[string]int64 // conv -> highest seq to ack (at most maxPendingAcks)
+	acksDropped atomic.Int64
 
 	smu       sync.Mutex
 	pending   map[string]chan sendAnswer

@@ -72,11 +72,29 @@ func (c *Client) deliver(ev protocol.Event, pushed bool) {
 	// Delivered receipts are for messages from someone else only (acking
 	// receipts would produce receipts of receipts).
 	if !c.cfg.NoAutoAck && ev.Kind == protocol.KindMessage && ev.From != c.User() {
-		c.ackMu.Lock()
-		if cur, ok := c.acks[ev.ConvID]; !ok || ev.Seq > cur {
-			c.acks[ev.ConvID] = ev.Seq
+		c.queueAcks([]protocol.AckItem{{ConvID: ev.ConvID, Seq: ev.Seq}})
+	}
+}
+
+// maxPendingAcks bounds the conversations with an ack waiting to be sent
+// (while disconnected, syncs go on and acks pile up). Acks of further
+// conversations are dropped: receipts are best effort and cumulative, the
+// next ack in such a conversation covers the dropped one.
+const maxPendingAcks = 4096
+
+// queueAcks merges items into the acks waiting for the next flush, keeping
+// the highest seq per conversation.
+func (c *Client) queueAcks(items []protocol.AckItem) {
+	c.ackMu.Lock()
+	defer c.ackMu.Unlock()
+	for _, it := range items {
+		cur, ok := c.acks[it.ConvID]
+		switch {
+		case !ok && len(c.acks) >= maxPendingAcks:
+			c.acksDropped.Add(1)
+		case !ok || it.Seq > cur:
+			c.acks[it.ConvID] = it.Seq
 		}
-		c.ackMu.Unlock()
 	}
 }
 
@@ -100,7 +118,12 @@ func (c *Client) flushAcks() {
 	c.ackMu.Unlock()
 	for len(items) > 0 {
 		n := min(len(items), protocol.MaxAcksPerFrame)
-		_ = c.write(protocol.ClientFrame{Type: protocol.FrameAck, Acks: items[:n]})
+		if err := c.write(protocol.ClientFrame{Type: protocol.FrameAck, Acks: items[:n]}); err != nil {
+			// Not written (the socket broke, or no connection): keep them
+			// for the next flush, on this session or the next one.
+			c.queueAcks(items)
+			return
+		}
 		items = items[n:]
 	}
 }
