@@ -36,7 +36,8 @@ type Config struct {
 	Terminal    string // web, ios, android, desktop, ...
 	Cursor      string // sync cursor to start from ("" = from the beginning)
 
-	// OnEvent gets every event exactly once per (conv_id, seq), serially.
+	// OnEvent gets every event once per (conv_id, seq), serially: exactly
+	// once while the client's bounded memory can tell (see Known).
 	OnEvent func(protocol.Event)
 	// OnEventVia, if set, is called instead of OnEvent and also says
 	// whether the event came by push (true) or by sync (false).
@@ -45,6 +46,19 @@ type Config struct {
 	// connection (err says why).
 	OnConnect    func(w protocol.ServerFrame)
 	OnDisconnect func(err error)
+
+	// Known, if set, says whether the app already has ev (in its store,
+	// keyed by conv_id and seq). The client asks it only for events its
+	// bounded memory cannot decide: of a conversation it evicted (it
+	// remembers DedupeConversations conversations, each with its last 256
+	// seqs), or older than that window. Without Known such an event is
+	// handed on: the app must then store events keyed by (conv_id, seq)
+	// so a repeat replaces itself (docs/protocol.md, section 5). It runs
+	// serially with OnEvent.
+	Known func(ev protocol.Event) bool
+	// DedupeConversations is how many conversations the dedupe memory
+	// remembers (default 1024, about 2 KiB each).
+	DedupeConversations int
 
 	NoAutoAck bool // do not ack message events from others
 	NoSync    bool // do not sync after login (bench: push only)
@@ -90,7 +104,7 @@ type Client struct {
 	connOnce  sync.Once
 
 	dmu    sync.Mutex // serializes OnEvent
-	seen   map[string]*seenSet
+	seen   *dedupe
 	cursor string
 
 	ackMu       sync.Mutex
@@ -110,7 +124,14 @@ type Client struct {
 	pushes    atomic.Int64
 	synced    atomic.Int64
 	dropped   atomic.Int64
+	unsure    atomic.Int64 // handed on without Known while memory could not tell
+	// pushedSinceSync counts the pushed events since the start of the
+	// last completed sync.
+	pushedSinceSync atomic.Int64
 }
+
+// syncAfterPushes: a sync is requested after this many pushed events.
+const syncAfterPushes = dedupeWindow / 2
 
 type sendAnswer struct {
 	status int
@@ -130,7 +151,7 @@ func New(cfg Config) *Client {
 	c := &Client{
 		cfg: cfg, log: cfg.Log, http: cfg.HTTPClient, ctx: ctx, cancel: cancel,
 		done: make(chan struct{}), connected: make(chan struct{}),
-		seen: map[string]*seenSet{}, cursor: cfg.Cursor, acks: map[string]int64{},
+		seen: newDedupe(cfg.DedupeConversations), cursor: cfg.Cursor, acks: map[string]int64{},
 		pending: map[string]chan sendAnswer{}, syncKick: make(chan struct{}, 1),
 	}
 	c.Node.Store("")
@@ -190,6 +211,11 @@ func (c *Client) Cursor() string {
 func (c *Client) Stats() (pushed, synced, duplicates int64) {
 	return c.pushes.Load(), c.synced.Load(), c.dropped.Load()
 }
+
+// Unsure returns how many events were handed on although the dedupe memory
+// could not tell whether they were new (no Known set): possible repeats,
+// which an app storing events by (conv_id, seq) absorbs.
+func (c *Client) Unsure() int64 { return c.unsure.Load() }
 
 func (c *Client) loop() {
 	defer close(c.done)

@@ -5,54 +5,28 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
 
 	"github.com/imcluster/imcluster/services/protocol"
 )
 
-// seenSet remembers the seqs of one conversation a device has. Seqs at or
-// below floor are all known; above it, set holds the known ones. It keeps at
-// most seenKeep entries, raising floor as it prunes.
-type seenSet struct {
-	floor int64
-	set   map[int64]struct{}
-}
-
-const seenKeep = 4096
-
-func (s *seenSet) add(seq int64) bool {
-	if seq <= s.floor {
-		return false
-	}
-	if _, ok := s.set[seq]; ok {
-		return false
-	}
-	s.set[seq] = struct{}{}
-	if len(s.set) > seenKeep {
-		keys := make([]int64, 0, len(s.set))
-		for k := range s.set {
-			keys = append(keys, k)
-		}
-		sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
-		for _, k := range keys[:len(keys)-seenKeep/2] {
-			delete(s.set, k)
-		}
-		s.floor = keys[len(keys)-seenKeep/2-1]
-	}
-	return true
-}
-
-// deliver hands ev to OnEvent once per (conv_id, seq) and queues its ack.
+// deliver hands ev to the app once per (conv_id, seq) and queues its ack.
+// When its bounded memory cannot tell whether ev is new (dedupe.go), the
+// app's Known decides; without Known, ev is handed on (a repeat the app's
+// store absorbs is better than a miss) and counted (Unsure).
 func (c *Client) deliver(ev protocol.Event, pushed bool) {
 	c.dmu.Lock()
-	s := c.seen[ev.ConvID]
-	if s == nil {
-		s = &seenSet{floor: -1, set: map[int64]struct{}{}} // seq 0 is a valid seq
-		c.seen[ev.ConvID] = s
+	seen, sure := c.seen.check(ev.ConvID, ev.Seq)
+	fresh := !seen
+	if !sure {
+		if c.cfg.Known != nil {
+			fresh = !c.cfg.Known(ev)
+		} else {
+			c.unsure.Add(1)
+		}
 	}
-	fresh := s.add(ev.Seq)
 	if fresh {
+		c.seen.add(ev.ConvID, ev.Seq)
 		if c.cfg.OnEventVia != nil {
 			c.cfg.OnEventVia(ev, pushed)
 		} else if c.cfg.OnEvent != nil {
@@ -66,6 +40,13 @@ func (c *Client) deliver(ev protocol.Event, pushed bool) {
 	}
 	if pushed {
 		c.pushes.Add(1)
+		// Every pushed event comes back by the next sync; syncing every
+		// syncAfterPushes pushes keeps those replays recent, hence within
+		// the dedupe memory (a long session would otherwise replay hours
+		// of pushes, across more conversations than memory holds).
+		if n := c.pushedSinceSync.Add(1); n%syncAfterPushes == 0 {
+			c.requestSync()
+		}
 	} else {
 		c.synced.Add(1)
 	}

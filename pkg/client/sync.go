@@ -61,6 +61,7 @@ func (c *Client) syncAll() {
 	}
 	c.syncMu.Lock()
 	defer c.syncMu.Unlock()
+	pushed := c.pushedSinceSync.Load() // covered once this sync completes
 	for tries := 0; tries < 5 && c.ctx.Err() == nil; {
 		ctx, cancel := context.WithTimeout(c.ctx, 20*time.Second)
 		p, err := FetchSync(ctx, c.http, c.cfg.APIURL, c.currentToken(), c.Cursor())
@@ -83,6 +84,7 @@ func (c *Client) syncAll() {
 		}
 		c.dmu.Unlock()
 		if !p.HasMore {
+			c.pushedSinceSync.Add(-pushed)
 			return
 		}
 	}
