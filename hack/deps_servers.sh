@@ -124,7 +124,6 @@ storage_compatibility_mode: NONE
 hinted_handoff_enabled: false
 auto_snapshot: false
 compaction_throughput: 0MiB/s
-paxos_variant: v2
 concurrent_reads: 16
 concurrent_writes: 32
 batch_size_warn_threshold: 64KiB
