@@ -127,7 +127,9 @@ func startSuite(assets string) (*suite, error) {
 	go func() { done <- mgr.Start(ctx) }()
 	s.stop = func() {
 		cancel()
-		<-done
+		if err := <-done; err != nil {
+			fmt.Fprintln(os.Stderr, "manager stopped with:", err)
+		}
 		_ = env.Stop()
 		_ = os.RemoveAll(dir)
 	}

@@ -579,7 +579,3 @@ type IMClusterList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []IMCluster `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&IMCluster{}, &IMClusterList{})
-}

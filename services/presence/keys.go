@@ -47,7 +47,7 @@ func ValidTerminal(t string) error {
 	}
 	for i := 0; i < len(t); i++ {
 		c := t[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' && c != '-' {
 			return fmt.Errorf("terminal contains %q; allowed: a-z 0-9 _ -", c)
 		}
 	}
