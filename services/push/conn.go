@@ -27,9 +27,10 @@ const (
 // (with the socket's kernel buffers, which are not process memory): no
 // goroutine, no buffer, an empty queue.
 type conn struct {
-	srv *Server
-	nc  net.Conn
-	fd  int32
+	srv    *Server
+	nc     net.Conn
+	fd     int32
+	pollID int32 // the poller's id of this registration (stale events)
 
 	// Set once at login, then read-only.
 	sess presence.Session

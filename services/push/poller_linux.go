@@ -23,9 +23,10 @@ type poller struct {
 	fdMu sync.RWMutex // held for reading around every use of epfd
 	epfd int          // -1 once released
 
-	mu    sync.Mutex
-	conns map[int32]*conn
-	stop  bool
+	mu     sync.Mutex
+	conns  map[int32]*conn
+	nextID int32 // registration ids (see add)
+	stop   bool
 }
 
 const pollEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
@@ -55,6 +56,13 @@ func connFD(c *conn) (int32, error) {
 }
 
 // add starts watching c; readable(c) runs when it has data.
+//
+// Each registration carries an id beside the descriptor in the event's
+// data: a readiness event that epoll_wait returned for a connection torn
+// down since, whose descriptor number a new connection already reuses, is
+// recognised as stale and dropped. Dispatching it would have started a
+// second reader beside the new connection's own (frames interleaved), or
+// a reader waiting on an idle connection until it cut it as incomplete.
 func (p *poller) add(c *conn) error {
 	fd, err := connFD(c)
 	if err != nil {
@@ -62,9 +70,11 @@ func (p *poller) add(c *conn) error {
 	}
 	c.fd = fd
 	p.mu.Lock()
+	p.nextID++
+	c.pollID = p.nextID
 	p.conns[fd] = c
 	p.mu.Unlock()
-	if err := p.ctl(unix.EPOLL_CTL_ADD, fd); err != nil {
+	if err := p.ctl(unix.EPOLL_CTL_ADD, c); err != nil {
 		p.mu.Lock()
 		delete(p.conns, fd)
 		p.mu.Unlock()
@@ -73,19 +83,20 @@ func (p *poller) add(c *conn) error {
 	return nil
 }
 
-// ctl adds, re-arms or removes fd; after release it does nothing.
-func (p *poller) ctl(op int, fd int32) error {
+// ctl adds, re-arms or removes c's descriptor; after release it does
+// nothing.
+func (p *poller) ctl(op int, c *conn) error {
 	p.fdMu.RLock()
 	defer p.fdMu.RUnlock()
 	if p.epfd < 0 {
 		return errors.New("poller closed")
 	}
-	ev := unix.EpollEvent{Events: pollEvents, Fd: fd}
-	return unix.EpollCtl(p.epfd, op, int(fd), &ev)
+	ev := unix.EpollEvent{Events: pollEvents, Fd: c.fd, Pad: c.pollID}
+	return unix.EpollCtl(p.epfd, op, int(c.fd), &ev)
 }
 
 // rearm asks for the next readiness event of c (one-shot mode).
-func (p *poller) rearm(c *conn) { _ = p.ctl(unix.EPOLL_CTL_MOD, c.fd) }
+func (p *poller) rearm(c *conn) { _ = p.ctl(unix.EPOLL_CTL_MOD, c) }
 
 // remove stops watching c; call it before closing the socket so a reused
 // descriptor number never reaches the wrong connection.
@@ -95,7 +106,18 @@ func (p *poller) remove(c *conn) {
 		delete(p.conns, c.fd)
 	}
 	p.mu.Unlock()
-	_ = p.ctl(unix.EPOLL_CTL_DEL, c.fd)
+	_ = p.ctl(unix.EPOLL_CTL_DEL, c)
+}
+
+// lookup returns the connection an event is for; nil when the event is
+// stale (its connection is gone, whatever now has its descriptor number).
+func (p *poller) lookup(ev unix.EpollEvent) *conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c := p.conns[ev.Fd]; c != nil && c.pollID == ev.Pad {
+		return c
+	}
+	return nil
 }
 
 // run dispatches readiness events until close.
@@ -117,10 +139,7 @@ func (p *poller) run(readable func(*conn)) {
 			return
 		}
 		for i := 0; i < n; i++ {
-			p.mu.Lock()
-			c := p.conns[events[i].Fd]
-			p.mu.Unlock()
-			if c != nil {
+			if c := p.lookup(events[i]); c != nil {
 				go readable(c)
 			}
 		}
