@@ -40,7 +40,8 @@
 //
 // Per connection: the upgrade request 16 KiB (and LoginTimeout), SendQueue
 // frames, MaxInflightSends forwarded sends, one frame read at a time
-// (protocol.MaxFrameBytes). Per node: MaxConnections,
+// (protocol.MaxFrameBytes, its buffer grown as its bytes arrive, within
+// FrameReadTimeout). Per node: MaxConnections,
 // MaxForwarding forwarded sends, 50,000 delivered-ack keys waiting behind
 // a flush (a flush ends within 10 s, 2 s at Close), 16 presence logouts in
 // flight (the rest wait as small records, at most one per session).
