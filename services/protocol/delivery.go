@@ -8,6 +8,11 @@ const DeliveryPath = "/internal/v1/deliver"
 // MaxDeliveryBatch bounds the items of one DeliveryBatch.
 const MaxDeliveryBatch = 1000
 
+// MaxDeliveryBytes bounds the JSON body of one delivery call: a push node
+// refuses a bigger one (413), so a router splits a batch that encodes
+// bigger (1000 large messages whose bodies escape badly can exceed it).
+const MaxDeliveryBytes = 32 << 20
+
 // Target is one device session as presence knows it. Epoch identifies the
 // session: a push node delivers only if the device's live session still has
 // this epoch, so a stale route never reaches a newer session twice.

@@ -9,8 +9,9 @@ import (
 	"github.com/imcluster/imcluster/services/protocol"
 )
 
-// maxDeliveryBody bounds one delivery call's body.
-const maxDeliveryBody = 32 << 20
+// maxDeliveryBody bounds one delivery call's body (routers split bigger
+// batches).
+const maxDeliveryBody = protocol.MaxDeliveryBytes
 
 // InternalHandler serves the tier-to-tier endpoints: protocol.DeliveryPath.
 func (s *Server) InternalHandler() http.Handler {

@@ -7,7 +7,8 @@
 //   - Every online session of the listed users gets the event, except the
 //     author's own device that caused it (ExceptDevice of Event.From).
 //   - Deliveries are grouped per node, in the order given, in batches of at
-//     most protocol.MaxDeliveryBatch; nodes are called in parallel, the
+//     most protocol.MaxDeliveryBatch and protocol.MaxDeliveryBytes of JSON
+//     (a bigger batch is sent in halves); nodes are called in parallel, the
 //     batches of one node one after the other.
 //   - Deliver returns once every node holding a target accepted its batches
 //     or was found gone: not in the registry any more, or refusing

@@ -144,6 +144,9 @@ func (r *Router) toNode(ctx context.Context, nodeID string, ds []protocol.Delive
 	}
 }
 
+// maxDeliveryBytes is protocol.MaxDeliveryBytes (a variable for tests).
+var maxDeliveryBytes = protocol.MaxDeliveryBytes
+
 // errGone means the node is not there any more: its devices will sync.
 var errGone = errors.New("node gone")
 
@@ -157,6 +160,11 @@ func (r *Router) sendChunk(ctx context.Context, nodeID string, chunk []protocol.
 	if err != nil {
 		r.opt.Log.Error("cannot encode delivery batch", "err", err)
 		return false
+	}
+	if len(body) > maxDeliveryBytes && len(chunk) > 1 {
+		// The node would refuse it (413): send it in halves, in order.
+		h := len(chunk) / 2
+		return r.sendChunk(ctx, nodeID, chunk[:h]) && r.sendChunk(ctx, nodeID, chunk[h:])
 	}
 	deadline := time.Now().Add(r.opt.GiveUpAfter)
 	backoff := 20 * time.Millisecond
