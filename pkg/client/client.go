@@ -48,13 +48,15 @@ type Config struct {
 	OnDisconnect func(err error)
 
 	// Known, if set, says whether the app already has ev (in its store,
-	// keyed by conv_id and seq). The client asks it only for events its
-	// bounded memory cannot decide: of a conversation it evicted (it
-	// remembers DedupeConversations conversations, each with its last 256
-	// seqs), or older than that window. Without Known such an event is
-	// handed on: the app must then store events keyed by (conv_id, seq)
-	// so a repeat replaces itself (docs/protocol.md, section 5). It runs
-	// serially with OnEvent.
+	// keyed by conv_id and seq); OnEvent then never gets an event Known
+	// has. It is asked for every event the bounded memory does not
+	// recognise as a repeat (memory: DedupeConversations conversations,
+	// each with its last 256 seqs). Without Known, memory decides for the
+	// events this Client handed on, and an event it cannot judge (of a
+	// conversation it evicted, or older than the window) is handed on:
+	// the app must then store events keyed by (conv_id, seq) so a repeat
+	// replaces itself (docs/protocol.md, section 5). It runs serially with
+	// OnEvent.
 	Known func(ev protocol.Event) bool
 	// DedupeConversations is how many conversations the dedupe memory
 	// remembers (default 1024, about 2 KiB each).

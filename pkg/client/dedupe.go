@@ -15,9 +15,10 @@ import (
 //
 // For an event, memory is sure when the conversation is remembered and
 // the seq is above its floor: then the seq is either in the window (a
-// repeat) or new. Otherwise — the conversation was evicted, or the seq is
-// older than the window — memory cannot tell, and the Client asks
-// Config.Known (the app's store) or, without it, hands the event on
+// repeat) or new to this Client. Otherwise — the conversation was evicted,
+// or the seq is older than the window — memory cannot tell. The Client
+// drops the repeats memory recognises, asks Config.Known (the app's store)
+// about the rest, and without Known hands on what memory cannot judge
 // (never dropping what might be new; see docs/protocol.md, section 5).
 //
 // The floor of a conversation (re)entering memory is the sketch's value

@@ -11,19 +11,21 @@ import (
 )
 
 // deliver hands ev to the app once per (conv_id, seq) and queues its ack.
-// When its bounded memory cannot tell whether ev is new (dedupe.go), the
-// app's Known decides; without Known, ev is handed on (a repeat the app's
-// store absorbs is better than a miss) and counted (Unsure).
+// The bounded memory (dedupe.go) drops the repeats it recognises; any
+// other event goes to the app's Known when set (the store also knows what
+// this Client never saw: events stored before a restart). Without Known,
+// an event memory cannot judge is handed on (a repeat the app's store
+// absorbs is better than a miss) and counted (Unsure).
 func (c *Client) deliver(ev protocol.Event, pushed bool) {
 	c.dmu.Lock()
 	seen, sure := c.seen.check(ev.ConvID, ev.Seq)
 	fresh := !seen
-	if !sure {
-		if c.cfg.Known != nil {
-			fresh = !c.cfg.Known(ev)
-		} else {
-			c.unsure.Add(1)
-		}
+	switch {
+	case seen:
+	case c.cfg.Known != nil:
+		fresh = !c.cfg.Known(ev)
+	case !sure:
+		c.unsure.Add(1)
 	}
 	if fresh {
 		c.seen.add(ev.ConvID, ev.Seq)
