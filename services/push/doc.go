@@ -41,7 +41,9 @@
 // Per connection: the upgrade request 16 KiB (and LoginTimeout), SendQueue
 // frames, MaxInflightSends forwarded sends, one frame read at a time
 // (protocol.MaxFrameBytes, its buffer grown as its bytes arrive, within
-// FrameReadTimeout). Per node: MaxConnections,
+// FrameReadTimeout). Per node: MaxConnections (upgrades under way count
+// toward it, with room for min(1,024, MaxConnections) more that get
+// at_capacity; further connections are closed unanswered),
 // MaxForwarding forwarded sends, 50,000 delivered-ack keys waiting behind
 // a flush (a flush ends within 10 s, 2 s at Close), 16 presence logouts in
 // flight (the rest wait as small records, at most one per session).

@@ -122,6 +122,8 @@ type Server struct {
 	byDevice map[string]*conn // user \x00 device
 	byTerm   map[string]*conn // user \x00 terminal
 	count    atomic.Int64
+	// handshaking counts accepted connections still in their upgrade.
+	handshaking atomic.Int64
 
 	forwarding atomic.Int32 // forwarded sends awaiting the message tier
 
@@ -202,9 +204,26 @@ func (s *Server) Serve(ln net.Listener) error {
 			return fmt.Errorf("while accepting: %w", err)
 		}
 		delay = 0
-		go s.handshake(nc)
+		// Connections still in their upgrade hold a goroutine and a read
+		// buffer each, unauthenticated: they count toward the capacity,
+		// with room for handshakeSlack more (so a node at capacity can
+		// still answer at_capacity); beyond that they are closed at once.
+		if s.count.Load()+s.handshaking.Load() >= int64(s.opt.MaxConnections+s.handshakeSlack()) {
+			s.met.closedWith.WithLabelValues("handshake_capacity").Inc()
+			_ = nc.Close()
+			continue
+		}
+		s.handshaking.Add(1)
+		go func() {
+			defer s.handshaking.Add(-1)
+			s.handshake(nc)
+		}()
 	}
 }
+
+// handshakeSlack is how many upgrades may be under way beyond
+// MaxConnections.
+func (s *Server) handshakeSlack() int { return min(1024, s.opt.MaxConnections) }
 
 // maxHandshakeBytes bounds the HTTP upgrade request a device sends (its
 // request line and headers): the upgrader reads header lines without a
