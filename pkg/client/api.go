@@ -1,16 +1,12 @@
 package client
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
+	"github.com/imcluster/imcluster/pkg/internal/httpjson"
 	"github.com/imcluster/imcluster/services/protocol"
 )
 
@@ -38,15 +34,7 @@ func (a *API) httpClient() *http.Client {
 }
 
 // APIError is a non-2xx answer.
-type APIError struct {
-	Status  int
-	Code    string
-	Message string
-}
-
-func (e *APIError) Error() string {
-	return fmt.Sprintf("message API answered %d: %s: %s", e.Status, e.Code, e.Message)
-}
+type APIError = httpjson.APIError
 
 // SendRequest is the send endpoint's body.
 type SendRequest struct {
@@ -90,49 +78,10 @@ func (a *API) Get(ctx context.Context, pathAndQuery string, out any) error {
 // Do calls the API; in (if not nil) is sent as JSON, the answer decoded
 // into out (if not nil; a *json.RawMessage gets the raw body).
 func (a *API) Do(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(a.BaseURL, "/")+path, body)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+a.Token)
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
+	var hdr map[string]string
 	if a.Device != "" {
-		req.Header.Set(protocol.HeaderDevice, a.Device)
+		hdr = map[string]string{protocol.HeaderDevice: a.Device}
 	}
-	resp, err := a.httpClient().Do(req)
-	if err != nil {
-		return fmt.Errorf("while calling %s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
-	if err != nil {
-		return fmt.Errorf("while reading %s %s: %w", method, path, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		var pe protocol.Error
-		if json.Unmarshal(b, &pe) != nil || pe.Code == "" {
-			pe = protocol.Error{Code: protocol.ErrInternal, Message: strings.TrimSpace(string(b))}
-		}
-		return &APIError{Status: resp.StatusCode, Code: pe.Code, Message: pe.Message}
-	}
-	if raw, ok := out.(*json.RawMessage); ok {
-		*raw = append((*raw)[:0], b...)
-		return nil
-	}
-	if out != nil && len(b) > 0 {
-		if err := json.Unmarshal(b, out); err != nil {
-			return fmt.Errorf("while decoding %s %s: %w", method, path, err)
-		}
-	}
-	return nil
+	c := httpjson.Caller{HTTP: a.httpClient(), BaseURL: a.BaseURL, Token: a.Token, MaxBody: 32 << 20, EmptyOK: true}
+	return c.Do(ctx, method, path, hdr, in, out)
 }

@@ -10,16 +10,13 @@
 package sdk
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
+	"github.com/imcluster/imcluster/pkg/internal/httpjson"
 	"github.com/imcluster/imcluster/services/protocol"
 )
 
@@ -57,15 +54,7 @@ func (c *Client) httpClient() *http.Client {
 }
 
 // APIError is a non-2xx answer of the message API.
-type APIError struct {
-	Status  int
-	Code    string
-	Message string
-}
-
-func (e *APIError) Error() string {
-	return fmt.Sprintf("message API answered %d: %s: %s", e.Status, e.Code, e.Message)
-}
+type APIError = httpjson.APIError
 
 // Message is a private message to send.
 type Message struct {
@@ -137,45 +126,6 @@ func (c *Client) OnlineUsers(ctx context.Context, users []string) ([]string, err
 }
 
 func (c *Client) do(ctx context.Context, method, path string, hdr map[string]string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.BaseURL, "/")+path, body)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.Token)
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := c.httpClient().Do(req)
-	if err != nil {
-		return fmt.Errorf("while calling %s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return fmt.Errorf("while reading %s %s: %w", method, path, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		var pe protocol.Error
-		if json.Unmarshal(b, &pe) != nil || pe.Code == "" {
-			pe = protocol.Error{Code: protocol.ErrInternal, Message: strings.TrimSpace(string(b))}
-		}
-		return &APIError{Status: resp.StatusCode, Code: pe.Code, Message: pe.Message}
-	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			return fmt.Errorf("while decoding %s %s: %w", method, path, err)
-		}
-	}
-	return nil
+	api := httpjson.Caller{HTTP: c.httpClient(), BaseURL: c.BaseURL, Token: c.Token, MaxBody: 16 << 20}
+	return api.Do(ctx, method, path, hdr, in, out)
 }
