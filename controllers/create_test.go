@@ -25,7 +25,7 @@ func TestCreateMakesEveryChild(t *testing.T) {
 	s := envSuite(t)
 	ns := s.namespace(t)
 	c := sampleCluster(ns, "chat")
-	if err := s.client.Create(context.Background(), c); err != nil {
+	if err := s.Client.Create(context.Background(), c); err != nil {
 		t.Fatalf("create: %v", err)
 	}
 
@@ -240,7 +240,7 @@ func TestDeletedChildIsRecreated(t *testing.T) {
 			t.Fatalf("get %s: %v", names[i], err)
 		}
 		uid := obj.GetUID()
-		if err := s.client.Delete(context.Background(), obj); err != nil {
+		if err := s.Client.Delete(context.Background(), obj); err != nil {
 			t.Fatalf("delete %s: %v", names[i], err)
 		}
 		fresh := obj.DeepCopyObject().(client.Object)
@@ -263,10 +263,10 @@ func TestFinishedBootstrapIsNotRerun(t *testing.T) {
 	c := sampleCluster(ns, "once")
 	s.bootstrapped(t, c)
 	var jobs batchv1.JobList
-	if err := s.client.List(context.Background(), &jobs, client.InNamespace(ns)); err != nil || len(jobs.Items) != 1 {
+	if err := s.Client.List(context.Background(), &jobs, client.InNamespace(ns)); err != nil || len(jobs.Items) != 1 {
 		t.Fatalf("jobs: %d, %v", len(jobs.Items), err)
 	}
-	if err := s.client.Delete(context.Background(), &jobs.Items[0], client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil {
+	if err := s.Client.Delete(context.Background(), &jobs.Items[0], client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil {
 		t.Fatalf("delete job: %v", err)
 	}
 	// Trigger a reconcile through a spec change that does not touch the
@@ -282,7 +282,7 @@ func TestFinishedBootstrapIsNotRerun(t *testing.T) {
 		}
 		return nil
 	})
-	if err := s.client.List(context.Background(), &jobs, client.InNamespace(ns)); err != nil {
+	if err := s.Client.List(context.Background(), &jobs, client.InNamespace(ns)); err != nil {
 		t.Fatal(err)
 	}
 	for _, j := range jobs.Items {
@@ -295,7 +295,7 @@ func TestFinishedBootstrapIsNotRerun(t *testing.T) {
 func patchSpec(t *testing.T, s *suite, ns, name, mergePatch string) {
 	t.Helper()
 	c := &v1alpha1.IMCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
-	if err := s.client.Patch(context.Background(), c, rawMerge(mergePatch)); err != nil {
+	if err := s.Client.Patch(context.Background(), c, rawMerge(mergePatch)); err != nil {
 		t.Fatalf("patch %s: %v", mergePatch, err)
 	}
 }
@@ -307,7 +307,7 @@ func TestPushServiceTypeChanges(t *testing.T) {
 	ns := s.namespace(t)
 	c := sampleCluster(ns, "svc")
 	c.Spec.Push.Service = v1alpha1.PushServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Port: 443, Annotations: map[string]string{"lb.example/type": "nlb"}}
-	if err := s.client.Create(context.Background(), c); err != nil {
+	if err := s.Client.Create(context.Background(), c); err != nil {
 		t.Fatal(err)
 	}
 	var svc corev1.Service
@@ -416,7 +416,7 @@ func TestChildLabelRestored(t *testing.T) {
 	_, push := s.bootstrapped(t, c)
 	uid := push.UID
 	delete(push.Labels, LabelManagedBy)
-	if err := s.client.Update(context.Background(), push); err != nil {
+	if err := s.Client.Update(context.Background(), push); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, waitFor, "label restored on the same Deployment", func() error {

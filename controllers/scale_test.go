@@ -85,7 +85,7 @@ func TestSpecChangeRollsOnlyWhatChanged(t *testing.T) {
 		t.Fatal(err)
 	}
 	cm.Labels["touched"] = "by-test" // an owned child's event triggers a reconcile
-	if err := s.client.Update(context.Background(), &cm); err != nil {
+	if err := s.Client.Update(context.Background(), &cm); err != nil {
 		t.Fatal(err)
 	}
 	var d appsv1.Deployment
@@ -165,7 +165,7 @@ func TestKubectlScale(t *testing.T) {
 }
 
 func (s *suite) run(args ...string) (string, error) {
-	cmd := exec.Command(s.kubectl, append([]string{"--kubeconfig", s.kubeconfig}, args...)...)
+	cmd := exec.Command(s.Kubectl, append([]string{"--kubeconfig", s.Kubeconfig}, args...)...)
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	err := cmd.Run()
@@ -192,7 +192,7 @@ func TestAutoscalingAndPDB(t *testing.T) {
 
 	// The HPA scales the Deployment; a later reconcile must not undo it.
 	push.Spec.Replicas = ptr.To[int32](7)
-	if err := s.client.Update(context.Background(), push); err != nil {
+	if err := s.Client.Update(context.Background(), push); err != nil {
 		t.Fatal(err)
 	}
 	hashBefore := push.Spec.Template.Annotations[AnnotationConfigHash]

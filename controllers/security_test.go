@@ -27,12 +27,12 @@ func TestPodsMeetRestrictedPodSecurity(t *testing.T) {
 	}
 	nsObj.Labels["pod-security.kubernetes.io/enforce"] = "restricted"
 	nsObj.Labels["pod-security.kubernetes.io/enforce-version"] = "latest"
-	if err := s.client.Update(context.Background(), &nsObj); err != nil {
+	if err := s.Client.Update(context.Background(), &nsObj); err != nil {
 		t.Fatal(err)
 	}
 	create := func(name string, spec corev1.PodSpec) error {
 		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: spec}
-		return s.client.Create(context.Background(), pod, client.DryRunAll)
+		return s.Client.Create(context.Background(), pod, client.DryRunAll)
 	}
 
 	// The control: a pod that breaks the standard is refused here.

@@ -50,7 +50,7 @@ func TestConditionsFollowDeploymentStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.Status.ReadyReplicas, d.Status.AvailableReplicas = 1, 1
-	if err := s.client.Status().Update(context.Background(), &d); err != nil {
+	if err := s.Client.Status().Update(context.Background(), &d); err != nil {
 		t.Fatal(err)
 	}
 	if r := s.condition(t, ns, "cond", v1alpha1.ConditionReady, metav1.ConditionFalse); !strings.Contains(r.Message, "push: 1/2 ready") {
@@ -66,7 +66,7 @@ func TestConditionsFollowDeploymentStatus(t *testing.T) {
 		Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse, Reason: "ProgressDeadlineExceeded",
 		Message: `ReplicaSet "cond-push-abc" has timed out progressing.`, LastUpdateTime: metav1.Now(), LastTransitionTime: metav1.Now(),
 	}}
-	if err := s.client.Status().Update(context.Background(), &d); err != nil {
+	if err := s.Client.Status().Update(context.Background(), &d); err != nil {
 		t.Fatal(err)
 	}
 	deg := s.condition(t, ns, "cond", v1alpha1.ConditionDegraded, metav1.ConditionTrue)
@@ -84,7 +84,7 @@ func TestBootstrapFailureDegrades(t *testing.T) {
 	s := envSuite(t)
 	ns := s.namespace(t)
 	c := sampleCluster(ns, "broken")
-	if err := s.client.Create(context.Background(), c); err != nil {
+	if err := s.Client.Create(context.Background(), c); err != nil {
 		t.Fatal(err)
 	}
 	job := s.bootstrapJob(t, ns, "broken")
@@ -110,7 +110,7 @@ func TestBootstrapFailureDegrades(t *testing.T) {
 
 	// Retry: delete the failed Job; a new one runs, then succeeds.
 	uid := job.UID
-	if err := s.client.Delete(context.Background(), job, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil {
+	if err := s.Client.Delete(context.Background(), job, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil {
 		t.Fatal(err)
 	}
 	var retry = job
@@ -131,7 +131,7 @@ func (s *suite) waitEvent(t *testing.T, ns, name, reason string) {
 	t.Helper()
 	eventually(t, waitFor, "event "+reason, func() error {
 		var evs eventsv1.EventList
-		if err := s.client.List(context.Background(), &evs, client.InNamespace(ns)); err != nil {
+		if err := s.Client.List(context.Background(), &evs, client.InNamespace(ns)); err != nil {
 			return err
 		}
 		var seen []string
@@ -152,10 +152,10 @@ func TestForeignChildDegrades(t *testing.T) {
 	ns := s.namespace(t)
 	// Without the managed-by label: the operator's cache never shows it.
 	foreign := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "taken-config"}, Data: map[string]string{"mine": "yes"}}
-	if err := s.client.Create(context.Background(), foreign); err != nil {
+	if err := s.Client.Create(context.Background(), foreign); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.client.Create(context.Background(), sampleCluster(ns, "taken")); err != nil {
+	if err := s.Client.Create(context.Background(), sampleCluster(ns, "taken")); err != nil {
 		t.Fatal(err)
 	}
 	deg := s.condition(t, ns, "taken", v1alpha1.ConditionDegraded, metav1.ConditionTrue)

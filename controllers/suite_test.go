@@ -18,16 +18,15 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/imcluster/imcluster/api/v1alpha1"
+	"github.com/imcluster/imcluster/test/kubetest"
 	"github.com/imcluster/imcluster/test/testdeps"
 )
 
@@ -35,11 +34,8 @@ import (
 // manager for the whole package, started by the first test that needs it;
 // each test works in its own namespace.
 type suite struct {
-	cfg        *rest.Config
-	client     client.Client // direct, not cached: tests see the apiserver
-	kubeconfig string        // for a real kubectl, as system:masters
-	kubectl    string
-	stop       func()
+	*kubetest.APIServer
+	stop func() // stops the manager, then the control plane
 }
 
 var (
@@ -76,40 +72,13 @@ func envSuite(t *testing.T) *suite {
 
 func startSuite(assets string) (*suite, error) {
 	logf.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.Level(zapLevel()))))
-	env := &envtest.Environment{
-		BinaryAssetsDirectory: assets,
-		CRDInstallOptions: envtest.CRDInstallOptions{
-			Paths:              []string{filepath.Join("..", "config", "crd", "bases")},
-			ErrorIfPathMissing: true,
-		},
-	}
-	cfg, err := env.Start()
+	k, err := kubetest.Start(assets, filepath.Join("..", "config", "crd", "bases"), testScheme)
 	if err != nil {
-		return nil, fmt.Errorf("while starting envtest: %w", err)
+		return nil, err
 	}
-	s := &suite{cfg: cfg, kubectl: filepath.Join(assets, "kubectl")}
-	fail := func(err error) (*suite, error) { _ = env.Stop(); return nil, err }
-	if s.client, err = client.New(cfg, client.Options{Scheme: testScheme}); err != nil {
-		return fail(fmt.Errorf("while creating a client: %w", err))
-	}
-	user, err := env.ControlPlane.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return fail(fmt.Errorf("while adding a kubectl user: %w", err))
-	}
-	kc, err := user.KubeConfig()
-	if err != nil {
-		return fail(fmt.Errorf("while rendering a kubeconfig: %w", err))
-	}
-	dir, err := os.MkdirTemp("", "imcluster-envtest-")
-	if err != nil {
-		return fail(err)
-	}
-	s.kubeconfig = filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(s.kubeconfig, kc, 0o600); err != nil {
-		return fail(err)
-	}
-
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	s := &suite{APIServer: k}
+	fail := func(err error) (*suite, error) { k.Stop(); return nil, err }
+	mgr, err := ctrl.NewManager(k.Config, ctrl.Options{
 		Scheme:                 testScheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
@@ -130,8 +99,7 @@ func startSuite(assets string) (*suite, error) {
 		if err := <-done; err != nil {
 			fmt.Fprintln(os.Stderr, "manager stopped with:", err)
 		}
-		_ = env.Stop()
-		_ = os.RemoveAll(dir)
+		k.Stop()
 	}
 	return s, nil
 }
@@ -147,10 +115,10 @@ func zapLevel() int8 {
 func (s *suite) namespace(t *testing.T) string {
 	t.Helper()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "imc-test-"}}
-	if err := s.client.Create(context.Background(), ns); err != nil {
+	if err := s.Client.Create(context.Background(), ns); err != nil {
 		t.Fatalf("creating namespace: %v", err)
 	}
-	t.Cleanup(func() { _ = s.client.Delete(context.Background(), ns) })
+	t.Cleanup(func() { _ = s.Client.Delete(context.Background(), ns) })
 	return ns.Name
 }
 
@@ -168,27 +136,12 @@ func sampleCluster(ns, name string) *v1alpha1.IMCluster {
 	}
 }
 
-// eventually retries check every 25ms until it returns nil, or fails t
-// with its last error after timeout.
-func eventually(t *testing.T, timeout time.Duration, what string, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %v", what, timeout, err)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
+var eventually = kubetest.Eventually
 
 const waitFor = 20 * time.Second
 
 func (s *suite) get(ns, name string, obj client.Object) error {
-	return s.client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, obj)
+	return s.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, obj)
 }
 
 func (s *suite) cluster(t *testing.T, ns, name string) *v1alpha1.IMCluster {
@@ -206,7 +159,7 @@ func (s *suite) bootstrapJob(t *testing.T, ns, name string) *batchv1.Job {
 	var job *batchv1.Job
 	eventually(t, waitFor, "bootstrap Job created", func() error {
 		var jobs batchv1.JobList
-		if err := s.client.List(context.Background(), &jobs, client.InNamespace(ns), client.MatchingLabels{LabelCluster: name, LabelComponent: ComponentBoot}); err != nil {
+		if err := s.Client.List(context.Background(), &jobs, client.InNamespace(ns), client.MatchingLabels{LabelCluster: name, LabelComponent: ComponentBoot}); err != nil {
 			return err
 		}
 		c := s.cluster(t, ns, name)
@@ -242,7 +195,7 @@ func (s *suite) finishJob(t *testing.T, job *batchv1.Job, succeeded bool) {
 			{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: batchv1.JobReasonBackoffLimitExceeded, Message: "Job has reached the specified backoff limit", LastProbeTime: now, LastTransitionTime: now},
 		}
 	}
-	if err := s.client.Status().Update(context.Background(), job); err != nil {
+	if err := s.Client.Status().Update(context.Background(), job); err != nil {
 		t.Fatalf("setting Job status: %v", err)
 	}
 }
@@ -251,7 +204,7 @@ func (s *suite) finishJob(t *testing.T, job *batchv1.Job, succeeded bool) {
 // for both Deployments.
 func (s *suite) bootstrapped(t *testing.T, c *v1alpha1.IMCluster) (msg, push *appsv1.Deployment) {
 	t.Helper()
-	if err := s.client.Create(context.Background(), c); err != nil {
+	if err := s.Client.Create(context.Background(), c); err != nil {
 		t.Fatalf("create IMCluster: %v", err)
 	}
 	s.finishJob(t, s.bootstrapJob(t, c.Namespace, c.Name), true)
@@ -289,7 +242,7 @@ func (s *suite) markRolledOut(t *testing.T, ns, name string) {
 				{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionTrue, Reason: "NewReplicaSetAvailable", LastUpdateTime: metav1.Now(), LastTransitionTime: metav1.Now()},
 			},
 		}
-		return s.client.Status().Update(context.Background(), &d)
+		return s.Client.Status().Update(context.Background(), &d)
 	})
 }
 

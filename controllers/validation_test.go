@@ -35,7 +35,7 @@ spec:
 			t.Fatalf("bad test manifest %s: %v", name, err)
 		}
 		u.SetNamespace(ns)
-		return s.client.Create(context.Background(), &u)
+		return s.Client.Create(context.Background(), &u)
 	}
 	if err := create("valid", valid); err != nil {
 		t.Fatalf("the valid manifest is refused: %v", err)
@@ -89,7 +89,7 @@ spec:
 			u.SetKind("IMCluster")
 			u.SetNamespace(ns)
 			u.SetName("valid")
-			err := s.client.Patch(context.Background(), u, rawMerge(tc.patch))
+			err := s.Client.Patch(context.Background(), u, rawMerge(tc.patch))
 			switch {
 			case tc.wantErr == "" && err != nil:
 				t.Fatalf("refused: %v", err)
@@ -153,7 +153,7 @@ func TestGoDefaultsMatchCRDDefaults(t *testing.T) {
 	} {
 		want := c.DeepCopy()
 		want.SetDefaults()
-		if err := s.client.Create(context.Background(), c); err != nil {
+		if err := s.Client.Create(context.Background(), c); err != nil {
 			t.Fatal(err)
 		}
 		got := s.cluster(t, ns, c.Name)

@@ -48,7 +48,7 @@ func TestBenchReconcileLatency(t *testing.T) {
 	completeJob(t, a, waitJob(t, a, ns, "lat"))
 	waitDeployments(t, a, ns, "lat")
 
-	wc, err := client.NewWithWatch(a.cfg, client.Options{Scheme: scheme})
+	wc, err := client.NewWithWatch(a.Config, client.Options{Scheme: scheme})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestBenchReconcileLatency(t *testing.T) {
 		replicas := int32(1 + i%7)
 		patch := fmt.Sprintf(`{"spec":{"message":{"replicas":%d},"limits":{"maxMessageBytes":%d}}}`, replicas, 1000+i)
 		start := time.Now()
-		if err := a.client.Patch(ctx, cluster, client.RawPatch("application/merge-patch+json", []byte(patch))); err != nil {
+		if err := a.Client.Patch(ctx, cluster, client.RawPatch("application/merge-patch+json", []byte(patch))); err != nil {
 			t.Fatal(err)
 		}
 		deadline := time.After(10 * time.Second)

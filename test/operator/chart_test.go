@@ -145,7 +145,7 @@ func TestRenderedManifestsApply(t *testing.T) {
 	a.kubectlOK(t, rest, "apply", "--server-side", "--force-conflicts", "-f", "-")
 
 	var c v1alpha1.IMCluster
-	if err := a.client.Get(context.Background(), client.ObjectKey{Namespace: sys, Name: "chat"}, &c); err != nil {
+	if err := a.Client.Get(context.Background(), client.ObjectKey{Namespace: sys, Name: "chat"}, &c); err != nil {
 		t.Fatalf("IMCluster from values: %v", err)
 	}
 	if c.Spec.Kafka.Partitions != 24 || c.Spec.Push.Autoscaling == nil || c.Spec.Push.DrainSeconds != 45 {
@@ -155,13 +155,13 @@ func TestRenderedManifestsApply(t *testing.T) {
 		t.Errorf("message port not defaulted: %d", c.Spec.Message.Port)
 	}
 	var dep appsv1.Deployment
-	if err := a.client.Get(context.Background(), client.ObjectKey{Namespace: sys, Name: "t-imcluster-operator"}, &dep); err != nil {
+	if err := a.Client.Get(context.Background(), client.ObjectKey{Namespace: sys, Name: "t-imcluster-operator"}, &dep); err != nil {
 		t.Fatalf("operator Deployment: %v", err)
 	}
 	// The operator's own pod passes the restricted Pod Security Standard.
 	a.kubectlOK(t, "", "label", "namespace", sys, "pod-security.kubernetes.io/enforce=restricted")
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: sys, Name: "operator-pod"}, Spec: dep.Spec.Template.Spec}
-	if err := a.client.Create(context.Background(), pod, client.DryRunAll); err != nil {
+	if err := a.Client.Create(context.Background(), pod, client.DryRunAll); err != nil {
 		t.Errorf("the operator pod is refused under restricted: %v", err)
 	}
 
@@ -169,7 +169,7 @@ func TestRenderedManifestsApply(t *testing.T) {
 	kout := a.kubectlOK(t, "", "kustomize", filepath.Join(root, "config", "default"))
 	a.kubectlOK(t, kout, "apply", "--server-side", "--force-conflicts", "-f", "-")
 	var sa corev1.ServiceAccount
-	if err := a.client.Get(context.Background(), client.ObjectKey{Namespace: "imcluster-system", Name: "imcluster-operator-controller-manager"}, &sa); err != nil {
+	if err := a.Client.Get(context.Background(), client.ObjectKey{Namespace: "imcluster-system", Name: "imcluster-operator-controller-manager"}, &sa); err != nil {
 		t.Errorf("config/default ServiceAccount: %v", err)
 	}
 	a.kubectlOK(t, "", "create", "namespace", samples)
@@ -194,7 +194,7 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 		t.Errorf("NOTES.txt not shown:\n%s", out)
 	}
 	crd := &apiextensionsv1.CustomResourceDefinition{}
-	if err := a.client.Get(context.Background(), client.ObjectKey{Name: "imclusters.imcluster.io"}, crd); err != nil {
+	if err := a.Client.Get(context.Background(), client.ObjectKey{Name: "imclusters.imcluster.io"}, crd); err != nil {
 		t.Fatalf("CRD after install: %v", err)
 	}
 	a.kubectlOK(t, "", "wait", "--for=condition=Established", "--timeout=30s", "crd/imclusters.imcluster.io")
@@ -203,7 +203,7 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 
 	run("upgrade", "imc", chartDir, "-n", "imc-system", "--set", "replicaCount=1,metrics.secure=true")
 	var dep appsv1.Deployment
-	if err := a.client.Get(context.Background(), client.ObjectKey{Namespace: "imc-system", Name: "imc-imcluster-operator"}, &dep); err != nil || *dep.Spec.Replicas != 1 {
+	if err := a.Client.Get(context.Background(), client.ObjectKey{Namespace: "imc-system", Name: "imc-imcluster-operator"}, &dep); err != nil || *dep.Spec.Replicas != 1 {
 		t.Fatalf("operator Deployment after upgrade: %v, %v", err, dep.Spec.Replicas)
 	}
 
@@ -229,15 +229,15 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	m.stop()
 
 	run("uninstall", "imc", "-n", "imc-system")
-	if err := a.client.Get(context.Background(), client.ObjectKey{Name: "imclusters.imcluster.io"}, crd); err != nil {
+	if err := a.Client.Get(context.Background(), client.ObjectKey{Name: "imclusters.imcluster.io"}, crd); err != nil {
 		t.Errorf("CRD removed by uninstall despite the keep policy: %v", err)
 	}
 	var c v1alpha1.IMCluster
-	if err := a.client.Get(context.Background(), client.ObjectKey{Namespace: "imc-system", Name: "chat"}, &c); err != nil {
+	if err := a.Client.Get(context.Background(), client.ObjectKey{Namespace: "imc-system", Name: "chat"}, &c); err != nil {
 		t.Errorf("IMCluster gone after uninstall: %v", err)
 	}
 	eventually(t, 30*time.Second, "operator Deployment removed", func() error {
-		err := a.client.Get(context.Background(), client.ObjectKey{Namespace: "imc-system", Name: "imc-imcluster-operator"}, &dep)
+		err := a.Client.Get(context.Background(), client.ObjectKey{Namespace: "imc-system", Name: "imc-imcluster-operator"}, &dep)
 		if apierrors.IsNotFound(err) {
 			return nil
 		}

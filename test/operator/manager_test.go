@@ -74,7 +74,7 @@ func startManager(t testing.TB, a *apiserver, extra ...string) *manager {
 		t.Fatal(err)
 	}
 	args := append([]string{
-		"--kubeconfig=" + a.kubeconfig,
+		"--kubeconfig=" + a.Kubeconfig,
 		"--leader-elect", "--leader-election-namespace=default",
 		"--metrics-bind-address=" + strings.TrimPrefix(m.metrics, "http://"),
 		"--health-probe-bind-address=" + strings.TrimPrefix(m.probes, "http://"),
@@ -154,7 +154,7 @@ func tail(s string, n int) string {
 
 func leaseHolder(a *apiserver, ns string) string {
 	var l coordinationv1.Lease
-	if err := a.client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: leaseName}, &l); err != nil || l.Spec.HolderIdentity == nil {
+	if err := a.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: leaseName}, &l); err != nil || l.Spec.HolderIdentity == nil {
 		return ""
 	}
 	return *l.Spec.HolderIdentity
@@ -220,12 +220,12 @@ func TestManagerBinary(t *testing.T) {
 	// And reconciles: scale the push tier through the CR.
 	patch := client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"push":{"replicas":3}}}`))
 	c := &v1alpha1.IMCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bin"}}
-	if err := a.client.Patch(context.Background(), c, patch); err != nil {
+	if err := a.Client.Patch(context.Background(), c, patch); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 30*time.Second, "new leader reconciles", func() error {
 		var d appsv1.Deployment
-		if err := a.client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "bin-push"}, &d); err != nil {
+		if err := a.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "bin-push"}, &d); err != nil {
 			return err
 		}
 		if *d.Spec.Replicas != 3 {
@@ -239,7 +239,7 @@ func TestManagerBinary(t *testing.T) {
 func newNamespace(t testing.TB, a *apiserver) string {
 	t.Helper()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "imc-"}}
-	if err := a.client.Create(context.Background(), ns); err != nil {
+	if err := a.Client.Create(context.Background(), ns); err != nil {
 		t.Fatal(err)
 	}
 	return ns.Name
@@ -257,7 +257,7 @@ func createCluster(t testing.TB, a *apiserver, ns, name string) {
 			Auth:      v1alpha1.AuthSpec{SecretName: "keys"},
 		},
 	}
-	if err := a.client.Create(context.Background(), c); err != nil {
+	if err := a.Client.Create(context.Background(), c); err != nil {
 		t.Fatalf("create IMCluster: %v", err)
 	}
 }
@@ -267,7 +267,7 @@ func waitJob(t testing.TB, a *apiserver, ns, name string) *batchv1.Job {
 	var job batchv1.Job
 	eventually(t, 60*time.Second, "bootstrap Job of "+name, func() error {
 		var jobs batchv1.JobList
-		if err := a.client.List(context.Background(), &jobs, client.InNamespace(ns), client.MatchingLabels{"imcluster.io/cluster": name}); err != nil {
+		if err := a.Client.List(context.Background(), &jobs, client.InNamespace(ns), client.MatchingLabels{"imcluster.io/cluster": name}); err != nil {
 			return err
 		}
 		if len(jobs.Items) == 0 {
@@ -291,7 +291,7 @@ func completeJob(t testing.TB, a *apiserver, job *batchv1.Job) {
 			{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, Reason: batchv1.JobReasonCompletionsReached, LastProbeTime: now, LastTransitionTime: now},
 		},
 	}
-	if err := a.client.Status().Update(context.Background(), job); err != nil {
+	if err := a.Client.Status().Update(context.Background(), job); err != nil {
 		t.Fatalf("completing Job %s: %v", job.Name, err)
 	}
 }
@@ -300,7 +300,7 @@ func waitDeployments(t testing.TB, a *apiserver, ns, name string) {
 	t.Helper()
 	for _, tier := range []string{"message", "push"} {
 		eventually(t, 60*time.Second, name+" "+tier+" Deployment", func() error {
-			return a.client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name + "-" + tier}, &appsv1.Deployment{})
+			return a.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name + "-" + tier}, &appsv1.Deployment{})
 		})
 	}
 }

@@ -39,7 +39,7 @@ func TestSecureMetrics(t *testing.T) {
 
 func clientset(t testing.TB, a *apiserver) *kubernetes.Clientset {
 	t.Helper()
-	cs, err := kubernetes.NewForConfig(a.cfg)
+	cs, err := kubernetes.NewForConfig(a.Config)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package operator
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,13 +16,12 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/rest"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/imcluster/imcluster/api/v1alpha1"
+	"github.com/imcluster/imcluster/test/kubetest"
 	"github.com/imcluster/imcluster/test/testdeps"
 )
 
@@ -46,14 +44,7 @@ var scheme = func() *runtime.Scheme {
 
 // apiserver is one envtest control plane with a kubeconfig for the real
 // kubectl, helm and the manager binary.
-type apiserver struct {
-	env        *envtest.Environment
-	cfg        *rest.Config
-	client     client.Client
-	kubeconfig string
-	kubectl    string
-	dir        string
-}
+type apiserver struct{ *kubetest.APIServer }
 
 // startAPIServer starts a control plane for t (stopped at its cleanup);
 // withCRD installs the IMCluster CRD from config/crd/bases.
@@ -63,7 +54,7 @@ func startAPIServer(t testing.TB, withCRD bool) *apiserver {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(a.stop)
+	t.Cleanup(a.Stop)
 	return a
 }
 
@@ -89,50 +80,28 @@ func TestMain(m *testing.M) {
 	logf.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.ErrorLevel)))
 	code := m.Run()
 	if shared != nil {
-		shared.stop()
+		shared.Stop()
 	}
 	os.Exit(code)
 }
 
 func newAPIServer(assets string, withCRD bool) (*apiserver, error) {
-	env := &envtest.Environment{BinaryAssetsDirectory: assets}
+	crds := ""
 	if withCRD {
-		env.CRDInstallOptions = envtest.CRDInstallOptions{
-			Paths: []string{filepath.Join(root, "config", "crd", "bases")}, ErrorIfPathMissing: true,
-		}
+		crds = filepath.Join(root, "config", "crd", "bases")
 	}
-	cfg, err := env.Start()
+	k, err := kubetest.Start(assets, crds, scheme)
 	if err != nil {
-		return nil, fmt.Errorf("while starting envtest: %w", err)
+		return nil, err
 	}
-	a := &apiserver{env: env, cfg: cfg, kubectl: filepath.Join(assets, "kubectl")}
-	fail := func(err error) (*apiserver, error) { a.stop(); return nil, err }
-	if a.client, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
-		return fail(err)
-	}
-	user, err := env.ControlPlane.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return fail(fmt.Errorf("while adding a user: %w", err))
-	}
-	kc, err := user.KubeConfig()
-	if err != nil {
-		return fail(err)
-	}
-	if a.dir, err = os.MkdirTemp("", "imcluster-operator-test-"); err != nil {
-		return fail(err)
-	}
-	a.kubeconfig = filepath.Join(a.dir, "kubeconfig")
-	if err := os.WriteFile(a.kubeconfig, kc, 0o600); err != nil {
-		return fail(err)
-	}
-	return a, nil
+	return &apiserver{k}, nil
 }
 
 // kubeconfigFor writes a kubeconfig authenticating as user (a client
 // certificate; RBAC then applies to that user name and groups).
 func (a *apiserver) kubeconfigFor(t testing.TB, user envtest.User) string {
 	t.Helper()
-	u, err := a.env.ControlPlane.AddUser(user, nil)
+	u, err := a.Env.ControlPlane.AddUser(user, nil)
 	if err != nil {
 		t.Fatalf("adding user %s: %v", user.Name, err)
 	}
@@ -140,7 +109,7 @@ func (a *apiserver) kubeconfigFor(t testing.TB, user envtest.User) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.CreateTemp(a.dir, "kubeconfig-*")
+	f, err := os.CreateTemp(a.Dir, "kubeconfig-*")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,18 +120,11 @@ func (a *apiserver) kubeconfigFor(t testing.TB, user envtest.User) string {
 	return f.Name()
 }
 
-func (a *apiserver) stop() {
-	_ = a.env.Stop()
-	if a.dir != "" {
-		_ = os.RemoveAll(a.dir)
-	}
-}
-
 // run runs a binary with KUBECONFIG pointing at the apiserver (and helm's
 // state in the apiserver's temporary folder).
 func (a *apiserver) run(stdin, bin string, args ...string) (string, error) {
-	return runCmd([]string{"KUBECONFIG=" + a.kubeconfig, "HELM_CACHE_HOME=" + filepath.Join(a.dir, "helm-cache"),
-		"HELM_CONFIG_HOME=" + filepath.Join(a.dir, "helm-config"), "HELM_DATA_HOME=" + filepath.Join(a.dir, "helm-data")},
+	return runCmd([]string{"KUBECONFIG=" + a.Kubeconfig, "HELM_CACHE_HOME=" + filepath.Join(a.Dir, "helm-cache"),
+		"HELM_CONFIG_HOME=" + filepath.Join(a.Dir, "helm-config"), "HELM_DATA_HOME=" + filepath.Join(a.Dir, "helm-data")},
 		stdin, bin, args...)
 }
 
@@ -182,7 +144,7 @@ func runCmd(env []string, stdin, bin string, args ...string) (string, error) {
 
 func (a *apiserver) kubectlOK(t testing.TB, stdin string, args ...string) string {
 	t.Helper()
-	out, err := a.run(stdin, a.kubectl, args...)
+	out, err := a.run(stdin, a.Kubectl, args...)
 	if err != nil {
 		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
@@ -208,18 +170,4 @@ func helmBinary(t testing.TB) string {
 	return ""
 }
 
-// eventually retries check until nil or timeout.
-func eventually(t testing.TB, timeout time.Duration, what string, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %v", what, timeout, err)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
+var eventually = kubetest.Eventually
