@@ -177,9 +177,7 @@ func tierPodTemplate(c *v1alpha1.IMCluster, tier string, spec *v1alpha1.TierSpec
 				Command:         []string{binary, tier},
 				Ports:           ports,
 				Env:             podEnv(env),
-				EnvFrom: []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{
-					LocalObjectReference: corev1.LocalObjectReference{Name: configMapName(c)},
-				}}},
+				EnvFrom:         configEnvFrom(c),
 				Resources:       spec.Resources,
 				VolumeMounts:    mounts,
 				SecurityContext: containerSecurityContext(),
@@ -211,14 +209,12 @@ func bootstrapPodTemplate(c *v1alpha1.IMCluster) corev1.PodTemplateSpec {
 			ImagePullSecrets:             c.Spec.ImagePullSecrets,
 			Volumes:                      vols,
 			Containers: []corev1.Container{{
-				Name:            ComponentBoot,
-				Image:           c.Spec.Image,
-				ImagePullPolicy: c.Spec.ImagePullPolicy,
-				Command:         []string{binary, ComponentBoot},
-				Env:             podEnv(nil),
-				EnvFrom: []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{
-					LocalObjectReference: corev1.LocalObjectReference{Name: configMapName(c)},
-				}}},
+				Name:                     ComponentBoot,
+				Image:                    c.Spec.Image,
+				ImagePullPolicy:          c.Spec.ImagePullPolicy,
+				Command:                  []string{binary, ComponentBoot},
+				Env:                      podEnv(nil),
+				EnvFrom:                  configEnvFrom(c),
 				Resources:                c.Spec.Bootstrap.Resources,
 				VolumeMounts:             mounts,
 				SecurityContext:          containerSecurityContext(),
@@ -226,4 +222,12 @@ func bootstrapPodTemplate(c *v1alpha1.IMCluster) corev1.PodTemplateSpec {
 			}},
 		},
 	}
+}
+
+// configEnvFrom takes a container's environment from the cluster's
+// ConfigMap (render_config.go).
+func configEnvFrom(c *v1alpha1.IMCluster) []corev1.EnvFromSource {
+	return []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{
+		LocalObjectReference: corev1.LocalObjectReference{Name: configMapName(c)},
+	}}}
 }
