@@ -159,7 +159,7 @@ EOF
 		-Dcassandra-foreground=yes -Dlogback.configurationFile="$dir/logback.xml" \
 		-Dcassandra.jmx.local.port="$IMC_CASSANDRA_JMX_PORT" \
 		-Dcassandra.skip_wait_for_gossip_to_settle=0 -Dcassandra.initial_token=0 \
-		-Dcassandra.unsafesystem=true \
+		-Dcassandra.unsafesystem="${IMC_CASSANDRA_UNSAFE_SYSTEM:-true}" \
 		-cp "$CASSANDRA_HOME/libs/*" org.apache.cassandra.service.CassandraDaemon
 }
 

@@ -8,6 +8,9 @@
 #   IMC_KAFKA_PORT (9092) IMC_KAFKA_CONTROLLER_PORT (9093)
 #   IMC_CASSANDRA_PORT (9042) IMC_CASSANDRA_STORAGE_PORT (7000) IMC_CASSANDRA_JMX_PORT (7199)
 #   IMC_ETCD_PORT (2379) IMC_ETCD_PEER_PORT (2380)
+#   IMC_CASSANDRA_UNSAFE_SYSTEM (true: faster DDL, but schema changes not yet
+#                   flushed are lost if Cassandra is killed; false for tests
+#                   that SIGKILL a Cassandra of their own)
 
 set -euo pipefail
 

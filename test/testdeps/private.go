@@ -1,0 +1,188 @@
+package testdeps
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Private is a dependency server of one test's own, started with the
+// project's hack/deps.sh on free ports with its data under t.TempDir, so the
+// test may stop and restart it without touching the shared servers. It is
+// stopped when the test ends.
+type Private struct {
+	// Endpoints are the client addresses (host:port).
+	Endpoints []string
+
+	component string
+	script    string
+	runDir    string
+	env       []string
+	mu        sync.Mutex
+}
+
+// PrivateKafka starts a private single-node Kafka (broker and controller),
+// or skips/fails t when the tools to run it are missing.
+func PrivateKafka(t testing.TB) *Private {
+	t.Helper()
+	return startPrivate(t, "kafka", nil, "IMC_KAFKA_PORT", "IMC_KAFKA_CONTROLLER_PORT")
+}
+
+// PrivateCassandra starts a private single-node Cassandra, or skips/fails t
+// when the tools to run it are missing. Unlike the shared one it runs
+// without -Dcassandra.unsafesystem, which skips flushing schema changes: a
+// Kill soon after the test created its keyspace would lose the keyspace.
+func PrivateCassandra(t testing.TB) *Private {
+	t.Helper()
+	return startPrivate(t, "cassandra", []string{"IMC_CASSANDRA_UNSAFE_SYSTEM=false"},
+		"IMC_CASSANDRA_PORT", "IMC_CASSANDRA_STORAGE_PORT", "IMC_CASSANDRA_JMX_PORT")
+}
+
+// startPrivate picks a free port for each of portVars (the first is the
+// client port) and runs hack/deps.sh start component with them and env.
+func startPrivate(t testing.TB, component string, env []string, portVars ...string) *Private {
+	t.Helper()
+	script := depsScript(t)
+	if script == "" {
+		return nil
+	}
+	for _, tool := range []string{"bash", "java", "mvn", "setsid", "flock"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing(t, tool+" not found in PATH (needed to run a private "+component+")")
+			return nil
+		}
+	}
+	p := &Private{component: component, script: script, runDir: t.TempDir()}
+	p.env = append(append(os.Environ(), env...), "IMC_RUN_DIR="+p.runDir)
+	ports := freePorts(t, len(portVars))
+	for i, v := range portVars {
+		p.env = append(p.env, v+"="+strconv.Itoa(ports[i]))
+	}
+	p.Endpoints = []string{net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))}
+	// Registered before starting: a server that started but failed its
+	// readiness wait is stopped too (deps.sh stop is a no-op otherwise).
+	t.Cleanup(func() {
+		if err := p.run("stop", false); err != nil {
+			t.Logf("stopping private %s: %v", component, err)
+		}
+	})
+	if err := p.run("start", true); err != nil {
+		t.Fatalf("starting private %s: %v", component, err)
+	}
+	return p
+}
+
+// Stop stops the server (SIGTERM to its process group, then SIGKILL after
+// 30 s) and waits until its port is free.
+func (p *Private) Stop() error { return p.run("stop", false) }
+
+// Start starts the stopped server again on the same ports and data, and
+// waits until it answers by its own protocol.
+func (p *Private) Start() error { return p.run("start", false) }
+
+// Kill crashes the server: SIGKILL to its process group (hack/deps.sh runs
+// each server in a session of its own), then waits until the process is
+// gone. Start brings it back on the same data.
+func (p *Private) Kill() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b, err := os.ReadFile(filepath.Join(p.runDir, p.component, "pid"))
+	if err != nil {
+		return fmt.Errorf("while reading the pid of private %s: %w", p.component, err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		return fmt.Errorf("private %s: bad pid file %q", p.component, b)
+	}
+	if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil {
+		return fmt.Errorf("while killing private %s (pid %d): %w", p.component, pid, err)
+	}
+	// Not our child (setsid detached it), so poll until it is reaped.
+	deadline := time.Now().Add(30 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("private %s (pid %d) still alive 30s after SIGKILL", p.component, pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
+}
+
+// Restart stops and starts the server, keeping its data.
+func (p *Private) Restart() error {
+	if err := p.Stop(); err != nil {
+		return err
+	}
+	return p.Start()
+}
+
+func (p *Private) run(action string, fresh bool) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cmd := exec.Command("bash", p.script, action, p.component)
+	cmd.Env = append(p.env[:len(p.env):len(p.env)], "IMC_FRESH=0")
+	if fresh {
+		// Only the first start wipes (an empty run dir anyway); a restart
+		// must keep the data.
+		cmd.Env[len(cmd.Env)-1] = "IMC_FRESH=1"
+	}
+	t0 := time.Now()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("hack/deps.sh %s %s after %s: %w\n%s", action, p.component, time.Since(t0).Round(time.Millisecond), err, out)
+	}
+	return nil
+}
+
+// depsScript finds hack/deps.sh above the working directory (go test runs
+// in the package's folder inside the repository).
+func depsScript(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		s := filepath.Join(dir, "hack", "deps.sh")
+		if _, err := os.Stat(s); err == nil {
+			return s
+		}
+		up := filepath.Dir(dir)
+		if up == dir || strings.TrimSpace(up) == "" {
+			missing(t, "hack/deps.sh not found above the working directory")
+			return ""
+		}
+		dir = up
+	}
+}
+
+// freePorts returns n distinct ports that were free a moment ago (listened
+// on and closed; another process could take one in between, then start
+// fails with a clear "port in use" message).
+func freePorts(t testing.TB, n int) []int {
+	t.Helper()
+	var ports []int
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
+	}()
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return ports
+}
