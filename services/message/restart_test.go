@@ -1,0 +1,317 @@
+package message_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/imcluster/imcluster/services/config"
+	"github.com/imcluster/imcluster/services/message/api"
+	"github.com/imcluster/imcluster/services/message/internal/msgtest"
+	"github.com/imcluster/imcluster/services/message/model"
+	"github.com/imcluster/imcluster/services/message/server"
+	"github.com/imcluster/imcluster/services/protocol"
+	"github.com/imcluster/imcluster/test/testdeps"
+)
+
+// Invariant 1 across a broker restart: the message tier (API and pipeline)
+// runs against a Kafka of this test's own, which is restarted in the middle
+// of a stream of sends from several concurrent senders — stopped with
+// hack/deps.sh (SIGTERM, a clean shutdown) or killed with SIGKILL (a crash),
+// then started again with hack/deps.sh on the same data. Clients retry with
+// the same client_msg_id until acked. Every acked message is stored exactly
+// once, in one order per conversation, and every retry answered the same
+// msg_id.
+func TestRestartKafka(t *testing.T) {
+	for _, how := range []string{"stop", "kill"} {
+		t.Run(how, func(t *testing.T) {
+			kafka := testdeps.PrivateKafka(t)
+			e := newEnv(t, 4, func(c *config.Message) { c.Kafka.Brokers = kafka.Endpoints })
+			restartMidStream(t, e, "kafka", kafka, how == "kill")
+		})
+	}
+}
+
+// Invariant 1 across a Cassandra restart: the same, stopped or killed,
+// with a Cassandra of this test's own (the idempotency claims, the
+// pipeline's writes and the offsets recorded after acks all fail while it
+// is down; a retry of an ack whose offset was not recorded waits out the
+// idempotency lease and is produced again, for the pipeline to drop).
+func TestRestartCassandra(t *testing.T) {
+	for _, how := range []string{"stop", "kill"} {
+		t.Run(how, func(t *testing.T) {
+			cass := testdeps.PrivateCassandra(t)
+			e := newEnv(t, 4, func(c *config.Message) { c.Cassandra.Hosts = cass.Endpoints })
+			restartMidStream(t, e, "cassandra", cass, how == "kill")
+		})
+	}
+}
+
+// sent is one send as the client saw it.
+type sent struct {
+	cmid, text string
+	msgID      string
+	seq        int64 // -1: the answer carried none (a retry answered before its offset was known)
+	attempts   int
+}
+
+func restartMidStream(t *testing.T, e *env, what string, dep *testdeps.Private, kill bool) {
+	e.start(t, server.RoleAll)
+	const (
+		pairs        = 6   // conversations; both participants send in each
+		maxPerSender = 150 // at most 12 senders × 150 = 1,800 sends
+		before       = 300 // acked sends before the restart begins
+		after        = 5   // acked sends per sender after the restart ended
+		sendDeadline = 50 * time.Second
+	)
+	hc := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	t.Cleanup(hc.CloseIdleConnections)
+	restarted := make(chan struct{})
+	var acked, retried atomic.Int64
+	type sender struct{ from, to string }
+	var senders []sender
+	for p := range pairs {
+		a, b := fmt.Sprintf("a%d", p), fmt.Sprintf("b%d", p)
+		senders = append(senders, sender{a, b}, sender{b, a})
+	}
+	results := make([][]sent, len(senders))
+	failed := make(chan error, len(senders))
+	var wg sync.WaitGroup
+	for s, snd := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tok := e.user(t, snd.from)
+			afterRestart := 0
+			for i := range maxPerSender {
+				select {
+				case <-restarted:
+					if afterRestart >= after {
+						return
+					}
+					afterRestart++
+				default:
+				}
+				req := text(snd.to, fmt.Sprintf("m%d", i), fmt.Sprintf("%s→%s #%d", snd.from, snd.to, i))
+				r, attempts, err := sendRetrying(hc, e.proc.URL, tok, req, time.Now().Add(sendDeadline))
+				if err != nil {
+					failed <- fmt.Errorf("%s %s: %w", snd.from, req.ClientMsgID, err)
+					return
+				}
+				seq := int64(-1)
+				if r.Seq != nil {
+					seq = *r.Seq
+				}
+				results[s] = append(results[s], sent{req.ClientMsgID, req.Body.Text, r.MsgID, seq, attempts})
+				acked.Add(1)
+				if attempts > 1 {
+					retried.Add(1)
+				}
+			}
+		}()
+	}
+	msgtest.Eventually(t, 30*time.Second, fmt.Sprintf("%d sends acked", before), func() bool { return acked.Load() >= before })
+	t0, ackedAtStop := time.Now(), acked.Load()
+	stop := dep.Stop
+	if kill {
+		stop = dep.Kill
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	t1, ackedAtStopped := time.Now(), acked.Load()
+	if err := dep.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t2, ackedAtStarted := time.Now(), acked.Load()
+	close(restarted)
+	wg.Wait()
+	close(failed)
+	for err := range failed {
+		t.Error(err)
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	total := acked.Load()
+	t.Logf("%s restart: %d acked before it; stopping took %s (%d acked meanwhile), starting %s (%d acked meanwhile); "+
+		"%d acked in all, %d of them after retries; the stream ended %s after the restart",
+		what, ackedAtStop, t1.Sub(t0).Round(time.Millisecond), ackedAtStopped-ackedAtStop,
+		t2.Sub(t1).Round(time.Millisecond), ackedAtStarted-ackedAtStopped, total, retried.Load(), time.Since(t2).Round(time.Millisecond))
+	if total <= ackedAtStarted || retried.Load() == 0 {
+		t.Fatal("no send was acked after the restart, or none needed a retry: the restart was not mid-stream and the test proves nothing")
+	}
+
+	// A late retry of every send that needed retries (and of every tenth
+	// other) answers the same msg_id, as a duplicate. One whose first
+	// attempt was acked but could not record its offset (the store was
+	// down) waits out the idempotency lease and is produced again as a
+	// Retry record, which the pipeline must drop: the checks below run
+	// after these retries, once the pipeline consumed the whole log.
+	var checked atomic.Int64
+	for s, snd := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tok := e.user(t, snd.from)
+			for i, x := range results[s] {
+				if x.attempts == 1 && i%10 != 0 {
+					continue
+				}
+				r, _, err := sendRetrying(hc, e.proc.URL, tok, text(snd.to, x.cmid, x.text), time.Now().Add(sendDeadline))
+				switch {
+				case err != nil:
+					t.Errorf("late retry of %s %s: %v", snd.from, x.cmid, err)
+				case r.MsgID != x.msgID || !r.Duplicate:
+					t.Errorf("late retry of %s %s answered %s (duplicate %v), acked as %s", snd.from, x.cmid, r.MsgID, r.Duplicate, x.msgID)
+				}
+				checked.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	ends := msgtest.LogEnds(t, e.cfg)
+	msgtest.Eventually(t, 60*time.Second, "pipeline consumed the log", func() bool {
+		heads, err := e.st.PersistedHeads(t.Context())
+		if err != nil {
+			return false
+		}
+		for p, end := range ends {
+			if heads[p] < end {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("%d late retries answered their original msg_id; the log holds %d records", checked.Load(), sum(ends))
+
+	// Every conversation must hold exactly what was acked, in history and
+	// in both participants' sync alike, and every message was routed.
+	byConv := map[string][]sent{} // conv → both senders' sends
+	for s, snd := range senders {
+		conv := model.ConvID(snd.from, snd.to)
+		byConv[conv] = append(byConv[conv], results[s]...)
+	}
+	routed := map[string]bool{}
+	for _, r := range e.router.All() {
+		if r.Event.Message != nil {
+			routed[r.Event.Message.MsgID] = true
+		}
+	}
+	for s, snd := range senders {
+		if s%2 == 1 {
+			continue // one check per conversation, as its a-side participant
+		}
+		conv := model.ConvID(snd.from, snd.to)
+		want := map[string]sent{} // by text
+		for _, x := range byConv[conv] {
+			want[x.text] = x
+		}
+		h := e.history(t, snd.from, conv, 100)
+		if len(h) != len(want) {
+			t.Errorf("%s: history has %d messages, %d were acked", conv, len(h), len(want))
+		}
+		var order []string // msg_ids in history order
+		next := map[string]int{}
+		for i, ev := range h {
+			m := ev.Message
+			x, ok := want[m.Body.Text]
+			switch {
+			case !ok:
+				t.Errorf("%s[%d]: stored message %q was never acked (or stored twice)", conv, i, m.Body.Text)
+				continue
+			case m.MsgID != x.msgID:
+				t.Errorf("%s[%d]: %q stored as %s, acked as %s (after %d attempts)", conv, i, m.Body.Text, m.MsgID, x.msgID, x.attempts)
+			case x.seq >= 0 && ev.Seq != x.seq:
+				t.Errorf("%s[%d]: %q stored at seq %d, acked with seq %d", conv, i, m.Body.Text, ev.Seq, x.seq)
+			case i > 0 && ev.Seq <= h[i-1].Seq:
+				t.Errorf("%s[%d]: seq %d after %d", conv, i, ev.Seq, h[i-1].Seq)
+			case !routed[m.MsgID]:
+				t.Errorf("%s[%d]: %s stored but never routed", conv, i, m.MsgID)
+			}
+			delete(want, m.Body.Text)
+			// Each sender waits for an ack before its next send, so its
+			// messages must be stored in the order it sent them.
+			if n := next[m.From]; x.cmid != fmt.Sprintf("m%d", n) {
+				t.Errorf("%s[%d]: %s's %s stored where its m%d belongs", conv, i, m.From, x.cmid, n)
+			}
+			next[m.From]++
+			order = append(order, m.MsgID)
+		}
+		for text, x := range want {
+			t.Errorf("%s: acked %q (%s, %d attempts) is not stored", conv, text, x.msgID, x.attempts)
+		}
+		// Sync of both participants shows the same messages in the same order.
+		for _, u := range []string{snd.from, snd.to} {
+			evs, _ := e.syncAll(t, u, "", 100)
+			var got []string
+			for _, ev := range evs {
+				if ev.Kind == protocol.KindMessage && ev.ConvID == conv {
+					got = append(got, ev.Message.MsgID)
+				}
+			}
+			if !slices.Equal(got, order) {
+				t.Errorf("%s: %s's sync has %d messages, not history's %d in its order", conv, u, len(got), len(order))
+			}
+		}
+	}
+}
+
+func sum(xs []int64) (n int64) {
+	for _, x := range xs {
+		n += x
+	}
+	return n
+}
+
+// sendRetrying sends req as a client does: on a transport error or a 5xx it
+// retries the same client_msg_id (after Retry-After when given, else a
+// short backoff) until acked or deadline. Any 4xx is an error.
+func sendRetrying(hc *http.Client, url, tok string, req api.SendRequest, deadline time.Time) (api.SendResponse, int, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return api.SendResponse{}, 0, err
+	}
+	backoff := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		wait := backoff
+		hr, _ := http.NewRequest("POST", url+"/v1/messages", bytes.NewReader(body))
+		hr.Header.Set("Authorization", "Bearer "+tok)
+		hr.Header.Set("Content-Type", "application/json")
+		resp, err := hc.Do(hr)
+		var last string
+		if err != nil {
+			last = err.Error()
+		} else {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			switch {
+			case resp.StatusCode == http.StatusOK:
+				var out api.SendResponse
+				if err := json.Unmarshal(b, &out); err != nil {
+					return out, attempt, fmt.Errorf("decoding %s: %w", b, err)
+				}
+				return out, attempt, nil
+			case resp.StatusCode < 500:
+				return api.SendResponse{}, attempt, fmt.Errorf("answered %d %s", resp.StatusCode, b)
+			}
+			last = fmt.Sprintf("%d %s", resp.StatusCode, b)
+			if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
+				wait = time.Duration(s) * time.Second
+			}
+		}
+		if time.Now().Add(wait).After(deadline) {
+			return api.SendResponse{}, attempt, fmt.Errorf("not acked by the deadline after %d attempts, last: %s", attempt, last)
+		}
+		time.Sleep(wait)
+		backoff = min(2*backoff, time.Second)
+	}
+}
