@@ -99,6 +99,18 @@ EOF
 		-cp "$KAFKA_HOME/libs/*" kafka.Kafka "$dir/server.properties"
 }
 
+# cassandra_commitlog_sync: the commitlog_sync lines of cassandra.yaml.
+# periodic (default) acknowledges writes before they are synced: a killed
+# Cassandra loses up to 10 s of acknowledged writes (replay stops at the last
+# sync marker). batch acknowledges only synced writes.
+cassandra_commitlog_sync() {
+	case ${IMC_CASSANDRA_COMMITLOG_SYNC:-periodic} in
+	periodic) printf 'commitlog_sync: periodic\ncommitlog_sync_period: 10000ms' ;;
+	batch) printf 'commitlog_sync: batch' ;;
+	*) die "IMC_CASSANDRA_COMMITLOG_SYNC: want periodic or batch" ;;
+	esac
+}
+
 start_cassandra() {
 	prepare cassandra || return 0
 	local dir="$IMC_RUN_DIR/cassandra"
@@ -118,8 +130,7 @@ rpc_address: 127.0.0.1
 storage_port: $IMC_CASSANDRA_STORAGE_PORT
 native_transport_port: $IMC_CASSANDRA_PORT
 start_native_transport: true
-commitlog_sync: periodic
-commitlog_sync_period: 10000ms
+$(cassandra_commitlog_sync)
 storage_compatibility_mode: NONE
 hinted_handoff_enabled: false
 auto_snapshot: false

@@ -11,6 +11,8 @@
 #   IMC_CASSANDRA_UNSAFE_SYSTEM (true: faster DDL, but schema changes not yet
 #                   flushed are lost if Cassandra is killed; false for tests
 #                   that SIGKILL a Cassandra of their own)
+#   IMC_CASSANDRA_COMMITLOG_SYNC (periodic: a killed Cassandra loses up to
+#                   10 s of acknowledged writes; batch: acks only synced writes)
 
 set -euo pipefail
 

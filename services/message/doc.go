@@ -57,9 +57,17 @@
 // (testdeps.PrivateKafka/PrivateCassandra, via hack/deps.sh), stops it
 // cleanly or SIGKILLs it amid ~400 sends from 12 concurrent retrying
 // senders, starts it again, and checks history, both participants' sync,
-// routing and late retries. The private Cassandra runs without
-// -Dcassandra.unsafesystem (the shared dev server's fast-DDL flag), which
-// would lose a keyspace created shortly before a SIGKILL.
+// routing and late retries.
+//
+// A Cassandra crash is survived only if Cassandra's acknowledged writes are
+// durable: the pipeline commits Kafka offsets after Cassandra acknowledged
+// the batch, so writes Cassandra loses afterwards are never replayed. A
+// single node with commitlog_sync: periodic (the dev default, 10 s) loses
+// up to 10 s of acknowledged writes when killed — TestRestartCassandra/kill
+// then finds acked messages missing from history or sync. Run Cassandra
+// with replication factor ≥ 3 (LOCAL_QUORUM writes outlive one node) or
+// commitlog_sync: batch/group; the private Cassandra uses batch (and no
+// -Dcassandra.unsafesystem, which would lose the test's fresh keyspace).
 //
 // # Idempotent send, durably
 //

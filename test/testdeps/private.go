@@ -37,12 +37,15 @@ func PrivateKafka(t testing.TB) *Private {
 }
 
 // PrivateCassandra starts a private single-node Cassandra, or skips/fails t
-// when the tools to run it are missing. Unlike the shared one it runs
-// without -Dcassandra.unsafesystem, which skips flushing schema changes: a
-// Kill soon after the test created its keyspace would lose the keyspace.
+// when the tools to run it are missing. Unlike the shared one it is made
+// to survive Kill: it runs without -Dcassandra.unsafesystem (which skips
+// flushing schema changes, so a keyspace created shortly before would be
+// lost) and with commitlog_sync: batch (periodic, the shared one's setting,
+// acknowledges writes up to 10 s before they are synced, and a killed
+// Cassandra replays its commit log only up to the last sync).
 func PrivateCassandra(t testing.TB) *Private {
 	t.Helper()
-	return startPrivate(t, "cassandra", []string{"IMC_CASSANDRA_UNSAFE_SYSTEM=false"},
+	return startPrivate(t, "cassandra", []string{"IMC_CASSANDRA_UNSAFE_SYSTEM=false", "IMC_CASSANDRA_COMMITLOG_SYNC=batch"},
 		"IMC_CASSANDRA_PORT", "IMC_CASSANDRA_STORAGE_PORT", "IMC_CASSANDRA_JMX_PORT")
 }
 
