@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -28,13 +30,30 @@ func closePayload(code uint16, reason string) []byte {
 	return append(b, reason...)
 }
 
+// readServerFrame reads one frame of the server's, refusing payloads over
+// 1 MiB (ws.ReadFrame would trust any declared length).
+func readServerFrame(nc net.Conn) (ws.Frame, error) {
+	h, err := ws.ReadHeader(nc)
+	if err != nil {
+		return ws.Frame{}, err
+	}
+	if h.Length > 1<<20 {
+		return ws.Frame{}, fmt.Errorf("server frame of %d bytes", h.Length)
+	}
+	payload := make([]byte, h.Length)
+	if _, err := io.ReadFull(nc, payload); err != nil {
+		return ws.Frame{}, err
+	}
+	return ws.Frame{Header: h, Payload: payload}, nil
+}
+
 // readUntilClose returns the error frame's code (if any), the close
 // frame's status and the pongs received before it.
 func readUntilClose(t *testing.T, nc net.Conn) (code string, status ws.StatusCode, pongs [][]byte) {
 	t.Helper()
 	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
 	for {
-		f, err := ws.ReadFrame(nc)
+		f, err := readServerFrame(nc)
 		if err != nil {
 			t.Fatalf("no close frame: %v (error code %q)", err, code)
 		}
