@@ -36,22 +36,11 @@ func (a *API) httpClient() *http.Client {
 // APIError is a non-2xx answer.
 type APIError = httpjson.APIError
 
-// SendRequest is the send endpoint's body.
-type SendRequest struct {
-	To          string               `json:"to"`
-	ClientMsgID string               `json:"client_msg_id"`
-	Type        protocol.MessageType `json:"type"`
-	Body        *protocol.Body       `json:"body"`
-}
+// SendRequest is the send endpoint's body (the wire type of package protocol).
+type SendRequest = protocol.SendRequest
 
-// SendResponse is the send endpoint's answer.
-type SendResponse struct {
-	MsgID     string `json:"msg_id"`
-	ConvID    string `json:"conv_id"`
-	Seq       *int64 `json:"seq,omitempty"`
-	SentAtMs  int64  `json:"sent_at_ms"`
-	Duplicate bool   `json:"duplicate,omitempty"`
-}
+// SendResponse is the send endpoint's answer (the wire type of package protocol).
+type SendResponse = protocol.SendResponse
 
 // Send sends a message (idempotent per ClientMsgID).
 func (a *API) Send(ctx context.Context, req SendRequest) (SendResponse, error) {

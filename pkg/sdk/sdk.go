@@ -79,19 +79,13 @@ func (c *Client) SendPrivateMessage(ctx context.Context, from string, m Message)
 	return out, err
 }
 
-// Terminal is one live device session of a user.
-type Terminal struct {
-	DeviceID string `json:"device_id"`
-	Terminal string `json:"terminal"`
-	SinceMs  int64  `json:"since_ms"`
-}
+// Terminal is one live device session of a user (the wire type of package
+// protocol).
+type Terminal = protocol.Terminal
 
-// Presence is who is online on which terminals.
-type Presence struct {
-	UserID    string     `json:"user_id"`
-	Online    bool       `json:"online"`
-	Terminals []Terminal `json:"terminals"`
-}
+// Presence is who is online on which terminals (the presence endpoint's
+// answer, the wire type of package protocol).
+type Presence = protocol.PresenceResponse
 
 // GetPresence returns the presence of user.
 func (c *Client) GetPresence(ctx context.Context, user string) (Presence, error) {
@@ -118,10 +112,8 @@ func (c *Client) OnlineTerminals(ctx context.Context, user string) ([]string, er
 
 // OnlineUsers returns which of users are online.
 func (c *Client) OnlineUsers(ctx context.Context, users []string) ([]string, error) {
-	var out struct {
-		Online []string `json:"online"`
-	}
-	err := c.do(ctx, http.MethodPost, PathPresenceQuery, nil, map[string]any{"users": users}, &out)
+	var out protocol.OnlineResponse
+	err := c.do(ctx, http.MethodPost, PathPresenceQuery, nil, protocol.OnlineRequest{Users: users}, &out)
 	return out.Online, err
 }
 

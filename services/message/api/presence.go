@@ -8,29 +8,18 @@ import (
 	"github.com/imcluster/imcluster/services/protocol"
 )
 
-// Terminal is one online device of a user.
-type Terminal struct {
-	DeviceID string `json:"device_id"`
-	Terminal string `json:"terminal"`
-	SinceMs  int64  `json:"since_ms"`
-}
+// Terminal is one online device of a user (defined in package protocol,
+// shared with pkg/sdk).
+type Terminal = protocol.Terminal
 
-// PresenceResponse answers GET /v1/presence/{user}.
-type PresenceResponse struct {
-	UserID    string     `json:"user_id"`
-	Online    bool       `json:"online"`
-	Terminals []Terminal `json:"terminals"`
-}
+// PresenceResponse answers GET /v1/presence/{user} (defined in package protocol).
+type PresenceResponse = protocol.PresenceResponse
 
-// OnlineRequest is the body of POST /v1/presence/online.
-type OnlineRequest struct {
-	Users []string `json:"users"`
-}
+// OnlineRequest is the body of POST /v1/presence/online (defined in package protocol).
+type OnlineRequest = protocol.OnlineRequest
 
-// OnlineResponse lists which of the asked users are online.
-type OnlineResponse struct {
-	Online []string `json:"online"`
-}
+// OnlineResponse lists which of the asked users are online (defined in package protocol).
+type OnlineResponse = protocol.OnlineResponse
 
 func (s *Server) presenceCaller(r *http.Request) *apiError {
 	c, e := s.authenticate(r, false)

@@ -15,23 +15,12 @@ import (
 	"github.com/imcluster/imcluster/services/protocol"
 )
 
-// SendRequest is the body of POST /v1/messages.
-type SendRequest struct {
-	To          string               `json:"to"`
-	ClientMsgID string               `json:"client_msg_id"`
-	Type        protocol.MessageType `json:"type"`
-	Body        *protocol.Body       `json:"body"`
-}
+// SendRequest is the body of POST /v1/messages (defined in package protocol,
+// shared with pkg/client).
+type SendRequest = protocol.SendRequest
 
-// SendResponse answers a send.
-type SendResponse struct {
-	MsgID    string `json:"msg_id"`
-	ConvID   string `json:"conv_id"`
-	Seq      *int64 `json:"seq,omitempty"` // the message's seq, when known
-	SentAtMs int64  `json:"sent_at_ms"`
-	// Duplicate is true when this answers a retry of an earlier send.
-	Duplicate bool `json:"duplicate,omitempty"`
-}
+// SendResponse answers a send (defined in package protocol).
+type SendResponse = protocol.SendResponse
 
 func (s *Server) validateSend(user string, req *SendRequest) *apiError {
 	switch {
