@@ -76,15 +76,10 @@ func (st *Store) SetProduced(ctx context.Context, sender, cmid string, part int3
 func (st *Store) FindMessage(ctx context.Context, conv, msgID string, before, notBeforeMs int64) (int64, error) {
 	top := model.Bucket(max(before-1, 0))
 	for {
-		iter := st.s.Query(`SELECT bucket FROM conv_buckets WHERE conv_id = ? AND bucket <= ? LIMIT ?`, conv, top, bucketsPerRead).
-			WithContext(ctx).Iter()
-		var buckets []int32
-		var b int32
-		for iter.Scan(&b) {
-			buckets = append(buckets, b)
-		}
-		if err := iter.Close(); err != nil {
-			return -1, fmt.Errorf("while reading conversation buckets: %w", err)
+		buckets, err := st.readBuckets(ctx, "conversation", `SELECT bucket FROM conv_buckets WHERE conv_id = ? AND bucket <= ? LIMIT ?`,
+			conv, top, bucketsPerRead)
+		if err != nil {
+			return -1, err
 		}
 		for _, b := range buckets {
 			it := st.s.Query(`SELECT seq, msg_id, sent_at_ms FROM messages WHERE conv_id = ? AND bucket = ? AND seq < ?`,

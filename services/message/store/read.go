@@ -18,6 +18,21 @@ const MaxPage = 100
 // bucketsPerRead bounds the bucket markers read at once.
 const bucketsPerRead = 64
 
+// readBuckets runs a query that selects one bucket column (conv_buckets or
+// feed_buckets markers) and returns the buckets in the order read.
+func (st *Store) readBuckets(ctx context.Context, what, cql string, args ...any) ([]int32, error) {
+	iter := st.s.Query(cql, args...).WithContext(ctx).Iter()
+	var buckets []int32
+	var b int32
+	for iter.Scan(&b) {
+		buckets = append(buckets, b)
+	}
+	if err := iter.Close(); err != nil {
+		return nil, fmt.Errorf("while reading %s buckets: %w", what, err)
+	}
+	return buckets, nil
+}
+
 func clampLimit(n int) int {
 	if n <= 0 || n > MaxPage {
 		return MaxPage
@@ -93,15 +108,10 @@ func (st *Store) History(ctx context.Context, conv string, before int64, limit i
 	var out []protocol.Event
 	top := model.Bucket(before - 1)
 	for {
-		iter := st.s.Query(`SELECT bucket FROM conv_buckets WHERE conv_id = ? AND bucket <= ? LIMIT ?`, conv, top, bucketsPerRead).
-			WithContext(ctx).Iter()
-		var buckets []int32
-		var b int32
-		for iter.Scan(&b) {
-			buckets = append(buckets, b)
-		}
-		if err := iter.Close(); err != nil {
-			return nil, false, fmt.Errorf("while reading history buckets: %w", err)
+		buckets, err := st.readBuckets(ctx, "history", `SELECT bucket FROM conv_buckets WHERE conv_id = ? AND bucket <= ? LIMIT ?`,
+			conv, top, bucketsPerRead)
+		if err != nil {
+			return nil, false, err
 		}
 		for _, b := range buckets {
 			it := st.s.Query(`SELECT `+messageColumns+` FROM messages WHERE conv_id = ? AND bucket = ? AND seq < ? LIMIT ?`,
@@ -242,16 +252,10 @@ func (st *Store) Sync(ctx context.Context, user string, cur model.SyncCursor, li
 	g.SetLimit(16)
 	for p := range markers {
 		g.Go(func() error {
-			iter := st.s.Query(`SELECT bucket FROM feed_buckets WHERE user_id = ? AND part = ? AND bucket >= ? LIMIT ?`,
-				user, p, model.Bucket(page.Next.Next[p]), bucketsPerRead).WithContext(gctx).Iter()
-			var b int32
-			for iter.Scan(&b) {
-				markers[p] = append(markers[p], b)
-			}
-			if err := iter.Close(); err != nil {
-				return fmt.Errorf("while reading feed buckets: %w", err)
-			}
-			return nil
+			var err error
+			markers[p], err = st.readBuckets(gctx, "feed", `SELECT bucket FROM feed_buckets WHERE user_id = ? AND part = ? AND bucket >= ? LIMIT ?`,
+				user, p, model.Bucket(page.Next.Next[p]), bucketsPerRead)
+			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
@@ -396,15 +400,10 @@ func (st *Store) messagesAfter(ctx context.Context, conv string, after, last int
 		return out, nil
 	}
 	for {
-		iter := st.s.Query(`SELECT bucket FROM conv_buckets WHERE conv_id = ? AND bucket >= ? ORDER BY bucket ASC LIMIT ?`,
-			conv, low, bucketsPerRead).WithContext(ctx).Iter()
-		var buckets []int32
-		var b int32
-		for iter.Scan(&b) {
-			buckets = append(buckets, b)
-		}
-		if err := iter.Close(); err != nil {
-			return nil, fmt.Errorf("while reading conversation buckets: %w", err)
+		buckets, err := st.readBuckets(ctx, "conversation", `SELECT bucket FROM conv_buckets WHERE conv_id = ? AND bucket >= ? ORDER BY bucket ASC LIMIT ?`,
+			conv, low, bucketsPerRead)
+		if err != nil {
+			return nil, err
 		}
 		for _, b := range buckets {
 			it := st.s.Query(`SELECT `+messageColumns+` FROM messages WHERE conv_id = ? AND bucket = ? AND seq > ? ORDER BY seq ASC LIMIT ?`,
