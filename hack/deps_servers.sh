@@ -22,7 +22,7 @@ ready_timeout() {
 
 # launch COMPONENT CMD...: runs CMD detached, output to the component's log.
 launch() {
-	local c=$1 dir="$IMC_RUN_DIR/$1"
+	local dir="$IMC_RUN_DIR/$1"
 	shift
 	setsid "$@" >>"$dir/server.log" 2>&1 </dev/null &
 	echo $! >"$dir/pid"

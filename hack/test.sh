@@ -56,8 +56,7 @@ sample_rss() {
 		sum=0
 		for c in kafka cassandra etcd; do
 			for dir in "$REPO_ROOT/.run/test-deps" "$IMC_RUN_DIR"; do
-				p="$(cat "$dir/$c/pid" 2>/dev/null)" || continue
-				pid_alive "$p" || continue
+				p="$(IMC_RUN_DIR=$dir pid_of "$c")" || continue
 				sum=$((sum + $(awk '/VmRSS/{print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
 				break
 			done
