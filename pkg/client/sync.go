@@ -2,13 +2,12 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"time"
 
+	"github.com/imcluster/imcluster/pkg/internal/httpjson"
 	"github.com/imcluster/imcluster/services/protocol"
 )
 
@@ -24,29 +23,10 @@ type SyncPage struct {
 
 // FetchSync calls the sync endpoint once.
 func FetchSync(ctx context.Context, hc *http.Client, apiURL, token, cursor string) (SyncPage, error) {
-	u := apiURL + SyncPath + "?cursor=" + url.QueryEscape(cursor)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return SyncPage{}, err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := hc.Do(req)
-	if err != nil {
-		return SyncPage{}, fmt.Errorf("while syncing: %w", err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
-	if err != nil {
-		return SyncPage{}, fmt.Errorf("while reading sync page: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e protocol.Error
-		_ = json.Unmarshal(b, &e)
-		return SyncPage{}, fmt.Errorf("sync answered %d: %s %s", resp.StatusCode, e.Code, e.Message)
-	}
 	var p SyncPage
-	if err := json.Unmarshal(b, &p); err != nil {
-		return SyncPage{}, fmt.Errorf("bad sync page: %w", err)
+	c := httpjson.Caller{HTTP: hc, BaseURL: apiURL, Token: token, MaxBody: 32 << 20}
+	if err := c.Do(ctx, http.MethodGet, SyncPath+"?cursor="+url.QueryEscape(cursor), nil, nil, &p); err != nil {
+		return SyncPage{}, fmt.Errorf("while syncing: %w", err)
 	}
 	return p, nil
 }
