@@ -21,6 +21,7 @@ import (
 
 	"github.com/imcluster/imcluster/pkg/client"
 	"github.com/imcluster/imcluster/services/auth"
+	"github.com/imcluster/imcluster/services/config"
 	"github.com/imcluster/imcluster/services/protocol"
 )
 
@@ -409,11 +410,7 @@ func readUserKey() ([]byte, error) {
 	if g.userKey == "" {
 		return nil, errors.New("bench mints user tokens: set --user-key-file (or IM_AUTH_USER_KEY_FILE)")
 	}
-	b, err := os.ReadFile(g.userKey)
-	if err != nil {
-		return nil, err
-	}
-	return []byte(strings.TrimRight(string(b), "\r\n")), nil
+	return config.ReadSecretFile(g.userKey)
 }
 
 func measureMemory(res *BenchResult) {
