@@ -97,6 +97,22 @@ func (st *Store) Message(ctx context.Context, conv string, seq int64) (protocol.
 	return ev, ok, nil
 }
 
+// scanMessages appends the messages it yields to out, skipping seq slots
+// that hold no message, sets *cursor to the last seq scanned, and closes it.
+func scanMessages(conv string, it *gocql.Iter, out []protocol.Event, cursor *int64) ([]protocol.Event, error) {
+	for {
+		ev, ok := scanMessage(conv, it)
+		if !ok {
+			break
+		}
+		if ev.Message.MsgID != "" {
+			out = append(out, ev)
+		}
+		*cursor = ev.Seq
+	}
+	return out, it.Close()
+}
+
 // History returns up to limit messages of conv with seq < before, newest
 // first, and whether older ones may remain.
 func (st *Store) History(ctx context.Context, conv string, before int64, limit int) ([]protocol.Event, bool, error) {
@@ -116,18 +132,7 @@ func (st *Store) History(ctx context.Context, conv string, before int64, limit i
 		for _, b := range buckets {
 			it := st.s.Query(`SELECT `+messageColumns+` FROM messages WHERE conv_id = ? AND bucket = ? AND seq < ? LIMIT ?`,
 				conv, b, before, limit-len(out)).WithContext(ctx).Iter()
-			sc := it
-			for {
-				ev, ok := scanMessage(conv, sc)
-				if !ok {
-					break
-				}
-				if ev.Message.MsgID != "" {
-					out = append(out, ev)
-				}
-				before = ev.Seq
-			}
-			if err := sc.Close(); err != nil {
+			if out, err = scanMessages(conv, it, out, &before); err != nil {
 				return nil, false, fmt.Errorf("while reading history: %w", err)
 			}
 			if len(out) >= limit {
@@ -380,25 +385,17 @@ func (st *Store) Unread(ctx context.Context, user string, cur model.UnreadCursor
 // lies in the same bucket as after+1 (the common case) the bucket markers
 // need no read.
 func (st *Store) messagesAfter(ctx context.Context, conv string, after, last int64, limit int) ([]protocol.Event, error) {
-	var out []protocol.Event
 	low := model.Bucket(after + 1)
 	if last >= 0 && model.Bucket(last) == low {
 		it := st.s.Query(`SELECT `+messageColumns+` FROM messages WHERE conv_id = ? AND bucket = ? AND seq > ? ORDER BY seq ASC LIMIT ?`,
 			conv, low, after, limit).WithContext(ctx).Iter()
-		for {
-			ev, ok := scanMessage(conv, it)
-			if !ok {
-				break
-			}
-			if ev.Message.MsgID != "" {
-				out = append(out, ev)
-			}
-		}
-		if err := it.Close(); err != nil {
+		out, err := scanMessages(conv, it, nil, &after)
+		if err != nil {
 			return nil, fmt.Errorf("while reading unread messages: %w", err)
 		}
 		return out, nil
 	}
+	var out []protocol.Event
 	for {
 		buckets, err := st.readBuckets(ctx, "conversation", `SELECT bucket FROM conv_buckets WHERE conv_id = ? AND bucket >= ? ORDER BY bucket ASC LIMIT ?`,
 			conv, low, bucketsPerRead)
@@ -408,18 +405,7 @@ func (st *Store) messagesAfter(ctx context.Context, conv string, after, last int
 		for _, b := range buckets {
 			it := st.s.Query(`SELECT `+messageColumns+` FROM messages WHERE conv_id = ? AND bucket = ? AND seq > ? ORDER BY seq ASC LIMIT ?`,
 				conv, b, after, limit-len(out)).WithContext(ctx).Iter()
-			sc := it
-			for {
-				ev, ok := scanMessage(conv, sc)
-				if !ok {
-					break
-				}
-				if ev.Message.MsgID != "" {
-					out = append(out, ev)
-				}
-				after = ev.Seq
-			}
-			if err := sc.Close(); err != nil {
+			if out, err = scanMessages(conv, it, out, &after); err != nil {
 				return nil, fmt.Errorf("while reading unread messages: %w", err)
 			}
 			if len(out) >= limit {
