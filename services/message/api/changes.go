@@ -40,11 +40,7 @@ func readSeq(r *http.Request) (int64, *apiError) {
 }
 
 func (s *Server) read(w http.ResponseWriter, r *http.Request) *apiError {
-	c, e := s.authenticate(r, true)
-	if e != nil {
-		return e
-	}
-	conv, e := conversation(r, c.user)
+	c, conv, e := s.authConversation(r)
 	if e != nil {
 		return e
 	}
@@ -82,11 +78,7 @@ type RecallResponse struct {
 }
 
 func (s *Server) recall(w http.ResponseWriter, r *http.Request) *apiError {
-	c, e := s.authenticate(r, true)
-	if e != nil {
-		return e
-	}
-	conv, e := conversation(r, c.user)
+	c, conv, e := s.authConversation(r)
 	if e != nil {
 		return e
 	}

@@ -141,11 +141,7 @@ type HistoryResponse struct {
 }
 
 func (s *Server) history(w http.ResponseWriter, r *http.Request) *apiError {
-	c, e := s.authenticate(r, true)
-	if e != nil {
-		return e
-	}
-	conv, e := conversation(r, c.user)
+	_, conv, e := s.authConversation(r)
 	if e != nil {
 		return e
 	}

@@ -82,6 +82,17 @@ func readJSON(r *http.Request, limit int, dst any) *apiError {
 	return nil
 }
 
+// authConversation authenticates a user request and checks that the user
+// takes part in the path's conversation.
+func (s *Server) authConversation(r *http.Request) (caller, string, *apiError) {
+	c, e := s.authenticate(r, true)
+	if e != nil {
+		return caller{}, "", e
+	}
+	conv, e := conversation(r, c.user)
+	return c, conv, e
+}
+
 // conversation checks that user takes part in the path's conversation.
 func conversation(r *http.Request, user string) (string, *apiError) {
 	conv := r.PathValue("conv")
