@@ -116,10 +116,8 @@ func (r *IMClusterReconciler) reconcileChildren(ctx context.Context, c *v1alpha1
 		if !gate {
 			// Until the current configuration is bootstrapped the
 			// tiers are neither created nor changed.
-			var d appsv1.Deployment
-			err := r.Get(ctx, client.ObjectKey{Namespace: c.Namespace, Name: tierName(c, tier)}, &d)
-			if err == nil {
-				obs.deployments[tier] = &d
+			if d, err := r.tierDeployment(ctx, c, tier); err == nil && d != nil {
+				obs.deployments[tier] = d
 			}
 			continue
 		}

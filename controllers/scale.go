@@ -32,14 +32,9 @@ func desiredReplicas(c *v1alpha1.IMCluster, tier string, existing *appsv1.Deploy
 // reconcileTier makes a tier's Deployment and HPA follow the spec, and
 // returns the Deployment as it now is.
 func (r *IMClusterReconciler) reconcileTier(ctx context.Context, c *v1alpha1.IMCluster, rd rendered, tier string) (*appsv1.Deployment, error) {
-	var existing appsv1.Deployment
-	var current *appsv1.Deployment
-	err := r.Get(ctx, client.ObjectKey{Namespace: c.Namespace, Name: tierName(c, tier)}, &existing)
-	switch {
-	case err == nil:
-		current = &existing
-	case client.IgnoreNotFound(err) != nil:
-		return nil, fmt.Errorf("while reading the %s Deployment: %w", tier, err)
+	current, err := r.tierDeployment(ctx, c, tier)
+	if err != nil {
+		return nil, err
 	}
 	desired := renderDeployment(c, rd, tier)
 	replicas := desiredReplicas(c, tier, current)
@@ -64,4 +59,17 @@ func (r *IMClusterReconciler) reconcileTier(ctx context.Context, c *v1alpha1.IMC
 		}
 	}
 	return obj.(*appsv1.Deployment), nil
+}
+
+// tierDeployment reads a tier's Deployment; nil when it does not exist.
+func (r *IMClusterReconciler) tierDeployment(ctx context.Context, c *v1alpha1.IMCluster, tier string) (*appsv1.Deployment, error) {
+	var d appsv1.Deployment
+	err := r.Get(ctx, client.ObjectKey{Namespace: c.Namespace, Name: tierName(c, tier)}, &d)
+	switch {
+	case err == nil:
+		return &d, nil
+	case client.IgnoreNotFound(err) != nil:
+		return nil, fmt.Errorf("while reading the %s Deployment: %w", tier, err)
+	}
+	return nil, nil
 }
