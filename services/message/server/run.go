@@ -206,32 +206,31 @@ func Run(ctx context.Context, cfg config.Message, opt Options) error {
 
 func authenticator(cfg config.Message) (*auth.Authenticator, error) {
 	a := &auth.Authenticator{}
-	key, err := config.ReadSecretFile(cfg.UserKeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("user key (%s): %w", config.EnvUserKeyFile, err)
-	}
-	if a.User, err = auth.NewVerifier(auth.KindUser, key); err != nil {
+	var err error
+	if a.User, err = verifier(auth.KindUser, cfg.UserKeyFile, config.EnvUserKeyFile); err != nil {
 		return nil, err
 	}
 	if cfg.ServiceKeyFile != "" {
-		key, err := config.ReadSecretFile(cfg.ServiceKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("service key (%s): %w", config.EnvServiceKeyFile, err)
-		}
-		if a.Service, err = auth.NewVerifier(auth.KindService, key); err != nil {
+		if a.Service, err = verifier(auth.KindService, cfg.ServiceKeyFile, config.EnvServiceKeyFile); err != nil {
 			return nil, err
 		}
 	}
 	if cfg.InternalKeyFile != "" {
-		key, err := config.ReadSecretFile(cfg.InternalKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("internal key (%s): %w", config.EnvInternalKeyFile, err)
-		}
-		if a.Internal, err = auth.NewVerifier(auth.KindInternal, key); err != nil {
+		if a.Internal, err = verifier(auth.KindInternal, cfg.InternalKeyFile, config.EnvInternalKeyFile); err != nil {
 			return nil, err
 		}
 	}
 	return a, nil
+}
+
+// verifier reads the key in file (named by env) and verifies tokens of kind
+// with it.
+func verifier(kind auth.Kind, file, env string) (*auth.Verifier, error) {
+	key, err := config.ReadSecretFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("%s key (%s): %w", kind, env, err)
+	}
+	return auth.NewVerifier(kind, key)
 }
 
 // Bootstrap creates the topics (refusing a partition-count mismatch) and
