@@ -40,22 +40,36 @@ func Start(assets, crdDir string, scheme *runtime.Scheme) (*APIServer, error) {
 	if a.Client, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
 		return fail(fmt.Errorf("while creating a client: %w", err))
 	}
-	user, err := env.ControlPlane.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return fail(fmt.Errorf("while adding a kubectl user: %w", err))
-	}
-	kc, err := user.KubeConfig()
-	if err != nil {
-		return fail(fmt.Errorf("while rendering a kubeconfig: %w", err))
-	}
 	if a.Dir, err = os.MkdirTemp("", "imcluster-envtest-"); err != nil {
 		return fail(err)
 	}
-	a.Kubeconfig = filepath.Join(a.Dir, "kubeconfig")
-	if err := os.WriteFile(a.Kubeconfig, kc, 0o600); err != nil {
+	if a.Kubeconfig, err = a.KubeconfigFor(envtest.User{Name: "admin", Groups: []string{"system:masters"}}); err != nil {
 		return fail(err)
 	}
 	return a, nil
+}
+
+// KubeconfigFor adds user to the control plane and writes a kubeconfig
+// authenticating as it (a client certificate; RBAC then applies to that
+// user name and groups) to a new file in Dir, whose path it returns.
+func (a *APIServer) KubeconfigFor(user envtest.User) (string, error) {
+	u, err := a.Env.ControlPlane.AddUser(user, nil)
+	if err != nil {
+		return "", fmt.Errorf("while adding user %s: %w", user.Name, err)
+	}
+	kc, err := u.KubeConfig()
+	if err != nil {
+		return "", fmt.Errorf("while rendering a kubeconfig for %s: %w", user.Name, err)
+	}
+	f, err := os.CreateTemp(a.Dir, "kubeconfig-*")
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	if _, err := f.Write(kc); err != nil {
+		return "", fmt.Errorf("while writing a kubeconfig: %w", err)
+	}
+	return f.Name(), nil
 }
 
 // Stop stops the control plane and removes its temporary folder.

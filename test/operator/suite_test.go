@@ -97,27 +97,15 @@ func newAPIServer(assets string, withCRD bool) (*apiserver, error) {
 	return &apiserver{k}, nil
 }
 
-// kubeconfigFor writes a kubeconfig authenticating as user (a client
-// certificate; RBAC then applies to that user name and groups).
+// kubeconfigFor writes a kubeconfig authenticating as user (see
+// kubetest.APIServer.KubeconfigFor).
 func (a *apiserver) kubeconfigFor(t testing.TB, user envtest.User) string {
 	t.Helper()
-	u, err := a.Env.ControlPlane.AddUser(user, nil)
-	if err != nil {
-		t.Fatalf("adding user %s: %v", user.Name, err)
-	}
-	kc, err := u.KubeConfig()
+	kc, err := a.KubeconfigFor(user)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.CreateTemp(a.Dir, "kubeconfig-*")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.Write(kc); err != nil {
-		t.Fatal(err)
-	}
-	return f.Name()
+	return kc
 }
 
 // run runs a binary with KUBECONFIG pointing at the apiserver (and helm's
