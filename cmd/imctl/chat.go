@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/imcluster/imcluster/pkg/client"
+	"github.com/imcluster/imcluster/services/message/model"
 	"github.com/imcluster/imcluster/services/protocol"
 )
 
@@ -150,7 +151,7 @@ func init() {
 				q.Set("before", before)
 			}
 			var raw json.RawMessage
-			if err := a.Get(context.Background(), "/v1/conversations/"+url.PathEscape(convID(as, with))+"/messages?"+q.Encode(), &raw); err != nil {
+			if err := a.Get(context.Background(), "/v1/conversations/"+url.PathEscape(model.ConvID(as, with))+"/messages?"+q.Encode(), &raw); err != nil {
 				return err
 			}
 			if rawJSON {
@@ -229,7 +230,7 @@ func init() {
 				if err != nil {
 					return err
 				}
-				conv := convID(as, with)
+				conv := model.ConvID(as, with)
 				if verb == "read" {
 					err = a.Read(context.Background(), conv, seq)
 				} else {

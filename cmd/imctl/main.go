@@ -86,11 +86,3 @@ func userToken(user string) (string, error) {
 	}
 	return mint(auth.KindUser, g.userKey, user, 24*time.Hour)
 }
-
-// convID is the 1:1 conversation id of a and b.
-func convID(a, b string) string {
-	if b < a {
-		a, b = b, a
-	}
-	return "p:" + a + ":" + b
-}

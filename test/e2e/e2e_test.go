@@ -19,6 +19,7 @@ import (
 	"github.com/imcluster/imcluster/pkg/client"
 	"github.com/imcluster/imcluster/pkg/sdk"
 	"github.com/imcluster/imcluster/services/auth"
+	"github.com/imcluster/imcluster/services/message/model"
 	"github.com/imcluster/imcluster/services/protocol"
 )
 
@@ -34,7 +35,7 @@ func TestE2E(t *testing.T) {
 		aliceWeb := c.connect("alice", "alice-web", "web", b.wsURL)
 		bob := c.connect("bob", "bob-phone", "android", b.wsURL)
 		eventually(t, "presence of alice and bob", 10*time.Second, func() bool { return c.sessions("alice") == 2 && c.sessions("bob") == 1 })
-		conv := convID("alice", "bob")
+		conv := model.ConvID("alice", "bob")
 		c.send("alice", "alice-phone", "bob", "hello bob")
 		c.send("bob", "bob-phone", "alice", "hello alice")
 		bob.await(t, "bob to get alice's message", 15*time.Second, func() bool { return hasText(bob.events, "hello bob") })
@@ -125,7 +126,7 @@ func TestE2E(t *testing.T) {
 		}
 		dan.await(t, "dan to get carol's message once", 15*time.Second, func() bool { return hasText(dan.events, "over the socket") })
 		time.Sleep(300 * time.Millisecond) // any duplicate push would have arrived by now
-		if texts, dups := dan.messages(convID("carol", "dan")); len(texts) != 1 || dups != 0 {
+		if texts, dups := dan.messages(model.ConvID("carol", "dan")); len(texts) != 1 || dups != 0 {
 			t.Fatalf("dan got %q (dups %d)", texts, dups)
 		}
 	})
@@ -166,7 +167,7 @@ func TestE2E(t *testing.T) {
 		hana.await(t, "hana to sync the three", 15*time.Second, func() bool {
 			return hasText(hana.events, "offline 1") && hasText(hana.events, "offline 2") && hasText(hana.events, "offline 3")
 		})
-		texts, dups := hana.messages(convID("gus", "hana"))
+		texts, dups := hana.messages(model.ConvID("gus", "hana"))
 		if strings.Join(texts, "|") != "offline 1|offline 2|offline 3" || dups != 0 {
 			t.Fatalf("hana has %q (dups %d)", texts, dups)
 		}
@@ -258,17 +259,17 @@ func TestE2E(t *testing.T) {
 		kate.await(t, "some messages before the crash", 15*time.Second, func() bool { return len(kate.events) >= 30 })
 		c.kill("push-k", syscall.SIGKILL)
 		<-c.procs["push-k"].done
-		before, _ := kate.messages(convID("kate", "leo"))
+		before, _ := kate.messages(model.ConvID("kate", "leo"))
 		<-sent
 		if len(before) >= n {
 			t.Fatalf("all %d messages arrived before the kill: the crash did not hit the stream", n)
 		}
 		kate.await(t, "kate to reconnect to push-b", 20*time.Second, func() bool { return len(kate.nodes) >= 2 && kate.nodes[len(kate.nodes)-1] == "push-b" })
 		kate.await(t, "all messages, after reconnect and sync", 30*time.Second, func() bool {
-			texts, _ := kate.messagesLocked(convID("kate", "leo"))
+			texts, _ := kate.messagesLocked(model.ConvID("kate", "leo"))
 			return len(texts) >= n
 		})
-		texts, dups := kate.messages(convID("kate", "leo"))
+		texts, dups := kate.messages(model.ConvID("kate", "leo"))
 		if dups != 0 {
 			t.Fatalf("%d duplicates reached the app", dups)
 		}

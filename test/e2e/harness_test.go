@@ -400,13 +400,6 @@ func summarize(evs []protocol.Event) string {
 	return b.String()
 }
 
-func convID(a, b string) string {
-	if b < a {
-		a, b = b, a
-	}
-	return "p:" + a + ":" + b
-}
-
 func (c *cluster) send(from, dev, to, text string) client.SendResponse {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
