@@ -197,10 +197,9 @@ func (st *Store) Conversations(ctx context.Context, user, after string, inclusiv
 	}
 	it := st.s.Query(`SELECT `+convColumnsCQL+` FROM conversations WHERE user_id = ? AND conv_id `+op+` ? LIMIT ?`, user, after, limit).
 		WithContext(ctx).PageSize(limit).Iter()
-	sc := it
 	var out []ConvState
 	for {
-		c, ok := scanConv(sc)
+		c, ok := scanConv(it)
 		if !ok {
 			break
 		}
@@ -279,10 +278,9 @@ func (st *Store) Sync(ctx context.Context, user string, cur model.SyncCursor, li
 			want := limit - len(page.Events)
 			it := st.s.Query(`SELECT `+feedColumns+` FROM feed WHERE user_id = ? AND part = ? AND bucket = ? AND off >= ? LIMIT ?`,
 				user, p, b, from, want).WithContext(ctx).Iter()
-			sc := it
 			got := 0
 			for {
-				ev, ok := scanFeed(sc)
+				ev, ok := scanFeed(it)
 				if !ok {
 					break
 				}
@@ -290,7 +288,7 @@ func (st *Store) Sync(ctx context.Context, user string, cur model.SyncCursor, li
 				next = ev.Seq + 1
 				got++
 			}
-			if err := sc.Close(); err != nil {
+			if err := it.Close(); err != nil {
 				return page, fmt.Errorf("while reading feed: %w", err)
 			}
 			if got >= want {
