@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
 	"slices"
@@ -158,10 +159,7 @@ func (s *Server) delivered(w http.ResponseWriter, r *http.Request) *apiError {
 		acks = append(acks, a)
 	}
 	slices.SortFunc(acks, func(a, b protocol.DeliveredAck) int {
-		if a.ConvID != b.ConvID {
-			return compare(a.ConvID, b.ConvID)
-		}
-		return compare(a.UserID, b.UserID)
+		return cmp.Or(cmp.Compare(a.ConvID, b.ConvID), cmp.Compare(a.UserID, b.UserID))
 	})
 	now := s.Now().UnixMilli()
 	var g errgroup.Group
@@ -178,14 +176,4 @@ func (s *Server) delivered(w http.ResponseWriter, r *http.Request) *apiError {
 	}
 	writeJSON(w, http.StatusOK, DeliveredResponse{Records: len(acks)})
 	return nil
-}
-
-func compare(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
