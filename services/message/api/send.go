@@ -81,7 +81,8 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) *apiError {
 		return errf(http.StatusConflict, protocol.ErrIdempotencyClash, "client_msg_id was used for different content")
 	}
 	resp := SendResponse{MsgID: row.MsgID, ConvID: row.ConvID, SentAtMs: row.CreatedMs, Duplicate: !first}
-	if !first && !row.Produced && now-row.CreatedMs < s.IdemLease.Milliseconds() {
+	leaseLeft := s.IdemLease.Milliseconds() - (now - row.CreatedMs) // of the first attempt
+	if !first && !row.Produced && leaseLeft > 0 {
 		// The first attempt may be recording its offset right now (it
 		// answers before recording): look again for a moment.
 		row = s.awaitProduced(r.Context(), c.user, req.ClientMsgID, row)
@@ -92,9 +93,8 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) *apiError {
 			resp.Seq = &row.Off
 			writeJSON(w, http.StatusOK, resp)
 			return nil
-		case now-row.CreatedMs < s.IdemLease.Milliseconds():
-			wait := (s.IdemLease.Milliseconds()-(now-row.CreatedMs))/1000 + 1
-			w.Header().Set("Retry-After", strconv.FormatInt(wait, 10))
+		case leaseLeft > 0:
+			w.Header().Set("Retry-After", strconv.FormatInt(leaseLeft/1000+1, 10))
 			return errf(http.StatusServiceUnavailable, protocol.ErrUnavailable,
 				"an earlier attempt with this client_msg_id is still in progress; retry later")
 		}
