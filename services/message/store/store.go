@@ -21,7 +21,10 @@ import (
 //go:embed migrations/*.cql
 var migrations embed.FS
 
-var keyspaceRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,47}$`)
+var (
+	keyspaceRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,47}$`)
+	dcRE       = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+)
 
 // Cluster returns the gocql cluster configuration for cfg (keyspace may be
 // empty): token-aware host selection, local-quorum consistency.
@@ -74,7 +77,7 @@ func ReplicationCQL(spec string) (string, error) {
 		for _, kv := range strings.Split(rest, ",") {
 			dc, f, ok := strings.Cut(strings.TrimSpace(kv), "=")
 			n, err := strconv.Atoi(f)
-			if !ok || err != nil || n < 1 || n > 9 || !regexp.MustCompile(`^[A-Za-z0-9_.-]+$`).MatchString(dc) {
+			if !ok || err != nil || n < 1 || n > 9 || !dcRE.MatchString(dc) {
 				return "", fmt.Errorf("replication %q: want dc=factor pairs", spec)
 			}
 			parts = append(parts, fmt.Sprintf("'%s': %d", dc, n))
