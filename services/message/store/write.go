@@ -4,7 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 
 	"github.com/gocql/gocql"
 	"golang.org/x/sync/errgroup"
@@ -142,11 +143,11 @@ func (st *Store) Persist(ctx context.Context, items []Item) error {
 		from, to := r.From, r.To()
 		ts := it.Off + 1
 		body, bodyLen := bodyJSON(r.Body)
-		fb := model.Bucket(it.Off)
+		b := model.Bucket(it.Off) // of the feed entries and the message row
 		for _, u := range []string{from, to} {
 			w := work(u)
-			w.buckets[fb] = append(w.buckets[fb], stmt{cqlInsertFeed, []any{
-				u, part, fb, it.Off, string(r.Kind), r.ConvID, from, nullable(r.DeviceID), r.RefSeq, r.AtMs,
+			w.buckets[b] = append(w.buckets[b], stmt{cqlInsertFeed, []any{
+				u, part, b, it.Off, string(r.Kind), r.ConvID, from, nullable(r.DeviceID), r.RefSeq, r.AtMs,
 				nullable(r.MsgID), nullable(r.ClientMsgID), nullable(string(r.Type)), nullable(body), ts}, 200 + bodyLen})
 		}
 		cf, ct := conv(from, r.ConvID, to), conv(to, r.ConvID, from)
@@ -154,11 +155,10 @@ func (st *Store) Persist(ctx context.Context, items []Item) error {
 		set(ct, colLast, it.Off)
 		switch r.Kind {
 		case protocol.KindMessage:
-			mb := model.Bucket(it.Off)
-			k := fmt.Sprintf("%s\x00%d", r.ConvID, mb)
+			k := fmt.Sprintf("%s\x00%d", r.ConvID, b)
 			msgRows[k] = append(msgRows[k], stmt{cqlInsertMessage, []any{
-				r.ConvID, mb, it.Off, r.MsgID, r.ClientMsgID, from, nullable(r.DeviceID), string(r.Type), body, r.AtMs, ts}, 200 + bodyLen})
-			convBuckets[convBucket{r.ConvID, mb}] = struct{}{}
+				r.ConvID, b, it.Off, r.MsgID, r.ClientMsgID, from, nullable(r.DeviceID), string(r.Type), body, r.AtMs, ts}, 200 + bodyLen})
+			convBuckets[convBucket{r.ConvID, b}] = struct{}{}
 			set(cf, colLastMsg, it.Off)
 			set(ct, colLastMsg, it.Off)
 			set(cf, colRead, it.Off) // sending implies having read the conversation
@@ -236,12 +236,7 @@ func (st *Store) exec(ctx context.Context, s stmt) error {
 // writeFeed writes one user's feed entries of one partition, bucket by
 // bucket in offset order, each bucket's marker before its entries.
 func (st *Store) writeFeed(ctx context.Context, user string, part int32, buckets map[int32][]stmt) error {
-	order := make([]int32, 0, len(buckets))
-	for b := range buckets {
-		order = append(order, b)
-	}
-	sort.Slice(order, func(i, j int) bool { return order[i] < order[j] })
-	for _, b := range order {
+	for _, b := range slices.Sorted(maps.Keys(buckets)) {
 		key := fmt.Sprintf("f%s\x00%d\x00%d", user, part, b)
 		if !st.markers.has(key) {
 			if err := st.s.Query(cqlFeedBucket, user, part, b).WithContext(ctx).Exec(); err != nil {
