@@ -128,7 +128,7 @@ func (c *conn) writeLoop() {
 			c.writing = false
 			c.mu.Unlock()
 			if closing {
-				c.teardown()
+				c.linger()
 			}
 			return
 		}
@@ -166,13 +166,59 @@ func (c *conn) teardown() {
 	c.srv.forget(c)
 }
 
-// readable reads and handles one frame; it runs when the poller saw data.
+// lingerTimeout bounds how long a closed connection keeps discarding what
+// its peer still sends after the close frame went out.
+const lingerTimeout = time.Second
+
+// linger half-closes the socket once the close frame is written and leaves
+// the reader discarding input until the peer closes too, or lingerTimeout.
+// Closing at once while the peer's frames sit unread makes the kernel answer
+// with a reset, and a reset destroys what the peer has not read yet: often
+// the very error frame that says why it was cut off (a flooding client
+// always has frames in flight).
+func (c *conn) linger() {
+	cw, ok := c.nc.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		c.teardown()
+		return
+	}
+	time.AfterFunc(lingerTimeout, c.teardown)
+}
+
+// readable reads and handles one frame, or discards input once the
+// connection is closing; it runs when the poller saw data.
 func (c *conn) readable() {
 	if c.isDone() {
 		return
 	}
-	if c.readFrame() && !c.isDone() {
+	if c.isClosing() {
+		c.discard()
+	} else {
+		c.readFrame()
+	}
+	// Keep reading after a close too: discard drains the peer (see linger).
+	if !c.isDone() {
 		c.srv.poll.rearm(c)
+	}
+}
+
+func (c *conn) isClosing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closing
+}
+
+// discardBufs holds scratch space for input nobody reads.
+var discardBufs = sync.Pool{New: func() any { b := make([]byte, 4<<10); return &b }}
+
+// discard reads and drops one chunk of input; the end of input (the peer
+// closed) or an error finishes the connection.
+func (c *conn) discard() {
+	buf := discardBufs.Get().(*[]byte)
+	defer discardBufs.Put(buf)
+	_ = c.nc.SetReadDeadline(time.Now().Add(lingerTimeout))
+	if _, err := c.nc.Read(*buf); err != nil {
+		c.teardown()
 	}
 }
 
