@@ -46,11 +46,25 @@ func (r *IMClusterReconciler) ensure(
 	ctx context.Context, owner *v1alpha1.IMCluster, desired client.Object,
 	inSync func(existing client.Object) bool, update func(existing client.Object),
 ) (client.Object, error) {
-	kind := r.kindOf(desired)
-	key := client.ObjectKeyFromObject(desired)
 	existing := desired.DeepCopyObject().(client.Object)
-	err := r.Get(ctx, key, existing)
-	if apierrors.IsNotFound(err) {
+	if err := r.Get(ctx, client.ObjectKeyFromObject(desired), existing); apierrors.IsNotFound(err) {
+		existing = nil
+	} else if err != nil {
+		return nil, fmt.Errorf("while reading %s %s: %w", r.kindOf(desired), desired.GetName(), err)
+	}
+	return r.ensureFrom(ctx, owner, desired, existing, inSync, update)
+}
+
+// ensureFrom is ensure for a caller that has already read the child:
+// existing is the child as read (it is updated in place), nil when the
+// read found none.
+func (r *IMClusterReconciler) ensureFrom(
+	ctx context.Context, owner *v1alpha1.IMCluster, desired, existing client.Object,
+	inSync func(existing client.Object) bool, update func(existing client.Object),
+) (client.Object, error) {
+	kind := r.kindOf(desired)
+	if existing == nil {
+		existing = desired.DeepCopyObject().(client.Object)
 		created, err := r.create(ctx, owner, kind, desired)
 		if err == nil || !apierrors.IsAlreadyExists(err) || r.APIReader == nil {
 			return created, err
@@ -58,11 +72,9 @@ func (r *IMClusterReconciler) ensure(
 		// The cache does not show it: it lacks the managed-by label (the
 		// cache holds only labelled objects), or the cache lags. Look at
 		// the apiserver itself.
-		if err := r.APIReader.Get(ctx, key, existing); err != nil {
+		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(desired), existing); err != nil {
 			return nil, fmt.Errorf("while reading %s %s: %w", kind, desired.GetName(), err)
 		}
-	} else if err != nil {
-		return nil, fmt.Errorf("while reading %s %s: %w", kind, desired.GetName(), err)
 	}
 	if !metav1.IsControlledBy(existing, owner) {
 		return nil, fmt.Errorf("%s %s exists and is not controlled by IMCluster %s", kind, existing.GetName(), owner.Name)

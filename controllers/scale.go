@@ -43,7 +43,11 @@ func (r *IMClusterReconciler) reconcileTier(ctx context.Context, c *v1alpha1.IMC
 		d := o.(*appsv1.Deployment)
 		return d.Spec.Replicas != nil && *d.Spec.Replicas == replicas
 	}
-	obj, err := r.ensure(ctx, c, desired, inSync, updateDeployment(desired))
+	var existing client.Object // read once above: no second read in ensure
+	if current != nil {
+		existing = current
+	}
+	obj, err := r.ensureFrom(ctx, c, desired, existing, inSync, updateDeployment(desired))
 	if err != nil {
 		return nil, fmt.Errorf("while reconciling the %s tier: %w", tier, err)
 	}
