@@ -41,6 +41,15 @@ func init() {
 func runMessage(ctx context.Context, cfg config.Message, role string) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("node", cfg.NodeID, "tier", "message", "role", role)
 	opt := server.Options{Role: role, Log: log}
+	// The internal key is read once: the router's tokens and the API's
+	// verifier of internal calls share it.
+	if cfg.InternalKeyFile != "" {
+		key, err := config.ReadSecretFile(cfg.InternalKeyFile)
+		if err != nil {
+			return fmt.Errorf("internal key (%s): %w", config.EnvInternalKeyFile, err)
+		}
+		opt.InternalKey = key
+	}
 
 	// Presence and routing. Without an internal key there is no push tier
 	// to talk to: the pipeline routes nothing and devices get everything by
@@ -54,12 +63,8 @@ func runMessage(ctx context.Context, cfg config.Message, role string) error {
 		cache := presence.NewCache(cli, cfg.EtcdPrefix, log)
 		go cache.Run(ctx)
 		opt.Directory = cache
-		if cfg.InternalKeyFile != "" && role != server.RoleAPI {
-			key, err := config.ReadSecretFile(cfg.InternalKeyFile)
-			if err != nil {
-				return fmt.Errorf("internal key (%s): %w", config.EnvInternalKeyFile, err)
-			}
-			tokens, err := route.NewTokenSource(key, cfg.NodeID)
+		if opt.InternalKey != nil && role != server.RoleAPI {
+			tokens, err := route.NewTokenSource(opt.InternalKey, cfg.NodeID)
 			if err != nil {
 				return err
 			}

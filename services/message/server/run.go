@@ -42,6 +42,10 @@ type Options struct {
 	Listening func(addr string)
 	// Now is the API's clock (nil: time.Now); tests move it.
 	Now func() time.Time
+	// InternalKey is the internal-tier key the caller already read from
+	// cfg.InternalKeyFile (the binary shares one read between the router's
+	// tokens and the API's verifier); nil: Run reads the file itself.
+	InternalKey []byte
 }
 
 // Run serves until ctx is done, then drains: the HTTP server stops taking
@@ -78,7 +82,7 @@ func Run(ctx context.Context, cfg config.Message, opt Options) error {
 	mux := http.NewServeMux()
 	var srv *api.Server
 	if runAPI {
-		authn, err := authenticator(cfg)
+		authn, err := authenticator(cfg, opt.InternalKey)
 		if err != nil {
 			return err
 		}
@@ -204,7 +208,9 @@ func Run(ctx context.Context, cfg config.Message, opt Options) error {
 	return runErr
 }
 
-func authenticator(cfg config.Message) (*auth.Authenticator, error) {
+// authenticator builds the API's verifiers; internalKey, when not nil, is
+// the already-read content of cfg.InternalKeyFile.
+func authenticator(cfg config.Message, internalKey []byte) (*auth.Authenticator, error) {
 	a := &auth.Authenticator{}
 	var err error
 	if a.User, err = verifier(auth.KindUser, cfg.UserKeyFile, config.EnvUserKeyFile); err != nil {
@@ -215,7 +221,12 @@ func authenticator(cfg config.Message) (*auth.Authenticator, error) {
 			return nil, err
 		}
 	}
-	if cfg.InternalKeyFile != "" {
+	switch {
+	case internalKey != nil:
+		if a.Internal, err = auth.NewVerifier(auth.KindInternal, internalKey); err != nil {
+			return nil, fmt.Errorf("%s key (%s): %w", auth.KindInternal, config.EnvInternalKeyFile, err)
+		}
+	case cfg.InternalKeyFile != "":
 		if a.Internal, err = verifier(auth.KindInternal, cfg.InternalKeyFile, config.EnvInternalKeyFile); err != nil {
 			return nil, err
 		}
