@@ -33,19 +33,35 @@ type Claims struct {
 	jwt.RegisteredClaims
 }
 
-// Signer mints tokens of one kind.
+// Signer mints tokens of one kind with the primary key of its key source,
+// naming that key in the kid header when it has an id.
 type Signer struct {
 	kind Kind
-	key  []byte
+	keys KeySource
 }
 
-// NewSigner returns a Signer for kind with the given HMAC key (≥ 32 bytes).
+// NewSigner returns a Signer for kind with one HMAC key (≥ 32 bytes) and
+// no kid.
 func NewSigner(kind Kind, key []byte) (*Signer, error) {
-	if len(key) < 32 {
-		return nil, fmt.Errorf("%s key must be at least 32 bytes, got %d", kind, len(key))
+	ks, err := NewKeySet(Key{Secret: key})
+	if err != nil {
+		return nil, fmt.Errorf("%s key: %w", kind, err)
 	}
-	return &Signer{kind: kind, key: key}, nil
+	return &Signer{kind: kind, keys: ks}, nil
 }
+
+// NewKeySigner returns a Signer for kind that signs with the primary key
+// of keys as it is at each Sign (a *KeyFile follows key rotation).
+func NewKeySigner(kind Kind, keys KeySource) (*Signer, error) {
+	if keys == nil || keys.Keys() == nil {
+		return nil, fmt.Errorf("%s signer: no keys", kind)
+	}
+	return &Signer{kind: kind, keys: keys}, nil
+}
+
+// KeySet returns the key set Sign currently uses; callers that cache
+// tokens re-sign when it changes.
+func (s *Signer) KeySet() *KeySet { return s.keys.Keys() }
 
 // Sign returns a token for subject valid for ttl.
 func (s *Signer) Sign(subject string, ttl time.Duration) (string, error) {
@@ -60,20 +76,37 @@ func (s *Signer) Sign(subject string, ttl time.Duration) (string, error) {
 		NotBefore: jwt.NewNumericDate(now.Add(-time.Second)),
 		ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
 	}}
-	return jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(s.key)
+	k := s.keys.Keys().Primary()
+	t := jwt.NewWithClaims(jwt.SigningMethodHS256, c)
+	if k.ID != "" {
+		t.Header["kid"] = k.ID
+	}
+	return t.SignedString(k.Secret)
 }
 
-// Verifier checks tokens of one kind.
+// Verifier checks tokens of one kind against every key of its key source:
+// a token with a kid header is checked with that key only (an unknown kid
+// is refused), a token without one with each key in turn (at most MaxKeys).
 type Verifier struct {
 	kind   Kind
-	key    []byte
+	keys   KeySource
 	parser *jwt.Parser
 }
 
-// NewVerifier returns a Verifier for kind with the given HMAC key.
+// NewVerifier returns a Verifier for kind with one HMAC key (≥ 32 bytes).
 func NewVerifier(kind Kind, key []byte) (*Verifier, error) {
-	if len(key) < 32 {
-		return nil, fmt.Errorf("%s key must be at least 32 bytes, got %d", kind, len(key))
+	ks, err := NewKeySet(Key{Secret: key})
+	if err != nil {
+		return nil, fmt.Errorf("%s key: %w", kind, err)
+	}
+	return NewKeyVerifier(kind, ks)
+}
+
+// NewKeyVerifier returns a Verifier for kind that accepts any key of keys
+// as it is at each Verify (a *KeyFile follows key rotation).
+func NewKeyVerifier(kind Kind, keys KeySource) (*Verifier, error) {
+	if keys == nil || keys.Keys() == nil {
+		return nil, fmt.Errorf("%s verifier: no keys", kind)
 	}
 	p := jwt.NewParser(
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
@@ -81,7 +114,32 @@ func NewVerifier(kind Kind, key []byte) (*Verifier, error) {
 		jwt.WithIssuer(Issuer),
 		jwt.WithLeeway(5*time.Second),
 	)
-	return &Verifier{kind: kind, key: key, parser: p}, nil
+	return &Verifier{kind: kind, keys: keys, parser: p}, nil
+}
+
+// keyFunc picks the keys a token may be signed with from one snapshot of
+// the key set.
+func (v *Verifier) keyFunc(t *jwt.Token) (any, error) {
+	ks := v.keys.Keys()
+	if raw, ok := t.Header["kid"]; ok {
+		id, ok := raw.(string)
+		if !ok {
+			return nil, fmt.Errorf("kid header is not a string")
+		}
+		k, ok := ks.byID(id)
+		if !ok {
+			return nil, fmt.Errorf("unknown kid %q", id)
+		}
+		return k.Secret, nil
+	}
+	if ks.Len() == 1 {
+		return ks.Primary().Secret, nil
+	}
+	set := jwt.VerificationKeySet{Keys: make([]jwt.VerificationKey, ks.Len())}
+	for i, k := range ks.keys {
+		set.Keys[i] = k.Secret
+	}
+	return set, nil
 }
 
 // Verify returns the token's subject, or an error wrapping ErrInvalidToken.
@@ -94,7 +152,7 @@ func (v *Verifier) Verify(token string) (string, error) {
 // valid token has one), for sessions that must end when their token does.
 func (v *Verifier) VerifyExpiry(token string) (string, time.Time, error) {
 	var c Claims
-	_, err := v.parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return v.key, nil })
+	_, err := v.parser.ParseWithClaims(token, &c, v.keyFunc)
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}

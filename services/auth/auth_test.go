@@ -43,8 +43,8 @@ func TestAuthenticate(t *testing.T) {
 	expired, _ := mustSigner(t, KindUser, userKey).Sign("alice", -time.Minute)
 	// A user-kind token signed with the service key, and a service-kind
 	// token signed with the user key: wrong key for the kind.
-	wrongKey, _ := (&Signer{kind: KindUser, key: serviceKey}).Sign("alice", time.Minute)
-	wrongKind, _ := (&Signer{kind: KindService, key: userKey}).Sign("alice", time.Minute)
+	wrongKey, _ := mustSigner(t, KindUser, serviceKey).Sign("alice", time.Minute)
+	wrongKind, _ := mustSigner(t, KindService, userKey).Sign("alice", time.Minute)
 	none := jwt.NewWithClaims(jwt.SigningMethodNone, Claims{Kind: KindUser, RegisteredClaims: jwt.RegisteredClaims{
 		Issuer: Issuer, Subject: "alice", ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Minute))}})
 	noneTok, _ := none.SignedString(jwt.UnsafeAllowNoneSignatureType)

@@ -11,4 +11,22 @@
 //
 // Verify checks signature (HS256 only; "none" and other algorithms are
 // refused), expiry (required), not-before, issuer and the kind claim.
+//
+// # Keys and rotation
+//
+// Each kind has a key set (KeySet): one or more HMAC keys, the first of
+// which (the primary) signs; every key verifies. A key may carry an id, put
+// in the token's kid header by the Signer; the Verifier then checks that key
+// only and refuses an unknown kid. A token without kid is tried against each
+// key — bounded, since a set holds at most MaxKeys keys. The key file format
+// is ParseKeySet's: one "KID:SECRET" or "SECRET" per line, so the original
+// single-key file is a one-key set without kid.
+//
+// A KeyFile follows its file: Reload (every DefaultReloadInterval under
+// Watch) swaps the set atomically when the content changed and keeps the
+// last good set when the file turns unreadable or invalid. Signers and
+// Verifiers built on it (NewKeySigner, NewKeyVerifier) read the current set
+// on every call, so a Secret update rotates keys without a restart:
+// add the new key second, wait for every pod to load it, make it first,
+// and drop the old key once tokens signed with it have expired.
 package auth
