@@ -9,7 +9,8 @@ import (
 )
 
 // TokenSource mints internal bearer tokens for tier-to-tier calls and reuses
-// each one for half its lifetime.
+// each one for half its lifetime, or until the signing keys change (a
+// rotated primary key signs the next call's token at once).
 type TokenSource struct {
 	signer  *auth.Signer
 	subject string
@@ -17,6 +18,7 @@ type TokenSource struct {
 
 	mu    sync.Mutex
 	tok   string
+	keys  *auth.KeySet // the key set tok was signed with
 	renew time.Time
 }
 
@@ -33,18 +35,32 @@ func NewTokenSource(key []byte, subject string) (*TokenSource, error) {
 	return &TokenSource{signer: s, subject: subject, ttl: time.Hour}, nil
 }
 
+// NewKeyTokenSource is NewTokenSource signing with the primary key of keys
+// (an *auth.KeyFile follows the internal key file through rotation).
+func NewKeyTokenSource(keys auth.KeySource, subject string) (*TokenSource, error) {
+	s, err := auth.NewKeySigner(auth.KindInternal, keys)
+	if err != nil {
+		return nil, fmt.Errorf("while creating the internal signer: %w", err)
+	}
+	if err := auth.ValidSubject(subject); err != nil {
+		return nil, fmt.Errorf("node id %q: %w", subject, err)
+	}
+	return &TokenSource{signer: s, subject: subject, ttl: time.Hour}, nil
+}
+
 // Token returns a valid internal token.
 func (t *TokenSource) Token() (string, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := time.Now()
-	if t.tok != "" && now.Before(t.renew) {
+	keys := t.signer.KeySet()
+	if t.tok != "" && now.Before(t.renew) && keys == t.keys {
 		return t.tok, nil
 	}
 	tok, err := t.signer.Sign(t.subject, t.ttl)
 	if err != nil {
 		return "", fmt.Errorf("while signing an internal token: %w", err)
 	}
-	t.tok, t.renew = tok, now.Add(t.ttl/2)
+	t.tok, t.keys, t.renew = tok, keys, now.Add(t.ttl/2)
 	return tok, nil
 }
