@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
+	"github.com/imcluster/imcluster/services/auth"
 	"github.com/imcluster/imcluster/services/config"
 	"github.com/imcluster/imcluster/services/message/pipeline"
 	"github.com/imcluster/imcluster/services/message/server"
@@ -41,14 +42,15 @@ func init() {
 func runMessage(ctx context.Context, cfg config.Message, role string) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("node", cfg.NodeID, "tier", "message", "role", role)
 	opt := server.Options{Role: role, Log: log}
-	// The internal key is read once: the router's tokens and the API's
-	// verifier of internal calls share it.
+	// The internal key file is loaded once and followed for key rotation:
+	// the router's tokens and the API's verifier of internal calls share it.
 	if cfg.InternalKeyFile != "" {
-		key, err := config.ReadSecretFile(cfg.InternalKeyFile)
+		keys, err := auth.LoadKeyFile(cfg.InternalKeyFile)
 		if err != nil {
 			return fmt.Errorf("internal key (%s): %w", config.EnvInternalKeyFile, err)
 		}
-		opt.InternalKey = key
+		go keys.Watch(ctx, 0, log)
+		opt.InternalKeys = keys
 	}
 
 	// Presence and routing. Without an internal key there is no push tier
@@ -63,8 +65,8 @@ func runMessage(ctx context.Context, cfg config.Message, role string) error {
 		cache := presence.NewCache(cli, cfg.EtcdPrefix, log)
 		go cache.Run(ctx)
 		opt.Directory = cache
-		if opt.InternalKey != nil && role != server.RoleAPI {
-			tokens, err := route.NewTokenSource(opt.InternalKey, cfg.NodeID)
+		if opt.InternalKeys != nil && role != server.RoleAPI {
+			tokens, err := route.NewKeyTokenSource(opt.InternalKeys, cfg.NodeID)
 			if err != nil {
 				return err
 			}

@@ -42,10 +42,14 @@ type Options struct {
 	Listening func(addr string)
 	// Now is the API's clock (nil: time.Now); tests move it.
 	Now func() time.Time
-	// InternalKey is the internal-tier key the caller already read from
-	// cfg.InternalKeyFile (the binary shares one read between the router's
-	// tokens and the API's verifier); nil: Run reads the file itself.
-	InternalKey []byte
+	// InternalKeys are the internal-tier keys the caller already loaded
+	// from cfg.InternalKeyFile (the binary shares one *auth.KeyFile, which
+	// it watches, between the router's tokens and the API's verifier);
+	// nil: Run loads and watches the file itself.
+	InternalKeys auth.KeySource
+	// KeyReloadInterval is how often the key files Run loads are re-read
+	// for rotation (0: auth.DefaultReloadInterval).
+	KeyReloadInterval time.Duration
 }
 
 // Run serves until ctx is done, then drains: the HTTP server stops taking
@@ -81,11 +85,13 @@ func Run(ctx context.Context, cfg config.Message, opt Options) error {
 	var ready []func() bool
 	mux := http.NewServeMux()
 	var srv *api.Server
+	var keyFiles []*auth.KeyFile // to watch for rotation
 	if runAPI {
-		authn, err := authenticator(cfg, opt.InternalKey)
+		authn, files, err := authenticator(cfg, opt.InternalKeys)
 		if err != nil {
 			return err
 		}
+		keyFiles = files
 		prod, err := mlog.NewProducer(cfg.Kafka, cfg.Topic, cfg.NodeID)
 		if err != nil {
 			return err
@@ -137,6 +143,11 @@ func Run(ctx context.Context, cfg config.Message, opt Options) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
+	// Key rotation: follow the key files (a Secret update needs no restart).
+	for _, f := range keyFiles {
+		wg.Add(1)
+		go func() { defer wg.Done(); f.Watch(ctx, opt.KeyReloadInterval, log) }()
+	}
 	// Cassandra liveness for /readyz.
 	wg.Add(1)
 	go func() {
@@ -208,40 +219,40 @@ func Run(ctx context.Context, cfg config.Message, opt Options) error {
 	return runErr
 }
 
-// authenticator builds the API's verifiers; internalKey, when not nil, is
-// the already-read content of cfg.InternalKeyFile.
-func authenticator(cfg config.Message, internalKey []byte) (*auth.Authenticator, error) {
+// authenticator builds the API's verifiers on the key files of cfg and
+// returns the files it loaded, for the caller to watch. internal, when not
+// nil, holds the keys of cfg.InternalKeyFile the caller already loaded.
+func authenticator(cfg config.Message, internal auth.KeySource) (*auth.Authenticator, []*auth.KeyFile, error) {
 	a := &auth.Authenticator{}
+	var files []*auth.KeyFile
+	load := func(kind auth.Kind, file, env string) (*auth.Verifier, error) {
+		f, err := auth.LoadKeyFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("%s key (%s): %w", kind, env, err)
+		}
+		files = append(files, f)
+		return auth.NewKeyVerifier(kind, f)
+	}
 	var err error
-	if a.User, err = verifier(auth.KindUser, cfg.UserKeyFile, config.EnvUserKeyFile); err != nil {
-		return nil, err
+	if a.User, err = load(auth.KindUser, cfg.UserKeyFile, config.EnvUserKeyFile); err != nil {
+		return nil, nil, err
 	}
 	if cfg.ServiceKeyFile != "" {
-		if a.Service, err = verifier(auth.KindService, cfg.ServiceKeyFile, config.EnvServiceKeyFile); err != nil {
-			return nil, err
+		if a.Service, err = load(auth.KindService, cfg.ServiceKeyFile, config.EnvServiceKeyFile); err != nil {
+			return nil, nil, err
 		}
 	}
 	switch {
-	case internalKey != nil:
-		if a.Internal, err = auth.NewVerifier(auth.KindInternal, internalKey); err != nil {
-			return nil, fmt.Errorf("%s key (%s): %w", auth.KindInternal, config.EnvInternalKeyFile, err)
+	case internal != nil:
+		if a.Internal, err = auth.NewKeyVerifier(auth.KindInternal, internal); err != nil {
+			return nil, nil, fmt.Errorf("%s key (%s): %w", auth.KindInternal, config.EnvInternalKeyFile, err)
 		}
 	case cfg.InternalKeyFile != "":
-		if a.Internal, err = verifier(auth.KindInternal, cfg.InternalKeyFile, config.EnvInternalKeyFile); err != nil {
-			return nil, err
+		if a.Internal, err = load(auth.KindInternal, cfg.InternalKeyFile, config.EnvInternalKeyFile); err != nil {
+			return nil, nil, err
 		}
 	}
-	return a, nil
-}
-
-// verifier reads the key in file (named by env) and verifies tokens of kind
-// with it.
-func verifier(kind auth.Kind, file, env string) (*auth.Verifier, error) {
-	key, err := config.ReadSecretFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("%s key (%s): %w", kind, env, err)
-	}
-	return auth.NewVerifier(kind, key)
+	return a, files, nil
 }
 
 // Bootstrap creates the topics (refusing a partition-count mismatch) and

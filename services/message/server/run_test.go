@@ -41,7 +41,15 @@ func TestAuthenticatorInternalKey(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := config.Message{UserKeyFile: write("user", userKey)}
 			cfg.InternalKeyFile = tc.file
-			a, err := authenticator(cfg, tc.loaded)
+			var loaded auth.KeySource
+			if tc.loaded != nil {
+				ks, err := auth.NewKeySet(auth.Key{Secret: tc.loaded})
+				if err != nil {
+					t.Fatal(err)
+				}
+				loaded = ks
+			}
+			a, _, err := authenticator(cfg, loaded)
 			if err != nil {
 				t.Fatalf("authenticator: %v", err)
 			}
@@ -61,4 +69,52 @@ func TestAuthenticatorInternalKey(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The key files authenticator loads are returned for watching, and a
+// reload of one changes what its verifier accepts (no restart).
+func TestAuthenticatorFollowsKeyFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	oldKey, newKey := bytes.Repeat([]byte("o"), 32), bytes.Repeat([]byte("n"), 32)
+	cfg := config.Message{UserKeyFile: write("user", string(oldKey)+"\n"),
+		ServiceKeyFile: write("service", string(oldKey)+"\n")}
+	cfg.InternalKeyFile = write("internal", string(oldKey)+"\n")
+	a, files, err := authenticator(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 3 {
+		t.Fatalf("%d key files to watch, want 3", len(files))
+	}
+	signer, _ := auth.NewKeySigner(auth.KindUser, mustKeySet(t, "new:"+string(newKey)))
+	tok, _ := signer.Sign("alice", time.Minute)
+	if _, err := a.User.Verify(tok); err == nil {
+		t.Fatal("token of a key not in the file accepted")
+	}
+	write("user", string(oldKey)+"\nnew:"+string(newKey)+"\n")
+	for _, f := range files {
+		if _, err := f.Reload(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.User.Verify(tok); err != nil {
+		t.Fatalf("token of the added key refused after reload: %v", err)
+	}
+}
+
+func mustKeySet(t *testing.T, file string) *auth.KeySet {
+	t.Helper()
+	ks, err := auth.ParseKeySet([]byte(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ks
 }
