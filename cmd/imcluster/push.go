@@ -112,23 +112,26 @@ func runPush(ctx context.Context, cfg config.Push) error {
 	if cfg.InternalAddr == "" {
 		return errors.New(config.EnvInternalAddr + " is required for a push node (delivery endpoint)")
 	}
-	userKey, err := config.ReadSecretFile(cfg.UserKeyFile)
+	// Key files are followed for rotation: a Secret update needs no restart.
+	userKeys, err := auth.LoadKeyFile(cfg.UserKeyFile)
 	if err != nil {
 		return fmt.Errorf("user key (%s): %w", config.EnvUserKeyFile, err)
 	}
-	internalKey, err := config.ReadSecretFile(cfg.InternalKeyFile)
+	internalKeys, err := auth.LoadKeyFile(cfg.InternalKeyFile)
 	if err != nil {
 		return fmt.Errorf("internal key (%s): %w", config.EnvInternalKeyFile, err)
 	}
-	users, err := auth.NewVerifier(auth.KindUser, userKey)
+	go userKeys.Watch(ctx, 0, log)
+	go internalKeys.Watch(ctx, 0, log)
+	users, err := auth.NewKeyVerifier(auth.KindUser, userKeys)
 	if err != nil {
 		return err
 	}
-	internal, err := auth.NewVerifier(auth.KindInternal, internalKey)
+	internal, err := auth.NewKeyVerifier(auth.KindInternal, internalKeys)
 	if err != nil {
 		return err
 	}
-	tokens, err := route.NewTokenSource(internalKey, cfg.NodeID)
+	tokens, err := route.NewKeyTokenSource(internalKeys, cfg.NodeID)
 	if err != nil {
 		return err
 	}
