@@ -186,7 +186,7 @@ func (st *Store) Persist(ctx context.Context, items []Item) error {
 			continue
 		}
 		g.Go(func() error {
-			if err := st.s.Query(cqlConvBucket, k.conv, k.b).WithContext(gctx).Exec(); err != nil {
+			if err := st.exec(gctx, stmt{cqlConvBucket, []any{k.conv, k.b}, 64}); err != nil {
 				return fmt.Errorf("while writing conversation bucket: %w", err)
 			}
 			st.markers.add(key)
@@ -239,7 +239,7 @@ func (st *Store) writeFeed(ctx context.Context, user string, part int32, buckets
 	for _, b := range slices.Sorted(maps.Keys(buckets)) {
 		key := fmt.Sprintf("f%s\x00%d\x00%d", user, part, b)
 		if !st.markers.has(key) {
-			if err := st.s.Query(cqlFeedBucket, user, part, b).WithContext(ctx).Exec(); err != nil {
+			if err := st.exec(ctx, stmt{cqlFeedBucket, []any{user, part, b}, 64}); err != nil {
 				return fmt.Errorf("while writing feed bucket: %w", err)
 			}
 			st.markers.add(key)
