@@ -28,7 +28,8 @@ const (
 )
 
 // Client calls the message API as a business back end. New fills it; a
-// Client built by hand works too (nil HTTP: a client with DefaultTimeout).
+// Client built by hand works too. Nil HTTP: the package's shared client
+// (DefaultTimeout), as New leaves it.
 type Client struct {
 	BaseURL string // e.g. http://message:8080
 	Token   string // service token
@@ -38,12 +39,14 @@ type Client struct {
 // DefaultTimeout bounds each call of a Client without its own HTTP client.
 const DefaultTimeout = 15 * time.Second
 
+// defaultHTTP is shared by every Client without its own HTTP client, so
+// their connections to the message tier are pooled together.
 var defaultHTTP = &http.Client{Timeout: DefaultTimeout}
 
-// New returns a Client.
+// New returns a Client that uses the package's shared HTTP client (calls
+// end after DefaultTimeout); set HTTP for another one.
 func New(baseURL, serviceToken string) *Client {
-	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), Token: serviceToken,
-		HTTP: &http.Client{Timeout: DefaultTimeout}}
+	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), Token: serviceToken}
 }
 
 func (c *Client) httpClient() *http.Client {

@@ -74,3 +74,18 @@ func TestHandBuiltClient(t *testing.T) {
 		t.Fatalf("is online: %v %v", on, err)
 	}
 }
+
+// Clients from New share one HTTP client (one connection pool) unless
+// given their own.
+func TestNewSharesTheHTTPClient(t *testing.T) {
+	a, b := New("http://message:8080", "svc"), New("http://other:8080/", "svc2")
+	if a.httpClient() != defaultHTTP || b.httpClient() != defaultHTTP {
+		t.Fatalf("New's clients use %p and %p, want the shared %p", a.httpClient(), b.httpClient(), defaultHTTP)
+	}
+	own := &http.Client{}
+	c := New("http://message:8080", "svc")
+	c.HTTP = own
+	if c.httpClient() != own {
+		t.Fatal("a Client's own HTTP client is not used")
+	}
+}
