@@ -86,7 +86,8 @@ func (s *Signer) Sign(subject string, ttl time.Duration) (string, error) {
 
 // Verifier checks tokens of one kind against every key of its key source:
 // a token with a kid header is checked with that key only (an unknown kid
-// is refused), a token without one with each key in turn (at most MaxKeys).
+// with the key without kid if the set has one, else it is refused), a token
+// without kid with each key in turn (at most MaxKeys).
 type Verifier struct {
 	kind   Kind
 	keys   KeySource
@@ -128,7 +129,12 @@ func (v *Verifier) keyFunc(t *jwt.Token) (any, error) {
 		}
 		k, ok := ks.byID(id)
 		if !ok {
-			return nil, fmt.Errorf("unknown kid %q", id)
+			// The key without kid, if any: a token's kid may name a key
+			// this set knows by its secret only (a key given a kid in the
+			// signer's file before this one reloaded).
+			if k, ok = ks.byID(""); !ok {
+				return nil, fmt.Errorf("unknown kid %q", id)
+			}
 		}
 		return k.Secret, nil
 	}

@@ -17,7 +17,8 @@
 // Each kind has a key set (KeySet): one or more HMAC keys, the first of
 // which (the primary) signs; every key verifies. A key may carry an id, put
 // in the token's kid header by the Signer; the Verifier then checks that key
-// only and refuses an unknown kid. A token without kid is tried against each
+// only, and an unknown kid with the set's key without kid (the old
+// single-key file's, given a kid elsewhere first) or not at all. A token without kid is tried against each
 // key — bounded, since a set holds at most MaxKeys keys. The key file format
 // is ParseKeySet's: one "KID:SECRET" or "SECRET" per line, so the original
 // single-key file is a one-key set without kid.

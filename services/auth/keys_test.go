@@ -131,6 +131,8 @@ func TestVerifyWithKeySets(t *testing.T) {
 		{"no kid, legacy key given a kid later", "k1:" + secretA, signWith(secretA), true},
 		{"no kid, key not in set", "k2:" + secretB + "\nk1:" + secretA, signWith(secretC), false},
 		{"unknown kid", "k2:" + secretB + "\nk1:" + secretA, signWith("k3:" + secretA), false},
+		{"unknown kid, key without kid tried", secretA + "\nk2:" + secretB, signWith("k1:" + secretA), true},
+		{"unknown kid, key without kid does not match", secretA + "\nk2:" + secretB, signWith("k1:" + secretC), false},
 		{"kid names another key than the signature's", "k2:" + secretB + "\nk1:" + secretA, withKid("k2", secretA), false},
 		{"kid not a string", "k1:" + secretA, withKid(7, secretA), false},
 		{"dropped key", "k2:" + secretB, signWith("k1:" + secretA), false},
