@@ -21,7 +21,6 @@ import (
 
 	"github.com/imcluster/imcluster/pkg/client"
 	"github.com/imcluster/imcluster/services/auth"
-	"github.com/imcluster/imcluster/services/config"
 	"github.com/imcluster/imcluster/services/protocol"
 )
 
@@ -185,11 +184,10 @@ func runBench(ctx context.Context, o benchOpts) error {
 			res.Memory = append(res.Memory, NodeMemory{URL: u, RSSBeforeBytes: m["process_resident_memory_bytes"], HeapBeforeBytes: m["go_memstats_heap_inuse_bytes"]})
 		}
 	}
-	key, err := readUserKey()
-	if err != nil {
-		return err
+	if g.userKey == "" {
+		return errors.New("bench mints user tokens: set --user-key-file (or IM_AUTH_USER_KEY_FILE)")
 	}
-	signer, err := auth.NewSigner(auth.KindUser, key)
+	signer, err := fileSigner(auth.KindUser, g.userKey)
 	if err != nil {
 		return err
 	}
@@ -404,13 +402,6 @@ func runBench(ctx context.Context, o benchOpts) error {
 	res.SendDeliverMs = percentiles(delivLat)
 	measureMemory(&res)
 	return report(res, o.jsonOut)
-}
-
-func readUserKey() ([]byte, error) {
-	if g.userKey == "" {
-		return nil, errors.New("bench mints user tokens: set --user-key-file (or IM_AUTH_USER_KEY_FILE)")
-	}
-	return config.ReadSecretFile(g.userKey)
 }
 
 func measureMemory(res *BenchResult) {

@@ -63,17 +63,24 @@ func pushURLs() []string {
 	return out
 }
 
-// mint signs a token of kind for subject with the key in keyFile.
+// mint signs a token of kind for subject with the primary key in keyFile.
 func mint(kind auth.Kind, keyFile, subject string, ttl time.Duration) (string, error) {
-	key, err := config.ReadSecretFile(keyFile)
-	if err != nil {
-		return "", fmt.Errorf("%s key: %w (set --%s-key-file)", kind, err, kind)
-	}
-	s, err := auth.NewSigner(kind, key)
+	s, err := fileSigner(kind, keyFile)
 	if err != nil {
 		return "", err
 	}
 	return s.Sign(subject, ttl)
+}
+
+// fileSigner returns a signer of kind with the primary (first) key of
+// keyFile, in the servers' key file format (several keys for rotation;
+// the token names the key's kid).
+func fileSigner(kind auth.Kind, keyFile string) (*auth.Signer, error) {
+	keys, err := auth.LoadKeyFile(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("%s key: %w (set --%s-key-file)", kind, err, kind)
+	}
+	return auth.NewKeySigner(kind, keys)
 }
 
 // userToken returns --token or a fresh user token for user.
