@@ -55,7 +55,7 @@ type Common struct {
 	EtcdEndpoints   []string
 	EtcdPrefix      string // all keys live under it, e.g. "/imcluster/<name>"
 	EtcdTLSDir      string // ca.crt, tls.crt, tls.key; empty: plaintext
-	InternalKeyFile string // HMAC key shared by the tiers for internal calls
+	InternalKeyFile string // HMAC keys shared by the tiers for internal calls (auth.ParseKeySet format, reloaded)
 	ShutdownGrace   time.Duration
 }
 
@@ -87,8 +87,8 @@ type Message struct {
 	Common
 	Kafka
 	Cassandra
-	UserKeyFile     string // HMAC key for user JWTs
-	ServiceKeyFile  string // HMAC key for business back-end (SDK) tokens
+	UserKeyFile     string // HMAC keys for user JWTs (auth.ParseKeySet format, reloaded)
+	ServiceKeyFile  string // HMAC keys for business back-end (SDK) tokens (likewise)
 	MaxMessageBytes int
 	RecallWindow    time.Duration
 }
