@@ -13,6 +13,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -133,13 +134,67 @@ func TestBenchMemory100(t *testing.T) {
 		waitDeployments(t, a, nss[i%10], fmt.Sprintf("c%03d", i))
 	}
 	took := time.Since(start)
-	// Let the status patches and events settle, then sample.
-	time.Sleep(5 * time.Second)
+	// Let the status patches settle, then sample.
+	waitSettled(t, a, m, n)
 	rss, hwm := procMemory(t, m.cmd.Process.Pid)
 	heap := metricValue(m.scrape(t), "go_memstats_heap_inuse_bytes")
 	writes := metricValue(m.scrape(t), `imcluster_operator_child_writes_total{kind="Deployment",op="create"}`)
 	t.Logf("RESULT %d IMClusters (%.0f Deployments created) fully reconciled in %v; manager RSS %s (idle before: %s, peak %s), Go heap in use %s",
 		n, writes, took.Round(time.Millisecond), mib(rss), mib(rss0), mib(hwm), mib(int64(heap)))
+}
+
+// waitSettled waits until the operator has reported all n IMClusters with
+// both their Deployments (status at the current generation, Progressing
+// because the tiers roll out — no kubelet makes them ready — and not
+// because a Deployment is missing) and its work queue is empty with no
+// reconcile running.
+func waitSettled(t *testing.T, a *apiserver, m *manager, n int) {
+	t.Helper()
+	eventually(t, 2*time.Minute, "every IMCluster's status shows its Deployments, operator idle", func() error {
+		var list v1alpha1.IMClusterList
+		if err := a.Client.List(context.Background(), &list); err != nil {
+			return err
+		}
+		settled := 0
+		for _, c := range list.Items {
+			p := meta.FindStatusCondition(c.Status.Conditions, v1alpha1.ConditionProgressing)
+			if c.Status.ObservedGeneration == c.Generation && p != nil && p.ObservedGeneration == c.Generation &&
+				p.Reason == v1alpha1.ReasonRollingOut && !strings.Contains(p.Message, "not created yet") {
+				settled++
+			}
+		}
+		if settled < n {
+			return fmt.Errorf("%d of %d IMClusters report both Deployments", settled, n)
+		}
+		metrics := m.scrape(t)
+		for _, name := range []string{"workqueue_depth", "controller_runtime_active_workers"} {
+			if v := metricSum(metrics, name, `"imcluster"`); v != 0 {
+				return fmt.Errorf("operator not idle: %s %v", name, v)
+			}
+		}
+		return nil
+	})
+}
+
+// metricSum adds up the samples of metric name whose labels contain
+// label (e.g. `"imcluster"`); -1 when there is none.
+func metricSum(metrics, name, label string) float64 {
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `\{([^}]*)\}\s+(\S+)$`)
+	sum, found := 0.0, false
+	for _, m := range re.FindAllStringSubmatch(metrics, -1) {
+		if !strings.Contains(m[1], label) {
+			continue
+		}
+		v, err := strconv.ParseFloat(m[2], 64)
+		if err != nil {
+			return -1
+		}
+		sum, found = sum+v, true
+	}
+	if !found {
+		return -1
+	}
+	return sum
 }
 
 func envInt(name string, def int) int {
