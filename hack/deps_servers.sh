@@ -111,6 +111,16 @@ cassandra_commitlog_sync() {
 	esac
 }
 
+# cassandra_paxos: the Paxos implementation of lightweight transactions (the
+# send path's idempotency claim is one). v2 needs fewer round trips and
+# fewer system.paxos writes per transaction (see docs/benchmarks.md).
+cassandra_paxos() {
+	case ${IMC_CASSANDRA_PAXOS:-v1} in
+	v1 | v2) printf 'paxos_variant: %s' "${IMC_CASSANDRA_PAXOS:-v1}" ;;
+	*) die "IMC_CASSANDRA_PAXOS: want v1 or v2" ;;
+	esac
+}
+
 start_cassandra() {
 	prepare cassandra || return 0
 	local dir="$IMC_RUN_DIR/cassandra"
@@ -131,6 +141,7 @@ storage_port: $IMC_CASSANDRA_STORAGE_PORT
 native_transport_port: $IMC_CASSANDRA_PORT
 start_native_transport: true
 $(cassandra_commitlog_sync)
+$(cassandra_paxos)
 storage_compatibility_mode: NONE
 hinted_handoff_enabled: false
 auto_snapshot: false
