@@ -51,6 +51,13 @@ type noStore struct{ Store }
 
 func (noStore) PersistedHeads(context.Context) ([]int64, error) { return nil, nil }
 
+// fakeLastMsgSeq is the last message seq of every conversation of noStore.
+const fakeLastMsgSeq = 1000
+
+func (noStore) Conversation(_ context.Context, _, conv string) (store.ConvState, bool, error) {
+	return store.ConvState{ConvID: conv, LastSeq: fakeLastMsgSeq, LastMsgSeq: fakeLastMsgSeq}, true, nil
+}
+
 func newTestServer(t *testing.T) (*httptest.Server, *fakeProducer, map[auth.Kind]*auth.Signer) {
 	t.Helper()
 	signers := map[auth.Kind]*auth.Signer{}
@@ -147,6 +154,19 @@ func TestDeliveredBoundsAndCoalescing(t *testing.T) {
 	// A bad ack anywhere refuses the whole batch.
 	if st, _, _ := call(t, ts, "POST", protocol.DeliveredPath, in, `{"acks":[{"conv_id":"p:alice:bob","user_id":"bob","seq":1},{"conv_id":"p:alice:bob","user_id":"bob","seq":-1}]}`); st != 400 || len(p.recs) != 2 {
 		t.Fatalf("bad ack: %d, %d records", st, len(p.recs))
+	}
+	// An ack beyond the conversation's last message is ignored, alone: the
+	// highest ack not beyond it (another device's) still counts.
+	beyond := fakeLastMsgSeq + 1
+	st, _, m = call(t, ts, "POST", protocol.DeliveredPath, in, fmt.Sprintf(`{"acks":[
+		{"conv_id":"p:alice:bob","user_id":"bob","device_id":"phone","seq":%d},
+		{"conv_id":"p:alice:bob","user_id":"bob","device_id":"web","seq":7},
+		{"conv_id":"p:alice:dan","user_id":"dan","seq":%d}]}`, beyond, model.MaxSeq))
+	if st != 200 || m["records"] != float64(1) || m["ignored"] != float64(2) || len(p.recs) != 3 {
+		t.Fatalf("acks beyond the last message: %d %v, %d records", st, m, len(p.recs))
+	}
+	if r := p.recs[2]; r.From != "bob" || r.DeviceID != "web" || r.RefSeq != 7 {
+		t.Fatalf("record %+v, want bob's web ack of 7", r)
 	}
 }
 

@@ -3,6 +3,7 @@ package api
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 
@@ -117,8 +118,20 @@ func (s *Server) recall(w http.ResponseWriter, r *http.Request) *apiError {
 // DeliveredResponse answers the push tier's delivered acks.
 type DeliveredResponse struct {
 	Records int `json:"records"` // delivered records produced after coalescing
+	// Ignored counts the acks refused because their seq is beyond the
+	// highest message seq of the user's conversation (or the user has no
+	// message in it): they were never messages to this user and must not
+	// produce a receipt. The other acks of the batch still count.
+	Ignored int `json:"ignored"`
 }
 
+// delivered turns the push tier's acks into delivered records. Acks are
+// grouped per (conversation, user); each group costs one point read of the
+// user's conversation row and produces at most one record: the highest
+// acked seq that is not beyond the conversation's last message (an ack
+// beyond it is ignored, never clamped: a device cannot have received a
+// message that does not exist). A stale or duplicate ack is harmless
+// (peer_delivered_seq is a max-register) and still produced.
 func (s *Server) delivered(w http.ResponseWriter, r *http.Request) *apiError {
 	c, e := s.authenticate(r, false)
 	if e != nil {
@@ -138,7 +151,7 @@ func (s *Server) delivered(w http.ResponseWriter, r *http.Request) *apiError {
 		return errf(http.StatusRequestEntityTooLarge, protocol.ErrTooLarge, fmt.Sprintf("at most %d acks", maxAcks))
 	}
 	type key struct{ conv, user string }
-	best := map[key]protocol.DeliveredAck{}
+	groups := map[key][]protocol.DeliveredAck{}
 	for i, a := range req.Acks {
 		if _, ok := model.Peer(a.ConvID, a.UserID); !ok {
 			return badRequest(protocol.ErrInvalidField, fmt.Sprintf("acks[%d]: user %q is not in conversation %q", i, a.UserID, a.ConvID))
@@ -150,30 +163,56 @@ func (s *Server) delivered(w http.ResponseWriter, r *http.Request) *apiError {
 			return badRequest(protocol.ErrInvalidField, fmt.Sprintf("acks[%d]: seq out of range", i))
 		}
 		k := key{a.ConvID, a.UserID}
-		if b, ok := best[k]; !ok || a.Seq > b.Seq {
-			best[k] = a
-		}
+		groups[k] = append(groups[k], a)
 	}
-	acks := make([]protocol.DeliveredAck, 0, len(best))
-	for _, a := range best {
-		acks = append(acks, a)
-	}
-	slices.SortFunc(acks, func(a, b protocol.DeliveredAck) int {
-		return cmp.Or(cmp.Compare(a.ConvID, b.ConvID), cmp.Compare(a.UserID, b.UserID))
+	keys := slices.SortedFunc(maps.Keys(groups), func(a, b key) int {
+		return cmp.Or(cmp.Compare(a.conv, b.conv), cmp.Compare(a.user, b.user))
 	})
 	now := s.Now().UnixMilli()
-	var g errgroup.Group
+	ignored := make([]int, len(keys)) // per group
+	produced := make([]bool, len(keys))
+	g, ctx := errgroup.WithContext(r.Context())
 	g.SetLimit(32)
-	for _, a := range acks {
+	for i, k := range keys {
 		g.Go(func() error {
-			rec := model.Record{Kind: protocol.KindDelivered, ConvID: a.ConvID, From: a.UserID, DeviceID: a.DeviceID, AtMs: now, RefSeq: a.Seq}
-			_, _, err := s.produce(&rec)
-			return err
+			st, ok, err := s.Store.Conversation(ctx, k.user, k.conv)
+			if err != nil {
+				return err
+			}
+			last := int64(-1) // no message: every ack is beyond it
+			if ok {
+				last = st.LastMsgSeq
+			}
+			var best *protocol.DeliveredAck
+			for j, a := range groups[k] {
+				switch {
+				case a.Seq > last:
+					ignored[i]++
+				case best == nil || a.Seq > best.Seq:
+					best = &groups[k][j]
+				}
+			}
+			if best == nil {
+				return nil
+			}
+			rec := model.Record{Kind: protocol.KindDelivered, ConvID: k.conv, From: k.user, DeviceID: best.DeviceID, AtMs: now, RefSeq: best.Seq}
+			if _, _, err := s.produce(&rec); err != nil {
+				return err
+			}
+			produced[i] = true
+			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return unavailable(err)
 	}
-	writeJSON(w, http.StatusOK, DeliveredResponse{Records: len(acks)})
+	var resp DeliveredResponse
+	for i := range keys {
+		resp.Ignored += ignored[i]
+		if produced[i] {
+			resp.Records++
+		}
+	}
+	writeJSON(w, http.StatusOK, resp)
 	return nil
 }

@@ -18,4 +18,9 @@
 // It answers 503 unavailable with Retry-After while a first attempt whose
 // outcome is unknown may still be in flight (at most IdemLease), so a retry
 // can never race its original into the log.
+//
+// Delivered acks (internal token) cost one point read of the acking user's
+// conversation row per (conversation, user) of a batch: an ack beyond that
+// row's last message seq is ignored (counted in the answer, never clamped)
+// so no ack produces a receipt for a message that does not exist.
 package api

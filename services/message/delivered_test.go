@@ -1,0 +1,88 @@
+package message_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/imcluster/imcluster/services/message/api"
+	"github.com/imcluster/imcluster/services/message/internal/msgtest"
+	"github.com/imcluster/imcluster/services/message/model"
+	"github.com/imcluster/imcluster/services/message/server"
+	"github.com/imcluster/imcluster/services/protocol"
+)
+
+// A delivered ack beyond the last message of the user's conversation
+// produces nothing (no record, no receipt), whatever else its batch holds;
+// acks of real messages, stale ones included, keep working.
+func TestDeliveredAckBeyondLastMessage(t *testing.T) {
+	e := newEnv(t, 2)
+	e.start(t, server.RoleAll)
+	conv := model.ConvID("alice", "bob")
+	var seqs []int64
+	for i := range 2 {
+		seqs = append(seqs, *e.send(t, "alice", text("bob", fmt.Sprint("m", i), "hi")).Seq)
+	}
+	row := func(user string) (c struct{ lastSeq, lastMsg, peerDelivered int64 }) {
+		s, _, err := e.st.Conversation(t.Context(), user, conv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.lastSeq, c.lastMsg, c.peerDelivered = s.LastSeq, s.LastMsgSeq, s.PeerDeliveredSeq
+		return c
+	}
+	msgtest.Eventually(t, 60*time.Second, "bob's conversation row has both messages", func() bool { return row("bob").lastMsg == seqs[1] })
+	internal := msgtest.Token(t, e.keys.Internal, "push-1")
+	ack := func(user, device string, seq int64) protocol.DeliveredAck {
+		c := conv
+		if user == "carol" {
+			c = model.ConvID("alice", "carol") // no message in it
+		}
+		return protocol.DeliveredAck{ConvID: c, UserID: user, DeviceID: device, Seq: seq}
+	}
+
+	steps := []struct {
+		name             string
+		acks             func() []protocol.DeliveredAck
+		records, ignored int
+		want             int64 // alice's peer_delivered_seq afterwards; -1: nothing produced
+	}{
+		{"far beyond, beside another device's valid ack and an empty conversation", func() []protocol.DeliveredAck {
+			return []protocol.DeliveredAck{ack("bob", "phone", seqs[1]+1_000_000), ack("bob", "web", seqs[0]), ack("carol", "tab", 0)}
+		}, 1, 2, seqs[0]},
+		{"a seq that exists but is no message (bob's delivered event)", func() []protocol.DeliveredAck {
+			return []protocol.DeliveredAck{ack("bob", "phone", row("bob").lastSeq)}
+		}, 0, 1, -1},
+		{"the last message", func() []protocol.DeliveredAck {
+			return []protocol.DeliveredAck{ack("bob", "phone", seqs[1])}
+		}, 1, 0, seqs[1]},
+		{"a stale ack is harmless", func() []protocol.DeliveredAck {
+			return []protocol.DeliveredAck{ack("bob", "web", seqs[0])}
+		}, 1, 0, seqs[1]},
+	}
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			before := e.logEnd(t)
+			r := e.c.Do(t, "POST", protocol.DeliveredPath, internal, protocol.DeliveredBatch{Acks: s.acks()})
+			var dr api.DeliveredResponse
+			r.Decode(t, &dr)
+			if r.Status != 200 || dr.Records != s.records || dr.Ignored != s.ignored {
+				t.Fatalf("delivered: %d %s; want records %d, ignored %d", r.Status, r.Body, s.records, s.ignored)
+			}
+			if got := e.logEnd(t) - before; got != int64(s.records) {
+				t.Fatalf("%d records in the log, want %d", got, s.records)
+			}
+			if s.want < 0 {
+				return
+			}
+			// Records of one conversation are persisted in log order, so
+			// once the receipt equals want no ignored ack can move it later.
+			msgtest.Eventually(t, 30*time.Second, fmt.Sprintf("alice's peer_delivered_seq = %d", s.want), func() bool {
+				return row("alice").peerDelivered == s.want
+			})
+		})
+	}
+	if c := row("alice"); c.peerDelivered > c.lastMsg {
+		t.Fatalf("alice sees delivered up to %d, past the last message %d", c.peerDelivered, c.lastMsg)
+	}
+}
