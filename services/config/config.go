@@ -44,6 +44,9 @@ const (
 	EnvHeartbeatInterval = "IM_PUSH_HEARTBEAT_INTERVAL"
 	EnvSendQueueLength   = "IM_PUSH_SEND_QUEUE"
 	EnvPresenceLeaseTTL  = "IM_PRESENCE_LEASE_TTL"
+	EnvTLSCertFile       = "IM_TLS_CERT_FILE"
+	EnvTLSKeyFile        = "IM_TLS_KEY_FILE"
+	EnvTLSCAFile         = "IM_TLS_CA_FILE"
 )
 
 // Common holds what every tier needs.
@@ -57,6 +60,14 @@ type Common struct {
 	EtcdTLSDir      string // ca.crt, tls.crt, tls.key; empty: plaintext
 	InternalKeyFile string // HMAC keys shared by the tiers for internal calls (auth.ParseKeySet format, reloaded)
 	ShutdownGrace   time.Duration
+	// TLS of the client-facing listener (HTTPAddr): PEM certificate chain
+	// and key, both or neither; reloaded when their content changes.
+	// Empty: clear text. Internal and metrics listeners stay clear text.
+	TLSCertFile string
+	TLSKeyFile  string
+	// TLSCAFile: PEM CA bundle trusted, beside the system roots, for this
+	// tier's https:// calls to the other tier (push: MessageURL).
+	TLSCAFile string
 }
 
 // Kafka is the reliable log.
@@ -119,6 +130,12 @@ func loadCommon(get Getenv, c *Common, defHTTP string) error {
 	c.EtcdTLSDir = str(get, EnvEtcdTLSDir, "")
 	c.InternalKeyFile = str(get, EnvInternalKeyFile, "")
 	c.ShutdownGrace = dur(get, EnvShutdownGrace, 25*time.Second, &errs)
+	c.TLSCertFile = str(get, EnvTLSCertFile, "")
+	c.TLSKeyFile = str(get, EnvTLSKeyFile, "")
+	c.TLSCAFile = str(get, EnvTLSCAFile, "")
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		errs = append(errs, EnvTLSCertFile+" and "+EnvTLSKeyFile+" must be set together")
+	}
 	return joinErrs(errs)
 }
 

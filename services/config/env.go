@@ -58,6 +58,9 @@ func envOf(c Common) map[string]string {
 	put(e, EnvEtcdTLSDir, c.EtcdTLSDir)
 	put(e, EnvInternalKeyFile, c.InternalKeyFile)
 	putDur(e, EnvShutdownGrace, c.ShutdownGrace)
+	put(e, EnvTLSCertFile, c.TLSCertFile)
+	put(e, EnvTLSKeyFile, c.TLSKeyFile)
+	put(e, EnvTLSCAFile, c.TLSCAFile)
 	return e
 }
 

@@ -11,6 +11,7 @@ func TestEnvRoundTrip(t *testing.T) {
 		NodeID: "pod-1", HTTPAddr: ":8080", InternalAddr: ":9091", MetricsAddr: ":9090",
 		EtcdEndpoints: []string{"etcd-0:2379", "etcd-1:2379"}, EtcdPrefix: "/imcluster/ns/x",
 		EtcdTLSDir: "/etc/imcluster/etcd-tls", InternalKeyFile: "/k/internal", ShutdownGrace: 40 * time.Second,
+		TLSCertFile: "/tls/tls.crt", TLSKeyFile: "/tls/tls.key", TLSCAFile: "/ca/ca.crt",
 	}
 	msg := Message{
 		Common: common,
@@ -55,5 +56,30 @@ func TestEnvOmitsZeroFields(t *testing.T) {
 	m := Message{Kafka: Kafka{Partitions: 6}}.Env()
 	if len(m) != 1 || m[EnvKafkaPartitions] != "6" {
 		t.Fatalf("got %v, want only %s=6", m, EnvKafkaPartitions)
+	}
+}
+
+// A certificate without its key (or the reverse) is a configuration error.
+func TestTLSPairTogether(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantErr bool
+	}{
+		{"neither", map[string]string{}, false},
+		{"both", map[string]string{EnvTLSCertFile: "/c", EnvTLSKeyFile: "/k"}, false},
+		{"cert only", map[string]string{EnvTLSCertFile: "/c"}, true},
+		{"key only", map[string]string{EnvTLSKeyFile: "/k"}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			get := func(k string) string { return tc.env[k] }
+			if _, err := LoadMessage(get); (err != nil) != tc.wantErr {
+				t.Fatalf("LoadMessage: err=%v, want error %v", err, tc.wantErr)
+			}
+			if _, err := LoadPush(get); (err != nil) != tc.wantErr {
+				t.Fatalf("LoadPush: err=%v, want error %v", err, tc.wantErr)
+			}
+		})
 	}
 }
