@@ -121,6 +121,17 @@ cassandra_paxos() {
 	esac
 }
 
+# cassandra_storage: memtable and SSTable implementations. classic is
+# Cassandra 5.0's default (skip-list memtables, BIG sstables); trie is what
+# its cassandra_latest.yaml recommends (trie memtables, BTI sstables).
+cassandra_storage() {
+	case ${IMC_CASSANDRA_STORAGE:-classic} in
+	classic) ;;
+	trie) printf 'memtable:\n  configurations:\n    trie:\n      class_name: TrieMemtable\n    default:\n      inherits: trie\nsstable:\n  selected_format: bti' ;;
+	*) die "IMC_CASSANDRA_STORAGE: want classic or trie" ;;
+	esac
+}
+
 start_cassandra() {
 	prepare cassandra || return 0
 	local dir="$IMC_RUN_DIR/cassandra"
@@ -142,6 +153,7 @@ native_transport_port: $IMC_CASSANDRA_PORT
 start_native_transport: true
 $(cassandra_commitlog_sync)
 $(cassandra_paxos)
+$(cassandra_storage)
 storage_compatibility_mode: NONE
 hinted_handoff_enabled: false
 auto_snapshot: false
