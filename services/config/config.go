@@ -39,6 +39,7 @@ const (
 	EnvInternalKeyFile   = "IM_AUTH_INTERNAL_KEY_FILE"
 	EnvMaxMessageBytes   = "IM_MAX_MESSAGE_BYTES"
 	EnvRecallWindow      = "IM_RECALL_WINDOW"
+	EnvFeedRetention     = "IM_FEED_RETENTION"
 	EnvShutdownGrace     = "IM_SHUTDOWN_GRACE"
 	EnvMaxConnections    = "IM_PUSH_MAX_CONNECTIONS"
 	EnvHeartbeatInterval = "IM_PUSH_HEARTBEAT_INTERVAL"
@@ -102,7 +103,23 @@ type Message struct {
 	ServiceKeyFile  string // HMAC keys for business back-end (SDK) tokens (likewise)
 	MaxMessageBytes int
 	RecallWindow    time.Duration
+	// FeedRetention is how long a sync feed entry is kept (a Cassandra TTL
+	// on each feed write); a device whose cursor is older gets
+	// cursor_expired and resyncs (docs/protocol.md). History is kept
+	// forever. IM_FEED_RETENTION: a duration of at least 1s (whole
+	// seconds), or 0 for "keep forever"; unset: DefaultFeedRetention. In
+	// the struct, 0 means "unset" (the default applies, as for every
+	// field) and FeedRetentionForever means "keep forever".
+	FeedRetention time.Duration
 }
+
+// Feed retention settings (see Message.FeedRetention).
+const (
+	DefaultFeedRetention = 30 * 24 * time.Hour
+	FeedRetentionForever = time.Duration(-1)
+	// MaxFeedRetention is Cassandra's largest TTL (20 years).
+	MaxFeedRetention = 630720000 * time.Second
+)
 
 // Push configures the push tier (WebSocket gateway).
 type Push struct {
@@ -169,6 +186,13 @@ func LoadMessage(get Getenv) (Message, error) {
 	m.ServiceKeyFile = str(get, EnvServiceKeyFile, "")
 	m.MaxMessageBytes = num(get, EnvMaxMessageBytes, 16*1024, &errs)
 	m.RecallWindow = dur(get, EnvRecallWindow, 2*time.Minute, &errs)
+	m.FeedRetention = dur(get, EnvFeedRetention, DefaultFeedRetention, &errs)
+	switch r := m.FeedRetention; {
+	case r == 0:
+		m.FeedRetention = FeedRetentionForever
+	case r < time.Second || r > MaxFeedRetention || r%time.Second != 0:
+		errs = append(errs, EnvFeedRetention+" must be 0 (keep forever) or whole seconds in [1s, 20 years]")
+	}
 	if m.Partitions < 1 {
 		errs = append(errs, EnvKafkaPartitions+" must be >= 1")
 	}

@@ -31,6 +31,11 @@ func (m Message) Env() map[string]string {
 	put(e, EnvServiceKeyFile, m.ServiceKeyFile)
 	putInt(e, EnvMaxMessageBytes, m.MaxMessageBytes)
 	putDur(e, EnvRecallWindow, m.RecallWindow)
+	if m.FeedRetention == FeedRetentionForever {
+		e[EnvFeedRetention] = "0"
+	} else {
+		putDur(e, EnvFeedRetention, m.FeedRetention)
+	}
 	return e
 }
 

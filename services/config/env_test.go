@@ -20,7 +20,10 @@ func TestEnvRoundTrip(t *testing.T) {
 		Cassandra: Cassandra{Hosts: []string{"c-0:9042"}, Keyspace: "ks", LocalDC: "dc1",
 			Replication: "NetworkTopologyStrategy:dc1=3,dc2=3", UserFile: "/cu", PassFile: "/cp"},
 		UserKeyFile: "/k/user", ServiceKeyFile: "/k/service", MaxMessageBytes: 4096, RecallWindow: 90 * time.Second,
+		FeedRetention: 7 * 24 * time.Hour,
 	}
+	forever := msg
+	forever.FeedRetention = FeedRetentionForever
 	push := Push{
 		Common: common, UserKeyFile: "/k/user", AdvertiseURL: "http://10.0.0.1:9091",
 		MessageURL: "http://x-message:8080", MaxConnections: 1000, HeartbeatInterval: 15 * time.Second,
@@ -33,6 +36,7 @@ func TestEnvRoundTrip(t *testing.T) {
 		want any
 	}{
 		{"message", msg.Env(), func(g Getenv) (any, error) { return LoadMessage(g) }, msg},
+		{"message keeping the feed forever", forever.Env(), func(g Getenv) (any, error) { return LoadMessage(g) }, forever},
 		{"push", push.Env(), func(g Getenv) (any, error) { return LoadPush(g) }, push},
 	}
 	for _, tc := range tests {
@@ -81,5 +85,41 @@ func TestTLSPairTogether(t *testing.T) {
 				t.Fatalf("LoadPush: err=%v, want error %v", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+func TestFeedRetention(t *testing.T) {
+	tests := []struct {
+		env     string
+		want    time.Duration
+		wantErr bool
+	}{
+		{"", DefaultFeedRetention, false},
+		{"0", FeedRetentionForever, false},
+		{"0s", FeedRetentionForever, false},
+		{"2s", 2 * time.Second, false},
+		{"720h", 720 * time.Hour, false},
+		{"500ms", 0, true},
+		{"1500ms", 0, true},
+		{"-1s", 0, true},
+		{"200000h", 0, true},
+		{"soon", 0, true},
+	}
+	for _, tc := range tests {
+		m, err := LoadMessage(func(k string) string {
+			if k == EnvFeedRetention {
+				return tc.env
+			}
+			return ""
+		})
+		if tc.wantErr {
+			if err == nil {
+				t.Errorf("%s=%q: no error (got %v)", EnvFeedRetention, tc.env, m.FeedRetention)
+			}
+			continue
+		}
+		if err != nil || m.FeedRetention != tc.want {
+			t.Errorf("%s=%q: got %v, %v; want %v", EnvFeedRetention, tc.env, m.FeedRetention, err, tc.want)
+		}
 	}
 }

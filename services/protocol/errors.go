@@ -23,10 +23,11 @@ const (
 	ErrRateLimited      = "rate_limited"      // too many requests or frames
 	ErrUnavailable      = "unavailable"       // a dependency is down; retry
 	ErrInternal         = "internal"
-	ErrSlowConsumer     = "slow_consumer" // push: client could not keep up
-	ErrKicked           = "kicked"        // push: same terminal logged in elsewhere
-	ErrDraining         = "draining"      // push: node shutting down, reconnect
-	ErrIdleTimeout      = "idle_timeout"  // push: no frame within the idle timeout
-	ErrAtCapacity       = "at_capacity"   // push: node holds its maximum connections
-	ErrTokenExpired     = "token_expired" // push: the session's token expired; reconnect with a fresh one
+	ErrSlowConsumer     = "slow_consumer"  // push: client could not keep up
+	ErrKicked           = "kicked"         // push: same terminal logged in elsewhere
+	ErrDraining         = "draining"       // push: node shutting down, reconnect
+	ErrIdleTimeout      = "idle_timeout"   // push: no frame within the idle timeout
+	ErrAtCapacity       = "at_capacity"    // push: node holds its maximum connections
+	ErrTokenExpired     = "token_expired"  // push: the session's token expired; reconnect with a fresh one
+	ErrCursorExpired    = "cursor_expired" // sync: the cursor is older than the feed's retention; resync (docs/protocol.md)
 )
