@@ -14,6 +14,13 @@ const MaxPartitions = 4096
 // partition, the next offset it has not seen. It is opaque to clients.
 type SyncCursor struct {
 	Next []int64 // len = partition count
+	// SinceMs (unix ms) is the cursor's time horizon: every feed entry at
+	// or after Next was stored at or after SinceMs. Feed entries expire
+	// (IM_FEED_RETENTION), so a cursor whose horizon is older than the
+	// retention may point past expired entries: the store answers
+	// cursor expired. 0: unknown (the beginning, or a cursor of a version
+	// without it) — the store then uses the time feed retention began.
+	SinceMs int64
 }
 
 // NewSyncCursor returns the cursor at the beginning of every partition.
@@ -21,15 +28,21 @@ func NewSyncCursor(partitions int) SyncCursor {
 	return SyncCursor{Next: make([]int64, partitions)}
 }
 
-const syncCursorTag = 's'
+// Sync cursor versions: 's' (offsets only, still accepted) and 't'
+// (offsets, then SinceMs).
+const (
+	syncCursorTag     = 's'
+	syncCursorTagTime = 't'
+)
 
 // Encode returns the cursor's opaque text form.
 func (c SyncCursor) Encode() string {
-	b := []byte{syncCursorTag}
+	b := []byte{syncCursorTagTime}
 	b = binary.AppendUvarint(b, uint64(len(c.Next)))
 	for _, n := range c.Next {
 		b = binary.AppendUvarint(b, uint64(n))
 	}
+	b = binary.AppendUvarint(b, uint64(max(c.SinceMs, 0)))
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
@@ -46,9 +59,10 @@ func DecodeSyncCursor(s string, partitions int) (SyncCursor, error) {
 		return SyncCursor{}, fmt.Errorf("%w: too long", ErrBadCursor)
 	}
 	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || len(b) < 2 || b[0] != syncCursorTag {
+	if err != nil || len(b) < 2 || (b[0] != syncCursorTag && b[0] != syncCursorTagTime) {
 		return SyncCursor{}, fmt.Errorf("%w: not a sync cursor", ErrBadCursor)
 	}
+	timed := b[0] == syncCursorTagTime
 	b = b[1:]
 	n, k := binary.Uvarint(b)
 	if k <= 0 || n != uint64(partitions) {
@@ -62,6 +76,14 @@ func DecodeSyncCursor(s string, partitions int) (SyncCursor, error) {
 			return SyncCursor{}, fmt.Errorf("%w: truncated", ErrBadCursor)
 		}
 		c.Next[i] = int64(v)
+		b = b[k:]
+	}
+	if timed {
+		v, k := binary.Uvarint(b)
+		if k <= 0 || v > 1<<62 {
+			return SyncCursor{}, fmt.Errorf("%w: truncated", ErrBadCursor)
+		}
+		c.SinceMs = int64(v)
 		b = b[k:]
 	}
 	if len(b) != 0 {

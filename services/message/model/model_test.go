@@ -1,6 +1,7 @@
 package model
 
 import (
+	"encoding/base64"
 	"errors"
 	"strings"
 	"testing"
@@ -45,6 +46,23 @@ func TestSyncCursorRoundTrip(t *testing.T) {
 		if _, err := DecodeSyncCursor(bad, 12); !errors.Is(err, ErrBadCursor) {
 			t.Errorf("DecodeSyncCursor(%.20q) = %v", bad, err)
 		}
+	}
+	// The time horizon round-trips; a cursor without it (version 's') is
+	// still accepted, with SinceMs 0.
+	c.SinceMs = 1795934254323
+	got, err = DecodeSyncCursor(c.Encode(), 12)
+	if err != nil || got.SinceMs != c.SinceMs || got.Next[3] != c.Next[3] {
+		t.Fatalf("timed cursor: %+v %v", got, err)
+	}
+	legacy := []byte{'s', 2, 5, 0}
+	got, err = DecodeSyncCursor(base64.RawURLEncoding.EncodeToString(legacy), 2)
+	if err != nil || got.SinceMs != 0 || got.Next[0] != 5 {
+		t.Fatalf("legacy cursor: %+v %v", got, err)
+	}
+	trunc := c.Encode()
+	raw, _ := base64.RawURLEncoding.DecodeString(trunc)
+	if _, err := DecodeSyncCursor(base64.RawURLEncoding.EncodeToString(raw[:len(raw)-1]), 12); !errors.Is(err, ErrBadCursor) {
+		t.Fatalf("truncated timed cursor: %v", err)
 	}
 }
 
