@@ -32,6 +32,9 @@ type conn struct {
 	nc     net.Conn
 	fd     int32
 	pollID int32 // the poller's id of this registration (stale events)
+	// blocking: read by a goroutine of its own (reader.go), not the
+	// poller. Set before reading starts, then read-only.
+	blocking bool
 
 	// Set once at login, then read-only.
 	sess presence.Session
@@ -161,7 +164,9 @@ func (c *conn) teardown() {
 	c.mu.Lock()
 	c.closing = true
 	c.mu.Unlock()
-	c.srv.poll.remove(c)
+	if !c.blocking {
+		c.srv.poll.remove(c)
+	}
 	_ = c.nc.Close()
 	c.srv.forget(c)
 }
@@ -197,7 +202,7 @@ func (c *conn) readable() {
 		c.readFrame()
 	}
 	// Keep reading after a close too: discard drains the peer (see linger).
-	if !c.isDone() {
+	if !c.isDone() && !c.blocking {
 		c.srv.poll.rearm(c)
 	}
 }
@@ -225,16 +230,22 @@ func (c *conn) discard() {
 // readFrame reads one frame; false when the connection is finished.
 func (c *conn) readFrame() bool {
 	s := c.srv
-	if eventDriven {
+	if !c.blocking {
 		// Data is there: a frame must arrive whole within the timeout.
 		_ = c.nc.SetReadDeadline(time.Now().Add(s.opt.FrameReadTimeout))
 	} else {
+		// Waiting for the next frame (the sweep enforces the idle and
+		// login timeouts sooner; this only bounds a stuck read).
 		_ = c.nc.SetReadDeadline(time.Now().Add(s.idleTimeout()))
 	}
 	h, err := ws.ReadHeader(c.nc)
 	if err != nil {
 		c.dropped(err)
 		return false
+	}
+	if c.blocking {
+		// The frame has begun: the rest must arrive within the timeout.
+		_ = c.nc.SetReadDeadline(time.Now().Add(s.opt.FrameReadTimeout))
 	}
 	if h.OpCode.IsControl() && (h.Length > maxControlPayload || !h.Fin) {
 		// RFC 6455 5.5: a control frame is never fragmented and carries at

@@ -10,6 +10,7 @@ type metrics struct {
 	fdExhausted, refreshes                 prometheus.Counter
 	closedWith                             *prometheus.CounterVec
 	sends                                  *prometheus.CounterVec
+	blockingReaders                        prometheus.Gauge
 	reg                                    prometheus.Registerer
 }
 
@@ -34,11 +35,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "closed_total", Help: "Connections closed, by reason (error code)."}, []string{"reason"}),
 		sends: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "imcluster", Subsystem: "push",
 			Name: "forwarded_sends_total", Help: "Sends forwarded to the message tier, by status class."}, []string{"status"}),
+		blockingReaders: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "imcluster", Subsystem: "push",
+			Name: "blocking_readers", Help: "Connections read by a goroutine of their own (TLS, or no epoll) instead of the poller."}),
 		reg: reg,
 	}
 	if reg != nil {
 		reg.MustRegister(m.accepted, m.logins, m.kicks, m.slowConsumers, m.framesIn, m.framesOut,
-			m.delivered, m.missed, m.acksForwarded, m.acksDropped, m.fdExhausted, m.refreshes, m.closedWith, m.sends)
+			m.delivered, m.missed, m.acksForwarded, m.acksDropped, m.fdExhausted, m.refreshes, m.closedWith, m.sends,
+			m.blockingReaders)
 	}
 	return m
 }

@@ -2,35 +2,19 @@
 
 package push
 
-// Portable fallback: one reading goroutine per connection (no epoll).
-type poller struct {
-	readable func(*conn)
-	ready    chan struct{} // closed once run has set readable
-	stopc    chan struct{}
-}
+import "errors"
 
-func newPoller() (*poller, error) {
-	return &poller{ready: make(chan struct{}), stopc: make(chan struct{})}, nil
-}
+// Portable fallback: no event-driven poller; startReading gives every
+// connection a reading goroutine of its own (reader.go).
+type poller struct{ stopc chan struct{} }
 
-func (p *poller) add(c *conn) error {
-	go func() {
-		<-p.ready
-		for !c.isDone() {
-			p.readable(c)
-		}
-	}()
-	return nil
-}
+func newPoller() (*poller, error) { return &poller{stopc: make(chan struct{})}, nil }
 
-func (p *poller) rearm(*conn)  {}
-func (p *poller) remove(*conn) {}
+func (p *poller) add(*conn) error { return errors.New("no event-driven poller on this platform") }
+func (p *poller) rearm(*conn)     {}
+func (p *poller) remove(*conn)    {}
 
-func (p *poller) run(readable func(*conn)) {
-	p.readable = readable
-	close(p.ready)
-	<-p.stopc
-}
+func (p *poller) run(func(*conn)) { <-p.stopc }
 
 func (p *poller) close() { close(p.stopc) }
 

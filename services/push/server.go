@@ -2,6 +2,7 @@ package push
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -37,7 +38,10 @@ type Options struct {
 	Internal       *auth.Verifier     // verifies message-tier delivery calls
 	InternalTokens *route.TokenSource // for calls to the message tier
 	MessageURL     string             // base URL of the message tier
-	SendPath       string             // its send endpoint (default /v1/messages)
+	// MessageTLS is the client TLS configuration of calls to an https://
+	// MessageURL (nil: system roots; see tlsconf.ClientConfig).
+	MessageTLS *tls.Config
+	SendPath   string // its send endpoint (default /v1/messages)
 
 	MaxConnections int
 	Heartbeat      time.Duration // expected client heartbeat interval
@@ -154,6 +158,7 @@ func New(opt Options) (*Server, error) {
 		stop:     make(chan struct{}),
 		http: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 			MaxIdleConns: 128, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second,
+			TLSClientConfig: opt.MessageTLS, TLSHandshakeTimeout: 5 * time.Second,
 		}},
 	}
 	s.acks = newAcker(s)
@@ -178,6 +183,8 @@ func (s *Server) Draining() bool { return s.draining.Load() }
 func (s *Server) idleTimeout() time.Duration { return s.opt.Heartbeat * 5 / 2 }
 
 // Serve accepts WebSocket connections on ln until ln is closed or Drain.
+// A TLS listener (tls.NewListener) serves wss://; its connections are read
+// by a goroutine each (see reader.go).
 func (s *Server) Serve(ln net.Listener) error {
 	s.lnMu.Lock()
 	s.lns = append(s.lns, ln)
@@ -233,6 +240,15 @@ const maxHandshakeBytes = 16 << 10
 
 func (s *Server) handshake(nc net.Conn) {
 	_ = nc.SetDeadline(time.Now().Add(s.opt.LoginTimeout))
+	if tc, ok := nc.(*tls.Conn); ok {
+		// Within the same deadline as the upgrade (slow handshakes hold a
+		// goroutine, not a connection slot, like slow upgrades).
+		if err := tc.Handshake(); err != nil {
+			s.met.closedWith.WithLabelValues("bad_tls_handshake").Inc()
+			_ = nc.Close()
+			return
+		}
+	}
 	limited := struct {
 		io.Reader
 		io.Writer
@@ -255,7 +271,7 @@ func (s *Server) handshake(nc net.Conn) {
 		return
 	}
 	s.track(c)
-	if err := s.poll.add(c); err != nil {
+	if err := s.startReading(c); err != nil {
 		s.log.Warn("cannot poll connection", "err", err)
 		c.teardown()
 	}
