@@ -256,7 +256,7 @@ func runBench(ctx context.Context, o benchOpts) error {
 			defer wg.Done()
 			defer func() { <-sem }()
 			c := client.New(client.Config{URLs: []string{urls[i%len(urls)]}, Token: tokens[i], DeviceID: "d0", Terminal: "bench",
-				NoSync: true, NoAutoAck: true, OnEvent: func(ev protocol.Event) { onEvent(users[i], ev) }})
+				NoSync: true, NoAutoAck: true, TLS: g.tls, OnEvent: func(ev protocol.Event) { onEvent(users[i], ev) }})
 			c.Start()
 			cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 			err := c.WaitConnected(cctx)

@@ -28,7 +28,8 @@ func benchSender(via, apiURL, text string, users, tokens []string, clients []*cl
 	}
 	switch via {
 	case viaHTTP, "":
-		hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConns: concurrency, MaxIdleConnsPerHost: concurrency}}
+		hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConns: concurrency, MaxIdleConnsPerHost: concurrency,
+			TLSClientConfig: g.tls}}
 		return func(ctx context.Context, from, to int, cmid string) error {
 			api := client.API{BaseURL: apiURL, Token: tokens[from], Device: "d0", HTTP: hc}
 			_, err := api.Send(ctx, req(to, cmid))

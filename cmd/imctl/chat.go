@@ -29,7 +29,7 @@ func apiAs(user, device string) (*client.API, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &client.API{BaseURL: g.api, Token: tok, Device: device}, nil
+	return &client.API{BaseURL: g.api, Token: tok, Device: device, HTTP: apiHTTP()}, nil
 }
 
 func init() {
@@ -51,7 +51,7 @@ func init() {
 				if err != nil {
 					return err
 				}
-				c := client.New(client.Config{URLs: pushURLs(), Token: tok, DeviceID: device, Terminal: "cli", NoSync: true})
+				c := client.New(client.Config{URLs: pushURLs(), Token: tok, DeviceID: device, Terminal: "cli", NoSync: true, TLS: g.tls})
 				c.Start()
 				defer c.Close()
 				if err := c.WaitConnected(ctx); err != nil {
@@ -105,7 +105,7 @@ func init() {
 				src = func(context.Context) (string, error) { return userToken(as) }
 			}
 			c := client.New(client.Config{
-				URLs: pushURLs(), APIURL: g.api, Token: tok, TokenSource: src, DeviceID: device, Terminal: terminal, Cursor: cursor, NoSync: noSync,
+				URLs: pushURLs(), APIURL: g.api, Token: tok, TokenSource: src, DeviceID: device, Terminal: terminal, Cursor: cursor, NoSync: noSync, TLS: g.tls,
 				OnEvent: func(ev protocol.Event) { printJSON(ev) },
 				OnConnect: func(w protocol.ServerFrame) {
 					fmt.Fprintf(os.Stderr, "connected to %s as %s/%s (epoch %d)\n", w.NodeID, w.UserID, device, w.Epoch)

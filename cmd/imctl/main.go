@@ -4,15 +4,19 @@
 package main
 
 import (
+	"crypto/tls"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/imcluster/imcluster/pkg/sdk"
 	"github.com/imcluster/imcluster/services/auth"
 	"github.com/imcluster/imcluster/services/config"
+	"github.com/imcluster/imcluster/services/tlsconf"
 )
 
 var g struct {
@@ -21,6 +25,8 @@ var g struct {
 	userKey    string
 	serviceKey string
 	token      string
+	caFile     string
+	tls        *tls.Config // from caFile; nil: the system roots
 }
 
 var rootCmd = &cobra.Command{
@@ -44,6 +50,28 @@ func init() {
 	pf.StringVar(&g.userKey, "user-key-file", envOr(config.EnvUserKeyFile, ""), "HMAC key file for user tokens (env "+config.EnvUserKeyFile+")")
 	pf.StringVar(&g.serviceKey, "service-key-file", envOr(config.EnvServiceKeyFile, ""), "HMAC key file for service tokens (env "+config.EnvServiceKeyFile+")")
 	pf.StringVar(&g.token, "token", "", "use this bearer token instead of minting one")
+	pf.StringVar(&g.caFile, "ca-file", envOr("IMCTL_CA_FILE", ""),
+		"PEM CA bundle to trust, beside the system roots, for https:// and wss:// URLs (env IMCTL_CA_FILE)")
+	rootCmd.PersistentPreRunE = func(*cobra.Command, []string) error {
+		if g.caFile == "" {
+			return nil
+		}
+		cfg, err := tlsconf.ClientConfig(g.caFile)
+		if err != nil {
+			return fmt.Errorf("--ca-file: %w", err)
+		}
+		g.tls = cfg
+		return nil
+	}
+}
+
+// apiHTTP is the HTTP client of API calls: nil (the package default)
+// unless --ca-file is set.
+func apiHTTP() *http.Client {
+	if g.tls == nil {
+		return nil
+	}
+	return sdk.HTTPClient(g.tls)
 }
 
 func main() {

@@ -3,6 +3,7 @@ package client
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,9 +25,13 @@ import (
 
 // Config configures a device Client.
 type Config struct {
-	URLs   []string // push node WebSocket URLs (ws://host:port/); rotated on reconnect
-	APIURL string   // message tier base URL, for sync (empty: no sync)
-	Token  string   // user JWT (ignored when TokenSource is set)
+	URLs   []string // push node WebSocket URLs (ws://host:port/ or wss://); rotated on reconnect
+	APIURL string   // message tier base URL (http:// or https://), for sync (empty: no sync)
+	// TLS configures wss:// dials and, when HTTPClient is nil, https://
+	// calls (nil: the system roots). To trust a private CA, see
+	// tlsconf.ClientConfig. Verification is never skipped by default.
+	TLS   *tls.Config
+	Token string // user JWT (ignored when TokenSource is set)
 	// TokenSource, if set, is asked for a fresh token before every login
 	// and before the live session's token expires (it is then refreshed
 	// on the socket, see docs/protocol.md). Without it, a session ends for
@@ -148,6 +153,11 @@ func New(cfg Config) *Client {
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: DefaultAPITimeout}
+		if cfg.TLS != nil {
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr.TLSClientConfig = cfg.TLS
+			cfg.HTTPClient.Transport = tr
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Client{
@@ -269,7 +279,7 @@ func (c *Client) loop() {
 func (c *Client) session(url string) (wait time.Duration, err error) {
 	wait = -1
 	dctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
-	nc, br, _, err := ws.Dialer{}.Dial(dctx, url)
+	nc, br, _, err := ws.Dialer{TLSConfig: c.cfg.TLS}.Dial(dctx, url)
 	cancel()
 	if err != nil {
 		return wait, fmt.Errorf("while dialing %s: %w", url, err)

@@ -11,6 +11,7 @@ package sdk
 
 import (
 	"context"
+	"crypto/tls"
 	"net/http"
 	"net/url"
 	"strings"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/imcluster/imcluster/pkg/internal/httpjson"
 	"github.com/imcluster/imcluster/services/protocol"
+	"github.com/imcluster/imcluster/services/tlsconf"
 )
 
 // Paths of the message API the SDK calls.
@@ -31,7 +33,7 @@ const (
 // Client built by hand works too. Nil HTTP: the package's shared client
 // (DefaultTimeout), as New leaves it.
 type Client struct {
-	BaseURL string // e.g. http://message:8080
+	BaseURL string // e.g. http://message:8080 or https://im.example.com
 	Token   string // service token
 	HTTP    *http.Client
 }
@@ -47,6 +49,28 @@ var defaultHTTP = &http.Client{Timeout: DefaultTimeout}
 // end after DefaultTimeout); set HTTP for another one.
 func New(baseURL, serviceToken string) *Client {
 	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), Token: serviceToken}
+}
+
+// NewWithCAFile is New for an https:// base URL whose certificate comes
+// from a private CA: its own HTTP client trusts the system roots plus the
+// PEM CA bundle at caFile (empty: the system roots only). Verification is
+// never skipped.
+func NewWithCAFile(baseURL, serviceToken, caFile string) (*Client, error) {
+	cfg, err := tlsconf.ClientConfig(caFile)
+	if err != nil {
+		return nil, err
+	}
+	c := New(baseURL, serviceToken)
+	c.HTTP = HTTPClient(cfg)
+	return c, nil
+}
+
+// HTTPClient returns an HTTP client like the shared one (DefaultTimeout)
+// whose https:// calls use cfg.
+func HTTPClient(cfg *tls.Config) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = cfg
+	return &http.Client{Timeout: DefaultTimeout, Transport: tr}
 }
 
 func (c *Client) httpClient() *http.Client {
