@@ -28,6 +28,7 @@ import (
 	"github.com/imcluster/imcluster/services/presence"
 	"github.com/imcluster/imcluster/services/push"
 	"github.com/imcluster/imcluster/services/route"
+	"github.com/imcluster/imcluster/services/tlsconf"
 )
 
 func init() {
@@ -136,11 +137,28 @@ func runPush(ctx context.Context, cfg config.Push) error {
 		return err
 	}
 
+	// https:// calls to the message tier trust the system roots plus
+	// IM_TLS_CA_FILE; the WebSocket listener serves wss:// with the
+	// followed IM_TLS_CERT_FILE/IM_TLS_KEY_FILE pair.
+	messageTLS, err := tlsconf.ClientConfig(cfg.TLSCAFile)
+	if err != nil {
+		return fmt.Errorf("CA file (%s): %w", config.EnvTLSCAFile, err)
+	}
+	var serverTLS *tls.Config
+	if cfg.TLSCertFile != "" {
+		cert, err := tlsconf.LoadCertFile(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return fmt.Errorf("TLS pair (%s, %s): %w", config.EnvTLSCertFile, config.EnvTLSKeyFile, err)
+		}
+		go cert.Watch(ctx, 0, log)
+		serverTLS = tlsconf.ServerConfig(cert)
+	}
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := push.New(push.Options{
 		NodeID: cfg.NodeID, Users: users, Internal: internal, InternalTokens: tokens,
-		MessageURL: strings.TrimRight(cfg.MessageURL, "/"), MaxConnections: cfg.MaxConnections,
+		MessageURL: strings.TrimRight(cfg.MessageURL, "/"), MessageTLS: messageTLS, MaxConnections: cfg.MaxConnections,
 		Heartbeat: cfg.HeartbeatInterval, SendQueue: cfg.SendQueue, Log: log, Registry: reg,
 	})
 	if err != nil {
@@ -150,6 +168,9 @@ func runPush(ctx context.Context, cfg config.Push) error {
 	wsLn, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("while listening on %s: %w", cfg.HTTPAddr, err)
+	}
+	if serverTLS != nil {
+		wsLn = tls.NewListener(wsLn, serverTLS)
 	}
 	inLn, err := net.Listen("tcp", cfg.InternalAddr)
 	if err != nil {
@@ -203,7 +224,7 @@ func runPush(ctx context.Context, cfg config.Push) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(wsLn) }()
 	ready.Store(true)
-	log.Info("push node ready", "ws", wsLn.Addr().String(), "internal", node.DeliverURL, "etcd_prefix", cfg.EtcdPrefix)
+	log.Info("push node ready", "ws", wsLn.Addr().String(), "tls", serverTLS != nil, "internal", node.DeliverURL, "etcd_prefix", cfg.EtcdPrefix)
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
