@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,6 +24,7 @@ import (
 	"github.com/imcluster/imcluster/services/message/pipeline"
 	"github.com/imcluster/imcluster/services/message/store"
 	"github.com/imcluster/imcluster/services/presence"
+	"github.com/imcluster/imcluster/services/tlsconf"
 )
 
 // Roles of a message process.
@@ -47,8 +49,8 @@ type Options struct {
 	// it watches, between the router's tokens and the API's verifier);
 	// nil: Run loads and watches the file itself.
 	InternalKeys auth.KeySource
-	// KeyReloadInterval is how often the key files Run loads are re-read
-	// for rotation (0: auth.DefaultReloadInterval).
+	// KeyReloadInterval is how often the key files and the TLS pair Run
+	// loads are re-read for rotation (0: auth.DefaultReloadInterval).
 	KeyReloadInterval time.Duration
 }
 
@@ -81,6 +83,17 @@ func Run(ctx context.Context, cfg config.Message, opt Options) error {
 		return err
 	}
 	defer st.Close()
+
+	// The API listener serves https when a pair is configured; the pair is
+	// followed like the key files (a Secret update needs no restart).
+	var apiTLS *tls.Config
+	var certFile *tlsconf.CertFile
+	if cfg.TLSCertFile != "" {
+		if certFile, err = tlsconf.LoadCertFile(cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
+			return fmt.Errorf("TLS pair (%s, %s): %w", config.EnvTLSCertFile, config.EnvTLSKeyFile, err)
+		}
+		apiTLS = tlsconf.ServerConfig(certFile)
+	}
 
 	var ready []func() bool
 	mux := http.NewServeMux()
@@ -148,6 +161,10 @@ func Run(ctx context.Context, cfg config.Message, opt Options) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); f.Watch(ctx, opt.KeyReloadInterval, log) }()
 	}
+	if certFile != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); certFile.Watch(ctx, opt.KeyReloadInterval, log) }()
+	}
 	// Cassandra liveness for /readyz.
 	wg.Add(1)
 	go func() {
@@ -163,7 +180,7 @@ func Run(ctx context.Context, cfg config.Message, opt Options) error {
 			}
 		}
 	}()
-	serve := func(addr string, h http.Handler, announce bool) error {
+	serve := func(addr string, h http.Handler, announce bool, tc *tls.Config) error {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			return fmt.Errorf("while listening on %s: %w", addr, err)
@@ -172,11 +189,17 @@ func Run(ctx context.Context, cfg config.Message, opt Options) error {
 			opt.Listening(ln.Addr().String())
 		}
 		hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-			WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10}
+			WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10, TLSConfig: tc}
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			var err error
+			if tc != nil {
+				err = hs.ServeTLS(ln, "", "") // certificates from tc.GetCertificate
+			} else {
+				err = hs.Serve(ln)
+			}
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errs <- err
 			}
 		}()
@@ -189,11 +212,11 @@ func Run(ctx context.Context, cfg config.Message, opt Options) error {
 		}()
 		return nil
 	}
-	if err := serve(cfg.HTTPAddr, mux, true); err != nil {
+	if err := serve(cfg.HTTPAddr, mux, true, apiTLS); err != nil {
 		return err
 	}
 	if cfg.MetricsAddr != "" {
-		if err := serve(cfg.MetricsAddr, health, false); err != nil {
+		if err := serve(cfg.MetricsAddr, health, false, nil); err != nil { // in-cluster: plain
 			return err
 		}
 	}
@@ -206,7 +229,7 @@ func Run(ctx context.Context, cfg config.Message, opt Options) error {
 			}
 		}()
 	}
-	log.Info("message tier running", "addr", cfg.HTTPAddr, "topic", cfg.Topic, "topic_id", info.ID,
+	log.Info("message tier running", "addr", cfg.HTTPAddr, "tls", apiTLS != nil, "topic", cfg.Topic, "topic_id", info.ID,
 		"partitions", cfg.Partitions, "keyspace", cfg.Keyspace)
 	var runErr error
 	select {
