@@ -83,6 +83,12 @@ func Run(ctx context.Context, cfg config.Message, opt Options) error {
 		return err
 	}
 	defer st.Close()
+	rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
+	err = st.UseFeedRetention(rctx, cfg.FeedRetention)
+	rcancel()
+	if err != nil {
+		return err
+	}
 
 	// The API listener serves https when a pair is configured; the pair is
 	// followed like the key files (a Secret update needs no restart).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/gocql/gocql"
 	"golang.org/x/sync/errgroup"
@@ -222,6 +223,11 @@ func scanFeed(sc *gocql.Iter) (protocol.Event, bool) {
 		return protocol.Event{}, false
 	}
 	k := protocol.Kind(str(kind))
+	if k == "" {
+		// Only a recall's cells outlived the row (they were written later,
+		// with the same TTL): the entry itself has expired.
+		return protocol.Event{Seq: off}, true
+	}
 	if k == protocol.KindMessage {
 		ev := messageEvent(str(conv), off, str(msgID), str(cmid), str(from), str(dev), str(typ), body, recalled != nil && *recalled, at)
 		return ev, true
@@ -245,10 +251,17 @@ type SyncPage struct {
 
 // Sync returns up to limit events of user's feed after cur, in offset order
 // per partition, partitions in index order. See the package doc for why no
-// event that lands later can fall behind the returned cursor.
+// event that lands later can fall behind the returned cursor. A cursor
+// whose time horizon is older than the feed retention gets an error
+// wrapping ErrCursorExpired (retention.go).
 func (st *Store) Sync(ctx context.Context, user string, cur model.SyncCursor, limit int) (SyncPage, error) {
 	limit = clampLimit(limit)
-	page := SyncPage{Next: model.SyncCursor{Next: append([]int64(nil), cur.Next...)}}
+	start := time.Now().UnixMilli()
+	since, err := st.checkCursor(ctx, cur, start)
+	if err != nil {
+		return SyncPage{}, err
+	}
+	page := SyncPage{Next: model.SyncCursor{Next: append([]int64(nil), cur.Next...), SinceMs: since}}
 	// Markers first (all partitions at once): a bucket followed by a marker
 	// read now is complete.
 	markers := make([][]int32, len(page.Next.Next))
@@ -284,7 +297,9 @@ func (st *Store) Sync(ctx context.Context, user string, cur model.SyncCursor, li
 				if !ok {
 					break
 				}
-				page.Events = append(page.Events, ev)
+				if ev.Kind != "" {
+					page.Events = append(page.Events, ev)
+				}
 				next = ev.Seq + 1
 				got++
 			}
@@ -308,6 +323,11 @@ func (st *Store) Sync(ctx context.Context, user string, cur model.SyncCursor, li
 				break
 			}
 		}
+	}
+	if !page.More {
+		// Every partition was read to its end: whatever lies after the new
+		// cursor was stored after this sync began.
+		page.Next.SinceMs = start
 	}
 	return page, nil
 }

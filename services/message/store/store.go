@@ -164,6 +164,9 @@ type Store struct {
 	partitions int
 	markers    markerCache
 	writes     chan struct{} // semaphore of pipeline writes in flight
+	ret        retention     // feed retention (retention.go)
+	closed     chan struct{} // closed by Close
+	closeOnce  sync.Once
 }
 
 // Open connects to cfg.Keyspace. topic and partitions describe the log the
@@ -178,11 +181,14 @@ func Open(cfg config.Cassandra, topic string, partitions int) (*Store, error) {
 		return nil, fmt.Errorf("while connecting to Cassandra keyspace %s: %w", cfg.Keyspace, err)
 	}
 	return &Store{s: s, topic: topic, partitions: partitions, markers: markerCache{m: map[string]struct{}{}},
-		writes: make(chan struct{}, MaxWritesInFlight)}, nil
+		writes: make(chan struct{}, MaxWritesInFlight), closed: make(chan struct{})}, nil
 }
 
-// Close closes the session.
-func (st *Store) Close() { st.s.Close() }
+// Close closes the session (and stops announcing the feed retention).
+func (st *Store) Close() {
+	st.closeOnce.Do(func() { close(st.closed) })
+	st.s.Close()
+}
 
 // Session exposes the session (benchmarks).
 func (st *Store) Session() *gocql.Session { return st.s }

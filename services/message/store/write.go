@@ -48,8 +48,10 @@ const (
 	cqlConvBucket    = `INSERT INTO conv_buckets (conv_id, bucket) VALUES (?, ?)`
 	cqlFeedBucket    = `INSERT INTO feed_buckets (user_id, part, bucket) VALUES (?, ?, ?)`
 	cqlInsertFeed    = `INSERT INTO feed (user_id, part, bucket, off, kind, conv_id, from_user, device_id, ref_seq, at_ms, msg_id, client_msg_id, type, body)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?`
-	cqlRecallFeed = `UPDATE feed USING TIMESTAMP ? SET recalled = true, body = null WHERE user_id = ? AND part = ? AND bucket = ? AND off = ?`
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?`
+	// Feed rows and their recall cells expire after the feed retention
+	// (TTL 0: never; see retention.go).
+	cqlRecallFeed = `UPDATE feed USING TIMESTAMP ? AND TTL ? SET recalled = true, body = null WHERE user_id = ? AND part = ? AND bucket = ? AND off = ?`
 	cqlPartState  = `UPDATE partition_state USING TIMESTAMP ? SET max_off = ?, topic_id = ? WHERE topic = ? AND part = ?`
 )
 
@@ -148,7 +150,7 @@ func (st *Store) Persist(ctx context.Context, items []Item) error {
 			w := work(u)
 			w.buckets[b] = append(w.buckets[b], stmt{cqlInsertFeed, []any{
 				u, part, b, it.Off, string(r.Kind), r.ConvID, from, nullable(r.DeviceID), r.RefSeq, r.AtMs,
-				nullable(r.MsgID), nullable(r.ClientMsgID), nullable(string(r.Type)), nullable(body), ts}, 200 + bodyLen})
+				nullable(r.MsgID), nullable(r.ClientMsgID), nullable(string(r.Type)), nullable(body), ts, st.ret.ttl}, 200 + bodyLen})
 		}
 		cf, ct := conv(from, r.ConvID, to), conv(to, r.ConvID, from)
 		set(cf, colLast, it.Off)
@@ -171,7 +173,7 @@ func (st *Store) Persist(ctx context.Context, items []Item) error {
 			rb := model.Bucket(r.RefSeq)
 			recalls = append(recalls, stmt{cqlRecallMessage, []any{ts, r.ConvID, rb, r.RefSeq}, 64})
 			for _, u := range []string{from, to} {
-				recalls = append(recalls, stmt{cqlRecallFeed, []any{ts, u, part, rb, r.RefSeq}, 64})
+				recalls = append(recalls, stmt{cqlRecallFeed, []any{ts, st.ret.ttl, u, part, rb, r.RefSeq}, 64})
 			}
 		}
 	}

@@ -3,6 +3,7 @@
 package msgtest
 
 import (
+	"context"
 	"github.com/IBM/sarama"
 
 	"testing"
@@ -76,6 +77,10 @@ func Store(t testing.TB, cfg config.Message) *store.Store {
 	t.Helper()
 	st, err := store.Open(cfg.Cassandra, cfg.Kafka.Topic, int(cfg.Kafka.Partitions))
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.UseFeedRetention(context.Background(), cfg.FeedRetention); err != nil {
+		st.Close()
 		t.Fatal(err)
 	}
 	t.Cleanup(st.Close)
