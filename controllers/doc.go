@@ -16,7 +16,11 @@
 //     file system, probes on /healthz and /readyz, RollingUpdate with
 //     maxUnavailable 0, and an imcluster.io/config-hash annotation on the pod
 //     template computed from only the configuration that tier reads, so a
-//     change rolls the pods that read it and nothing else. Push pods get a
+//     change rolls the pods that read it and nothing else; and an
+//     imcluster.io/secret-hash annotation of the data of the Secrets that
+//     tier reads only at start (Kafka TLS/SASL, Cassandra credentials, etcd
+//     TLS — not the signing keys, which the processes reload in place),
+//     watched metadata-only and read at reconcile. Push pods get a
 //     preStop pause (endpoints drop them first) then drain on SIGTERM within
 //     spec.push.drainSeconds; the grace period is sized to fit both.
 //   - Services <name>-message (API + metrics), <name>-push (clients) and
@@ -37,5 +41,6 @@
 // Files by concern: imcluster_controller.go (entry point, watches, RBAC),
 // render_*.go (desired objects), create.go (create/update/delete of
 // children), scale.go (replica counts and autoscaling), bootstrap.go (the
-// gate), status.go (conditions and the status patch), metrics.go.
+// gate), secrets.go (the Secrets that roll a tier), status.go (conditions
+// and the status patch), metrics.go.
 package controllers

@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -19,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
@@ -29,20 +31,23 @@ import (
 type IMClusterReconciler struct {
 	client.Client
 	// APIReader reads the apiserver directly (mgr.GetAPIReader()): for a
-	// child the label-filtered cache cannot show. Optional.
+	// child the label-filtered cache cannot show, and for the data of the
+	// Secrets a tier reads at start (needed only when there are such).
 	APIReader client.Reader
 	Scheme    *runtime.Scheme
 	Recorder  recorder.EventRecorder
 }
 
 // The operator's permissions, rendered by controller-gen into
-// config/rbac/role.yaml (make manifests). It never reads Secrets: pods
-// mount them by name.
+// config/rbac/role.yaml (make manifests). Secrets: read only (never
+// written): a metadata-only watch, and a get of the Secrets a tier reads at
+// start, to hash their data into the tier's pod template (secrets.go).
 //
 // +kubebuilder:rbac:groups=imcluster.io,resources=imclusters,verbs=get;list;watch
 // +kubebuilder:rbac:groups=imcluster.io,resources=imclusters/status,verbs=get;patch
 // +kubebuilder:rbac:groups=imcluster.io,resources=imclusters/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=configmaps;services,verbs=get;list;watch;create;update;delete
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;delete
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;delete
@@ -112,10 +117,20 @@ func (r *IMClusterReconciler) reconcileChildren(ctx context.Context, c *v1alpha1
 		return obs
 	}
 	gate := obs.bootstrap.BootstrapDone(obs.bootstrapHash)
+	rd.secretHashes = map[string]string{}
 	for _, tier := range []string{TierMessage, TierPush} {
-		if !gate {
-			// Until the current configuration is bootstrapped the
-			// tiers are neither created nor changed.
+		hash, problems, err := r.tierSecretHash(ctx, c, tier)
+		if err != nil {
+			obs.err = err
+			return obs
+		}
+		obs.secretProblems = append(obs.secretProblems, problems...)
+		rd.secretHashes[tier] = hash
+		if !gate || len(problems) > 0 {
+			// Until the current configuration is bootstrapped, or
+			// while a Secret the tier reads at start is missing (its
+			// new pods could not start), the tier is neither created
+			// nor changed.
 			if d, err := r.tierDeployment(ctx, c, tier); err == nil && d != nil {
 				obs.deployments[tier] = d
 			}
@@ -160,10 +175,14 @@ type Options struct {
 }
 
 // SetupWithManager registers the reconciler: it watches IMCluster spec
-// changes (generation) and every change of an owned child.
+// changes (generation), every change of an owned child, and the Secrets
+// (owned or not) that an IMCluster's tiers read at start.
 func (r *IMClusterReconciler) SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	if opts.MaxConcurrentReconciles < 1 {
 		opts.MaxConcurrentReconciles = 2
+	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1alpha1.IMCluster{}, IndexSecretRefs, secretRefsIndex); err != nil {
+		return fmt.Errorf("while indexing IMClusters by Secret: %w", err)
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.IMCluster{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
@@ -173,6 +192,10 @@ func (r *IMClusterReconciler) SetupWithManager(mgr ctrl.Manager, opts Options) e
 		Owns(&batchv1.Job{}).
 		Owns(&policyv1.PodDisruptionBudget{}).
 		Owns(&autoscalingv2.HorizontalPodAutoscaler{}).
+		// Metadata only: an update of a Secret changes its
+		// resourceVersion, which is all the watch needs to notice; the
+		// reconcile reads the data of the referenced ones itself.
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.clustersForSecret), builder.OnlyMetadata).
 		WithOptions(controller.Options{MaxConcurrentReconciles: opts.MaxConcurrentReconciles}).
 		Named("imcluster").
 		Complete(r)
@@ -195,9 +218,19 @@ func (r *IMClusterReconciler) event(c *v1alpha1.IMCluster, related runtime.Objec
 // CacheOptions restricts the manager's cache of child kinds to objects
 // this operator manages, so its memory does not grow with every ConfigMap,
 // Service or Deployment in the cluster.
+//
+// Secrets cannot be filtered so: they are the user's, and carry no label
+// of ours (the operator does not write them). Their watch is metadata-only
+// (SetupWithManager), so the cache holds no Secret data; the Transform also
+// drops annotations (kubectl apply's last-applied-configuration annotation
+// holds a Secret's data) and managed fields, leaving name, namespace,
+// labels, resourceVersion and owners: a few hundred bytes per Secret of
+// the cluster. The data of the few Secrets an IMCluster references is read
+// from the apiserver at reconcile (APIReader), never cached.
 func CacheOptions() cache.Options {
 	sel := cache.ByObject{Label: labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedBy})}
 	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&corev1.Secret{}:                         {Transform: stripSecretMetadata},
 		&corev1.ConfigMap{}:                      sel,
 		&corev1.Service{}:                        sel,
 		&appsv1.Deployment{}:                     sel,
@@ -205,4 +238,18 @@ func CacheOptions() cache.Options {
 		&policyv1.PodDisruptionBudget{}:          sel,
 		&autoscalingv2.HorizontalPodAutoscaler{}: sel,
 	}}
+}
+
+// stripSecretMetadata keeps of a cached Secret (metadata-only, or typed
+// should anyone read one through the cache) what the watch needs, and
+// never its data.
+func stripSecretMetadata(in any) (any, error) {
+	switch o := in.(type) {
+	case *metav1.PartialObjectMetadata:
+		o.Annotations, o.ManagedFields = nil, nil
+	case *corev1.Secret:
+		o.Annotations, o.ManagedFields = nil, nil
+		o.Data, o.StringData = nil, nil
+	}
+	return in, nil
 }

@@ -102,6 +102,9 @@ type rendered struct {
 	// bootstrapEnv is the Kafka and Cassandra part, which the bootstrap
 	// Job acts on.
 	bootstrapEnv map[string]string
+	// secretHashes by tier: the hash of the Secrets the tier reads at
+	// start ("" for none); set by the reconcile (secrets.go), not here.
+	secretHashes map[string]string
 }
 
 // renderConfig turns a defaulted IMCluster into the services' configuration.

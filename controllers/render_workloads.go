@@ -50,6 +50,9 @@ func renderDeployment(c *v1alpha1.IMCluster, r rendered, tier string) *appsv1.De
 			Template:                tierPodTemplate(c, tier, spec, tierConfigHash(c, r, tier)),
 		},
 	}
+	if h := r.secretHashes[tier]; h != "" {
+		d.Spec.Template.Annotations[AnnotationSecretHash] = h
+	}
 	setSpecHash(d, d.Spec)
 	return d
 }

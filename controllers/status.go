@@ -21,6 +21,9 @@ type observation struct {
 	bootstrapHash string
 	deployments   map[string]*appsv1.Deployment // by tier; nil: not (yet) created
 	err           error                         // the reconcile's error, if any
+	// secretProblems: Secrets (or keys) a tier reads at start that are
+	// missing; that tier's Deployment was left as it is.
+	secretProblems []secretProblem
 }
 
 // tierRollout summarises a Deployment: done (at the current template with
@@ -78,6 +81,11 @@ func computeStatus(c *v1alpha1.IMCluster, obs observation) v1alpha1.IMClusterSta
 	msg, push := rolloutOf(TierMessage, obs.deployments[TierMessage]), rolloutOf(TierPush, obs.deployments[TierPush])
 	bootDone := obs.bootstrap.BootstrapDone(obs.bootstrapHash)
 	bootFailed := obs.bootstrap.Phase == v1alpha1.BootstrapFailed
+	secretsMissing := len(obs.secretProblems) > 0
+	secretsMsg := ""
+	if secretsMissing {
+		secretsMsg = truncate(secretProblemsMessage(obs.secretProblems))
+	}
 
 	set := func(t string, s metav1.ConditionStatus, reason, message string) {
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{
@@ -89,6 +97,8 @@ func computeStatus(c *v1alpha1.IMCluster, obs observation) v1alpha1.IMClusterSta
 	switch {
 	case bootFailed:
 		set(v1alpha1.ConditionDegraded, metav1.ConditionTrue, v1alpha1.ReasonBootstrapFailed, obs.bootstrap.Message)
+	case secretsMissing:
+		set(v1alpha1.ConditionDegraded, metav1.ConditionTrue, v1alpha1.ReasonSecretMissing, secretsMsg)
 	case msg.stuck || push.stuck:
 		set(v1alpha1.ConditionDegraded, metav1.ConditionTrue, v1alpha1.ReasonProgressDeadline, join(msg, push, func(t tierRollout) bool { return t.stuck }))
 	case obs.err != nil:
@@ -103,6 +113,8 @@ func computeStatus(c *v1alpha1.IMCluster, obs observation) v1alpha1.IMClusterSta
 		set(v1alpha1.ConditionProgressing, metav1.ConditionFalse, v1alpha1.ReasonBootstrapFailed, "bootstrap failed; tiers keep their previous configuration")
 	case obs.err != nil:
 		set(v1alpha1.ConditionProgressing, metav1.ConditionFalse, v1alpha1.ReasonReconcileError, "the operator cannot apply the spec: "+truncate(obs.err.Error()))
+	case secretsMissing:
+		set(v1alpha1.ConditionProgressing, metav1.ConditionFalse, v1alpha1.ReasonSecretMissing, secretsMsg)
 	case !bootDone:
 		set(v1alpha1.ConditionProgressing, metav1.ConditionTrue, v1alpha1.ReasonBootstrapRunning, "bootstrap Job "+obs.bootstrap.JobName+" is running")
 	case !msg.done || !push.done:
@@ -119,6 +131,10 @@ func computeStatus(c *v1alpha1.IMCluster, obs observation) v1alpha1.IMClusterSta
 		set(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonReconcileError, truncate(obs.err.Error()))
 	case !bootDone:
 		set(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonBootstrapPending, "waiting for bootstrap Job "+obs.bootstrap.JobName)
+	case secretsMissing && (!msg.ready || !push.ready):
+		// Running pods keep what they read; only when pods are missing
+		// is the Secret the reason the cluster is not ready.
+		set(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonSecretMissing, secretsMsg)
 	case !msg.ready || !push.ready:
 		reason := v1alpha1.ReasonPodsNotReady
 		if !msg.done || !push.done {
@@ -187,9 +203,13 @@ func (r *IMClusterReconciler) transitionEvents(cluster *v1alpha1.IMCluster, next
 			r.event(cluster, nil, corev1.EventTypeWarning, "NotReady", "Reconcile", "%s: %s", c.Reason, c.Message)
 		}
 	}
-	was, _ = status(cluster.Status.Conditions, v1alpha1.ConditionDegraded)
+	was, prev := status(cluster.Status.Conditions, v1alpha1.ConditionDegraded)
 	is, c = status(next.Conditions, v1alpha1.ConditionDegraded)
 	if was != is && is == metav1.ConditionTrue && c != nil {
+		r.event(cluster, nil, corev1.EventTypeWarning, "Degraded", "Reconcile", "%s: %s", c.Reason, c.Message)
+	} else if is == metav1.ConditionTrue && c != nil && c.Reason == v1alpha1.ReasonSecretMissing &&
+		(prev == nil || prev.Reason != c.Reason || prev.Message != c.Message) {
+		// Already Degraded, and now (also) a Secret is missing: say which.
 		r.event(cluster, nil, corev1.EventTypeWarning, "Degraded", "Reconcile", "%s: %s", c.Reason, c.Message)
 	}
 }

@@ -33,6 +33,10 @@ const (
 	ReasonAllReady         = "AllTiersReady"
 	ReasonStable           = "Stable"
 	ReasonNoFailure        = "AsExpected"
+
+	// ReasonSecretMissing: a Secret (or a key of it) that a tier reads at
+	// start does not exist; the tier's Deployment is left as it is.
+	ReasonSecretMissing = "SecretMissing"
 )
 
 // GetCondition returns the condition of type t, or nil.
