@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/imcluster/imcluster/services/message/model"
 	"github.com/imcluster/imcluster/services/message/store"
@@ -33,6 +34,11 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request) *apiError {
 		return badRequest(protocol.ErrInvalidField, "cursor: "+err.Error())
 	}
 	page, err := s.Store.Sync(r.Context(), c.user, cur, int(limit))
+	if errors.Is(err, store.ErrCursorExpired) {
+		// The device resyncs: unread pull (whose first page has a fresh
+		// sync cursor), conversation list, history (docs/protocol.md).
+		return errf(http.StatusGone, protocol.ErrCursorExpired, err.Error())
+	}
 	if err != nil {
 		return unavailable(err)
 	}
@@ -77,11 +83,15 @@ func (s *Server) unread(w http.ResponseWriter, r *http.Request) *apiError {
 	}
 	var resp UnreadResponse
 	if raw == "" {
+		// Every feed entry at or after the heads is stored after they are
+		// read (the pipeline records a head after persisting below it):
+		// the time before the read is the cursor's horizon.
+		since := time.Now().UnixMilli()
 		heads, err := s.Store.PersistedHeads(r.Context())
 		if err != nil {
 			return unavailable(err)
 		}
-		resp.SyncCursor = model.SyncCursor{Next: heads}.Encode()
+		resp.SyncCursor = model.SyncCursor{Next: heads, SinceMs: since}.Encode()
 	}
 	page, err := s.Store.Unread(r.Context(), c.user, cur, int(limit))
 	if err != nil {
