@@ -49,7 +49,9 @@ type IMClusterSpec struct {
 	// +required
 	Etcd EtcdSpec `json:"etcd"`
 
-	// Auth names the Secret holding the token signing keys.
+	// Auth names the Secret holding the token signing keys: a key file per
+	// token kind, each with one key or several (for rotation), reloaded by
+	// the pods without a restart.
 	// +required
 	Auth AuthSpec `json:"auth"`
 
@@ -177,6 +179,14 @@ type MessageTierSpec struct {
 	// +kubebuilder:default=25
 	// +optional
 	ShutdownGraceSeconds int32 `json:"shutdownGraceSeconds,omitempty"`
+
+	// TLS serves the HTTP API over https with this Secret (tls.crt,
+	// tls.key; rotated in place when the Secret changes). It must also hold
+	// ca.crt, which push pods trust for their calls to the message Service,
+	// and its certificate must name <name>-message.<namespace>.svc. Unset:
+	// plain http (terminate TLS in front). Health and metrics stay plain.
+	// +optional
+	TLS *TLSSecretRef `json:"tls,omitempty"`
 }
 
 // PushTierSpec configures the push tier.
@@ -202,6 +212,14 @@ type PushTierSpec struct {
 	// +kubebuilder:default=9091
 	// +optional
 	InternalPort int32 `json:"internalPort,omitempty"`
+
+	// TLS serves the WebSocket listener as wss:// with this Secret (tls.crt,
+	// tls.key; rotated in place when the Secret changes). Each TLS
+	// connection costs a goroutine (about 17 KiB idle against about 1 KiB):
+	// large fleets should terminate TLS at the load balancer instead.
+	// Unset: plain ws. The internal delivery listener stays plain.
+	// +optional
+	TLS *TLSSecretRef `json:"tls,omitempty"`
 
 	// DrainSeconds is how long a push pod may take, after SIGTERM, to hand its
 	// connections back to the clients (which reconnect to other pods) and
@@ -383,23 +401,38 @@ type EtcdSpec struct {
 }
 
 // AuthSpec names the Secret with the HMAC keys of the three token kinds.
+//
+// Each of the three Secret keys holds a key file: one or more HMAC keys,
+// one per line, "KID:SECRET" or a bare secret (at most 8 keys of at least
+// 32 bytes; blank lines and lines starting with "#" ignored). The first key
+// signs; every key verifies, picked by the token's kid. The pods re-read
+// the files while running, so adding, promoting or dropping a key takes
+// effect without a restart (and a change of this Secret rolls no pods):
+// see docs/operator.md, "Signing keys and rotation".
 type AuthSpec struct {
-	// SecretName of a Secret in the IMCluster's namespace.
+	// SecretName of a Secret in the IMCluster's namespace holding the three
+	// key files. Its changes are reloaded in place: no pod restarts.
 	// +kubebuilder:validation:MinLength=1
 	// +required
 	SecretName string `json:"secretName"`
 
-	// UserKey is the Secret key holding the user-token key.
+	// UserKey is the Secret key holding the user-token key file: one key,
+	// or several ("KID:SECRET" per line, at most 8, the first signs, every
+	// one verifies) while a key is rotated.
 	// +kubebuilder:default=user.key
 	// +optional
 	UserKey string `json:"userKey,omitempty"`
 
-	// ServiceKey is the Secret key holding the service-token (SDK) key.
+	// ServiceKey is the Secret key holding the service-token (SDK) key
+	// file: one key, or several ("KID:SECRET" per line, at most 8, the
+	// first signs, every one verifies) while a key is rotated.
 	// +kubebuilder:default=service.key
 	// +optional
 	ServiceKey string `json:"serviceKey,omitempty"`
 
-	// InternalKey is the Secret key holding the tier-to-tier key.
+	// InternalKey is the Secret key holding the tier-to-tier key file: one
+	// key, or several ("KID:SECRET" per line, at most 8; the first signs
+	// the internal tokens, every one verifies) while a key is rotated.
 	// +kubebuilder:default=internal.key
 	// +optional
 	InternalKey string `json:"internalKey,omitempty"`
