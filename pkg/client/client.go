@@ -67,6 +67,15 @@ type Config struct {
 	// remembers (default 1024, about 2 KiB each).
 	DedupeConversations int
 
+	// OnResync runs after the client resynced because its cursor had
+	// expired (the sync answered cursor_expired: the feed keeps events for
+	// a retention window): the unread messages came through OnEvent, but
+	// read, recall and delivered events of the gap, and messages already
+	// read elsewhere, did not. The app should refresh its conversation
+	// list (GET /v1/conversations: read and delivered cursors) and fetch
+	// history where it needs it (docs/protocol.md, section 5).
+	OnResync func()
+
 	NoAutoAck bool // do not ack message events from others
 	NoSync    bool // do not sync after login (bench: push only)
 
@@ -131,6 +140,7 @@ type Client struct {
 	pushes    atomic.Int64
 	synced    atomic.Int64
 	dropped   atomic.Int64
+	resyncs   atomic.Int64
 	unsure    atomic.Int64 // handed on without Known while memory could not tell
 	// pushedSinceSync counts the pushed events since the start of the
 	// last completed sync.
