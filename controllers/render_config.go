@@ -55,6 +55,8 @@ const (
 	kafkaSASLDir   = mountRoot + "/kafka-sasl"
 	cassandraDir   = mountRoot + "/cassandra"
 	etcdTLSDir     = mountRoot + "/etcd-tls"
+	listenerTLSDir = mountRoot + "/tls"        // the tier's own listener pair (spec.<tier>.tls)
+	messageCADir   = mountRoot + "/message-ca" // push: ca.crt of spec.message.tls
 	binary         = "/usr/local/bin/imcluster"
 	preStopSeconds = 5 // endpoints controllers and proxies drop the pod first
 	graceMargin    = 10
@@ -169,7 +171,7 @@ func renderConfig(c *v1alpha1.IMCluster) (rendered, error) {
 	push := config.Push{
 		Common:            common,
 		UserKeyFile:       authDir + "/user",
-		MessageURL:        fmt.Sprintf("http://%s.%s.svc:%d", tierName(c, TierMessage), c.Namespace, s.Message.Port),
+		MessageURL:        fmt.Sprintf("%s://%s.%s.svc:%d", messageScheme(c), tierName(c, TierMessage), c.Namespace, s.Message.Port),
 		MaxConnections:    int(s.Push.MaxConnections),
 		HeartbeatInterval: heartbeat,
 		SendQueue:         int(s.Push.SendQueue),
@@ -195,6 +197,15 @@ func renderConfig(c *v1alpha1.IMCluster) (rendered, error) {
 		pushHash:     hashOf(pushEnv),
 		bootstrapEnv: boot,
 	}, nil
+}
+
+// messageScheme is how push pods call the message Service: https when the
+// API serves TLS (spec.message.tls).
+func messageScheme(c *v1alpha1.IMCluster) string {
+	if c.Spec.Message.TLS != nil {
+		return "https"
+	}
+	return "http"
 }
 
 // cassandraReplication renders the form config.Cassandra.Replication reads:

@@ -38,7 +38,11 @@ func containerSecurityContext() *corev1.SecurityContext {
 }
 
 // secretVolumes are the Secrets a tier or the bootstrap Job mounts.
-type secretVolumes struct{ auth, kafka, cassandra, etcd bool }
+type secretVolumes struct {
+	auth, kafka, cassandra, etcd bool
+	listenerTLS                  *v1alpha1.TLSSecretRef // the tier's own listener pair
+	messageCA                    bool                   // push: ca.crt of spec.message.tls
+}
 
 func volumes(c *v1alpha1.IMCluster, want secretVolumes) ([]corev1.Volume, []corev1.VolumeMount) {
 	s := &c.Spec
@@ -71,6 +75,15 @@ func volumes(c *v1alpha1.IMCluster, want secretVolumes) ([]corev1.Volume, []core
 	}
 	if want.etcd && s.Etcd.TLS != nil {
 		add("etcd-tls", s.Etcd.TLS.SecretName, etcdTLSDir, nil)
+	}
+	if want.listenerTLS != nil { // followed in place: in reloadedSecretVolumes
+		add("tls", want.listenerTLS.SecretName, listenerTLSDir, []corev1.KeyToPath{
+			{Key: corev1.TLSCertKey, Path: corev1.TLSCertKey},
+			{Key: corev1.TLSPrivateKeyKey, Path: corev1.TLSPrivateKeyKey},
+		})
+	}
+	if want.messageCA && s.Message.TLS != nil { // read at start: a change rolls push
+		add("message-ca", s.Message.TLS.SecretName, messageCADir, []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}})
 	}
 	return vols, mounts
 }
@@ -121,6 +134,7 @@ func tierPodTemplate(c *v1alpha1.IMCluster, tier string, spec *v1alpha1.TierSpec
 		}
 		grace = m.ShutdownGraceSeconds
 		want.kafka, want.cassandra = true, true
+		want.listenerTLS = m.TLS
 	case TierPush:
 		p := &c.Spec.Push
 		ports = []corev1.ContainerPort{
@@ -135,6 +149,16 @@ func tierPodTemplate(c *v1alpha1.IMCluster, tier string, spec *v1alpha1.TierSpec
 			config.EnvShutdownGrace: fmt.Sprintf("%ds", p.DrainSeconds),
 		}
 		grace = p.DrainSeconds
+		want.listenerTLS = p.TLS
+		if c.Spec.Message.TLS != nil {
+			want.messageCA = true
+			env[config.EnvTLSCAFile] = messageCADir + "/ca.crt"
+		}
+	}
+	// Probes stay on the plain metrics listener: TLS changes none of them.
+	if want.listenerTLS != nil {
+		env[config.EnvTLSCertFile] = listenerTLSDir + "/" + corev1.TLSCertKey
+		env[config.EnvTLSKeyFile] = listenerTLSDir + "/" + corev1.TLSPrivateKeyKey
 	}
 	ports = append(ports, corev1.ContainerPort{Name: "metrics", ContainerPort: metricsPort})
 	for i := range ports {

@@ -21,9 +21,11 @@ import (
 // credentials, etcd TLS, and whatever else a tier's pod template takes from
 // a Secret) roll the tier when their content changes: the pod template
 // carries AnnotationSecretHash, a hash of the data the tier uses of them.
-// The signing keys are the exception: the processes re-read their key
-// files in place (services/auth KeyFile), so the auth Secret never rolls
-// pods (reloadedSecretVolumes).
+// The signing keys and the listeners' TLS pairs are the exception: the
+// processes re-read those files in place (services/auth KeyFile,
+// services/tlsconf CertFile), so the auth Secret and the tls volume never
+// roll pods (reloadedSecretVolumes). The message CA that push pods trust
+// (message-ca volume) is read at start and does roll push.
 //
 // The operator learns of a change through a metadata-only watch of Secrets
 // (see CacheOptions), maps it to the IMClusters of the namespace that
@@ -43,7 +45,7 @@ const IndexSecretRefs = "imcluster.io/restart-secrets"
 // re-read while running: a change needs no roll. A new Secret volume rolls
 // its tier by default; add its volume name here only if the process
 // follows its files.
-var reloadedSecretVolumes = map[string]bool{"auth": true}
+var reloadedSecretVolumes = map[string]bool{"auth": true, "tls": true}
 
 // secretUse is what a pod template takes from one Secret: every key (all)
 // or the listed ones; optional when every reference to it is optional.
