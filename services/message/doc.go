@@ -110,9 +110,14 @@
 // rows (bucket = offset >> 16), marker cache ≤ 200,000 keys, recent msg_ids
 // ≤ 4,096 per partition.
 //
+// The feed is bounded in time: its rows expire after IM_FEED_RETENTION
+// (default 30 days, a per-write TTL), and a cursor older than that gets 410
+// cursor_expired, never a silent gap; the device resyncs from unread pull,
+// conversation list and history (store/retention.go, docs/protocol.md).
+//
 // Not bounded yet: the number of feed and conversation buckets a long-lived
 // user or conversation accumulates over time (one marker row per 65,536
-// offsets of a partition it was active in), and the feed itself (no TTL:
-// a cursor must never silently lose events, so expiry needs a "cursor too
-// old, resync" answer first).
+// offsets of a partition it was active in: feed markers carry no TTL, since
+// a marker is written before its bucket's rows and must not expire first),
+// and history, which is kept forever.
 package message

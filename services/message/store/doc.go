@@ -14,6 +14,10 @@
 //     entry and after every entry of earlier buckets. Sync relies on that: a
 //     reader that sees offset N in a feed partition has seen every earlier
 //     entry, and a bucket is finished once a later marker exists.
+//   - Feed rows expire after the feed retention (a per-write TTL); a sync
+//     cursor carries a time horizon and Sync answers ErrCursorExpired once
+//     rows it has not seen may have expired (retention.go). History, markers
+//     and conversations do not expire.
 //   - Seq columns of conversations are max-registers (USING TIMESTAMP value+1).
 //   - Every query is prepared (gocql prepares and caches each statement) and
 //     routed token-aware; every read is bounded by a LIMIT.
