@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imcluster/imcluster/services/config"
 	"github.com/imcluster/imcluster/services/message/internal/msgtest"
 	"github.com/imcluster/imcluster/services/message/model"
 	"github.com/imcluster/imcluster/services/message/store"
@@ -151,5 +152,53 @@ func TestSyncCursorExpires(t *testing.T) {
 	got, _, err = syncAll(model.SyncCursor{Next: c2.Next, SinceMs: time.Now().UnixMilli()})
 	if err != nil || fmt.Sprint(got) != fmt.Sprint(third) {
 		t.Fatalf("after resync: %v %v, want %v", got, err, third)
+	}
+}
+
+// Cursors are judged by the smallest retention any pod writes with, not
+// only the process's own; keeping the feed forever judges none expired.
+func TestCursorJudgedBySmallestRetentionInUse(t *testing.T) {
+	cfg := msgtest.Config(t, 1)
+	cfg.FeedRetention = time.Hour
+	msgtest.Keyspace(t, cfg)
+	long := msgtest.Store(t, cfg)
+	ctx := context.Background()
+	old := model.SyncCursor{Next: []int64{0}, SinceMs: time.Now().Add(-30 * time.Second).UnixMilli()}
+	fresh := model.SyncCursor{Next: []int64{0}, SinceMs: time.Now().UnixMilli()}
+	cfg.FeedRetention = 20 * time.Second
+	short := msgtest.Store(t, cfg) // announces 20 s before long's first read
+	cfg.FeedRetention = config.FeedRetentionForever
+	forever := msgtest.Store(t, cfg)
+	if long.FeedTTL() != 3600 || short.FeedTTL() != 20 || forever.FeedTTL() != 0 {
+		t.Fatalf("feed TTLs %d %d %d", long.FeedTTL(), short.FeedTTL(), forever.FeedTTL())
+	}
+	for name, st := range map[string]*store.Store{"long": long, "short": short, "forever": forever} {
+		if _, err := st.Sync(ctx, "bob", old, 10); !errors.Is(err, store.ErrCursorExpired) {
+			t.Errorf("%s: 30 s old cursor: %v, want ErrCursorExpired (20 s retention in use)", name, err)
+		}
+		if _, err := st.Sync(ctx, "bob", fresh, 10); err != nil {
+			t.Errorf("%s: fresh cursor: %v", name, err)
+		}
+	}
+}
+
+// IM_FEED_RETENTION=0: feed rows get no TTL and no cursor expires.
+func TestFeedKeptForever(t *testing.T) {
+	cfg := msgtest.Config(t, 1)
+	cfg.FeedRetention = config.FeedRetentionForever
+	msgtest.Keyspace(t, cfg)
+	st := msgtest.Store(t, cfg)
+	ctx := context.Background()
+	conv := model.ConvID("alice", "bob")
+	if err := st.Persist(ctx, []store.Item{{Part: 0, Off: 1, Rec: msg(conv, "alice", "a", 1000)}}); err != nil {
+		t.Fatal(err)
+	}
+	if ttls := feedTTLs(t, st, "bob", 0); len(ttls) != 1 || ttls[1][0] != -1 {
+		t.Fatalf("feed rows %v, want one without TTL", ttls)
+	}
+	ancient := model.SyncCursor{Next: []int64{0}, SinceMs: 1}
+	p, err := st.Sync(ctx, "bob", ancient, 10)
+	if err != nil || len(p.Events) != 1 {
+		t.Fatalf("ancient cursor: %+v %v", p.Events, err)
 	}
 }
