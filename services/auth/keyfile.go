@@ -3,19 +3,18 @@ package auth
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/imcluster/imcluster/services/internal/filewatch"
 )
 
 // DefaultReloadInterval is how often Watch re-reads a key file by default.
-// A Kubernetes Secret update reaches the volume within the kubelet's sync
-// period (about a minute), so a few seconds more are noise.
-const DefaultReloadInterval = 5 * time.Second
+const DefaultReloadInterval = filewatch.DefaultInterval
 
 // KeyFile is a KeySource that follows a key file (format: ParseKeySet).
 // Reload re-reads it and swaps the set atomically when the content
@@ -91,34 +90,17 @@ func (f *KeyFile) Reload() (changed bool, err error) {
 // ctx ends, logging each change (kids only, never secrets) and each failure.
 // Failures are logged when they start and when they end, not every poll.
 func (f *KeyFile) Watch(ctx context.Context, interval time.Duration, log *slog.Logger) {
-	if interval <= 0 {
-		interval = DefaultReloadInterval
-	}
 	if log == nil {
 		log = slog.Default()
 	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	failing := false
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		changed, err := f.Reload()
-		switch {
-		case err != nil && !failing:
+	filewatch.Poll(ctx, interval, f.Reload, filewatch.Events{
+		Failed: func(err error) {
 			log.Error("key file unreadable or invalid; keeping the last good keys", "file", f.path,
 				"kids", f.Keys().IDs(), "err", err)
-		case err == nil && failing:
-			log.Info("key file valid again", "file", f.path)
-		}
-		failing = err != nil
-		if changed {
-			log.Info("key file reloaded", "file", f.path, "kids", f.Keys().IDs())
-		}
-	}
+		},
+		Recovered: func() { log.Info("key file valid again", "file", f.path) },
+		Changed:   func() { log.Info("key file reloaded", "file", f.path, "kids", f.Keys().IDs()) },
+	})
 }
 
 // readBounded reads path, refusing files over MaxKeyFileBytes.
@@ -126,17 +108,12 @@ func readBounded(path string) ([]byte, error) {
 	if path == "" {
 		return nil, fmt.Errorf("%w: no key file configured", ErrKeySet)
 	}
-	fh, err := os.Open(path)
-	if err != nil {
+	b, err := filewatch.Read(path, MaxKeyFileBytes)
+	switch {
+	case errors.Is(err, filewatch.ErrTooLarge):
+		return nil, fmt.Errorf("%w: %w", ErrKeySet, err)
+	case err != nil:
 		return nil, fmt.Errorf("while reading key file: %w", err)
-	}
-	defer fh.Close()
-	b, err := io.ReadAll(io.LimitReader(fh, MaxKeyFileBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("while reading key file %s: %w", path, err)
-	}
-	if len(b) > MaxKeyFileBytes {
-		return nil, fmt.Errorf("%w: key file %s is over %d bytes", ErrKeySet, path, MaxKeyFileBytes)
 	}
 	return b, nil
 }

@@ -7,14 +7,12 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/imcluster/imcluster/services/auth"
+	"github.com/imcluster/imcluster/services/internal/filewatch"
 )
 
 // MaxFileBytes bounds a certificate, key or CA file.
@@ -93,38 +91,23 @@ func (f *CertFile) Reload() (changed bool, err error) {
 	return true, nil
 }
 
-// Watch calls Reload every interval (auth.DefaultReloadInterval if ≤ 0)
+// Watch calls Reload every interval (filewatch.DefaultInterval if ≤ 0)
 // until ctx ends, logging each change and each failure (when it starts
 // and when it ends, not every poll).
 func (f *CertFile) Watch(ctx context.Context, interval time.Duration, log *slog.Logger) {
-	if interval <= 0 {
-		interval = auth.DefaultReloadInterval
-	}
 	if log == nil {
 		log = slog.Default()
 	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	failing := false
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		changed, err := f.Reload()
-		switch {
-		case err != nil && !failing:
+	filewatch.Poll(ctx, interval, f.Reload, filewatch.Events{
+		Failed: func(err error) {
 			log.Error("TLS certificate unreadable or invalid; keeping the last good one", "cert", f.certPath,
 				"serving", describe(f.Certificate()), "err", err)
-		case err == nil && failing:
-			log.Info("TLS certificate valid again", "cert", f.certPath)
-		}
-		failing = err != nil
-		if changed {
+		},
+		Recovered: func() { log.Info("TLS certificate valid again", "cert", f.certPath) },
+		Changed: func() {
 			log.Info("TLS certificate reloaded", "cert", f.certPath, "serving", describe(f.Certificate()))
-		}
-	}
+		},
+	})
 }
 
 func describe(c *tls.Certificate) string {
@@ -164,17 +147,9 @@ func ClientConfig(caFile string) (*tls.Config, error) {
 
 // ReadBounded reads path, refusing files over MaxFileBytes and empty ones.
 func ReadBounded(path string) ([]byte, error) {
-	fh, err := os.Open(path)
+	b, err := filewatch.Read(path, MaxFileBytes)
 	if err != nil {
 		return nil, fmt.Errorf("while reading TLS file: %w", err)
-	}
-	defer fh.Close()
-	b, err := io.ReadAll(io.LimitReader(fh, MaxFileBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("while reading TLS file %s: %w", path, err)
-	}
-	if len(b) > MaxFileBytes {
-		return nil, fmt.Errorf("tlsconf: %s is over %d bytes", path, MaxFileBytes)
 	}
 	if len(b) == 0 {
 		return nil, fmt.Errorf("tlsconf: %s is empty", path)

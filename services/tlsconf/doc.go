@@ -16,7 +16,7 @@
 //   - ClientConfig trusts the system roots plus an optional PEM CA bundle,
 //     TLS 1.2 or newer, and always verifies: there is no insecure mode.
 //
-// The reload loop is the same design as services/auth.KeyFile (poll the
-// content every auth.DefaultReloadInterval, keep the last good value); the
+// The reload loop is services/internal/filewatch's, shared with
+// services/auth.KeyFile (poll the content, keep the last good value); the
 // parsing differs, hence a type of its own.
 package tlsconf
