@@ -110,6 +110,9 @@ build() {
 
 cmd_start() {
 	mkdir -p "$RUN"
+	# IMC_FRESH=1 wiped the dependencies' data: the demo devices' saved sync
+	# cursors point into a log that no longer exists, so they start over.
+	[[ "${IMC_FRESH:-0}" == 1 ]] && rm -rf "$RUN/cursors"
 	build
 	if pid_of message-1 >/dev/null || pid_of push-1 >/dev/null || pid_of push-2 >/dev/null; then
 		say "Restarting the running dev processes on the new binaries"
