@@ -93,10 +93,12 @@ func ProducerConfig(cfg config.Kafka, clientID string) (*sarama.Config, error) {
 	return sc, nil
 }
 
-// Producer produces records synchronously.
+// Producer produces records synchronously. It owns its sarama client, which
+// also answers LogEnds (logend.go): one client serves both.
 type Producer struct {
-	sp    sarama.SyncProducer
-	topic string
+	client sarama.Client
+	sp     sarama.SyncProducer
+	topic  string
 }
 
 // NewProducer connects an idempotent producer for topic.
@@ -105,11 +107,16 @@ func NewProducer(cfg config.Kafka, topic, clientID string) (*Producer, error) {
 	if err != nil {
 		return nil, err
 	}
-	sp, err := sarama.NewSyncProducer(cfg.Brokers, sc)
+	client, err := sarama.NewClient(cfg.Brokers, sc)
 	if err != nil {
 		return nil, fmt.Errorf("while connecting the Kafka producer: %w", err)
 	}
-	return &Producer{sp: sp, topic: topic}, nil
+	sp, err := sarama.NewSyncProducerFromClient(client)
+	if err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("while starting the Kafka producer: %w", err)
+	}
+	return &Producer{client: client, sp: sp, topic: topic}, nil
 }
 
 // Produce writes one record and returns its partition and offset once the
@@ -141,5 +148,11 @@ func (p *Producer) ProduceBatch(keys []string, values [][]byte) error {
 	return nil
 }
 
-// Close flushes and closes the producer.
-func (p *Producer) Close() error { return p.sp.Close() }
+// Close flushes and closes the producer, then its client.
+func (p *Producer) Close() error {
+	err := p.sp.Close()
+	if cerr := p.client.Close(); err == nil && !errors.Is(cerr, sarama.ErrClosedClient) {
+		err = cerr
+	}
+	return err
+}
