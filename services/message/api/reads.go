@@ -33,6 +33,17 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request) *apiError {
 	if err != nil {
 		return badRequest(protocol.ErrInvalidField, "cursor: "+err.Error())
 	}
+	if s.logEnds != nil {
+		// A cursor ahead of the log (offsets restarted: topic re-created,
+		// deployment restored) would silently miss every event below it.
+		err := s.logEnds.check(r.Context(), cur)
+		if errors.Is(err, errCursorAhead) {
+			return errf(http.StatusGone, protocol.ErrCursorExpired, err.Error())
+		}
+		if err != nil {
+			return unavailable(err)
+		}
+	}
 	page, err := s.Store.Sync(r.Context(), c.user, cur, int(limit))
 	if errors.Is(err, store.ErrCursorExpired) {
 		// The device resyncs: unread pull (whose first page has a fresh

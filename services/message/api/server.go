@@ -68,8 +68,16 @@ type Server struct {
 	// beyond it requests are refused at once with 503 unavailable and
 	// Retry-After, instead of queueing without bound.
 	MaxInFlight int
+	// LogEnds, if set, lets sync answer 410 cursor_expired for a cursor
+	// ahead of the log (the topic was re-created or the deployment restored
+	// from an older backup, so offsets restarted); nil: not checked.
+	LogEnds LogEnds
+	// LogEndRefreshGap is the least time between two reads of LogEnds
+	// (0: DefaultLogEndRefreshGap).
+	LogEndRefreshGap time.Duration
 
 	inflight chan struct{}
+	logEnds  *logEndCache
 }
 
 // DefaultMaxInFlight is the default bound of concurrent requests.
@@ -116,6 +124,12 @@ func (s *Server) Handler() http.Handler {
 		s.MaxInFlight = DefaultMaxInFlight
 	}
 	s.inflight = make(chan struct{}, s.MaxInFlight)
+	if s.LogEnds != nil {
+		if s.LogEndRefreshGap <= 0 {
+			s.LogEndRefreshGap = DefaultLogEndRefreshGap
+		}
+		s.logEnds = &logEndCache{src: s.LogEnds, gap: s.LogEndRefreshGap}
+	}
 	mux := http.NewServeMux()
 	handle := func(pattern string, h handlerFunc) {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
