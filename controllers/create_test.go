@@ -95,6 +95,7 @@ func TestCreateMakesEveryChild(t *testing.T) {
 		config.EnvInternalKeyFile:   "/etc/imcluster/auth/internal",
 		config.EnvMaxMessageBytes:   "16384",
 		config.EnvRecallWindow:      "2m0s",
+		config.EnvFeedRetention:     "720h0m0s",
 		config.EnvMessageURL:        fmt.Sprintf("http://chat-message.%s.svc:8080", ns),
 		config.EnvMaxConnections:    "50000",
 		config.EnvHeartbeatInterval: "30s",

@@ -116,6 +116,10 @@ func renderConfig(c *v1alpha1.IMCluster) (rendered, error) {
 	if err != nil {
 		return rendered{}, fmt.Errorf("while parsing spec.limits.recallWindow: %w", err)
 	}
+	retention, err := feedRetention(s.Limits.FeedRetention)
+	if err != nil {
+		return rendered{}, err
+	}
 	heartbeat, err := time.ParseDuration(s.Push.HeartbeatInterval)
 	if err != nil {
 		return rendered{}, fmt.Errorf("while parsing spec.push.heartbeatInterval: %w", err)
@@ -156,6 +160,7 @@ func renderConfig(c *v1alpha1.IMCluster) (rendered, error) {
 		ServiceKeyFile:  authDir + "/service",
 		MaxMessageBytes: int(s.Limits.MaxMessageBytes),
 		RecallWindow:    recall,
+		FeedRetention:   retention,
 	}
 	if s.Kafka.TLS != nil {
 		msg.Kafka.TLSDir = kafkaTLSDir
@@ -197,6 +202,23 @@ func renderConfig(c *v1alpha1.IMCluster) (rendered, error) {
 		pushHash:     hashOf(pushEnv),
 		bootstrapEnv: boot,
 	}, nil
+}
+
+// feedRetention turns spec.limits.feedRetention into config.Message's
+// FeedRetention: "0" (any zero duration) is config.FeedRetentionForever,
+// since a zero field would leave IM_FEED_RETENTION out and the service's
+// 30-day default would apply.
+func feedRetention(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("while parsing spec.limits.feedRetention: %w", err)
+	case d < 0 || d%time.Second != 0 || d > config.MaxFeedRetention:
+		return 0, fmt.Errorf("spec.limits.feedRetention %q: want whole seconds in [0, %v]", v, config.MaxFeedRetention)
+	case d == 0:
+		return config.FeedRetentionForever, nil
+	}
+	return d, nil
 }
 
 // messageScheme is how push pods call the message Service: https when the

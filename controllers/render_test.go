@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -42,6 +43,9 @@ func TestConfigHashesPerTier(t *testing.T) {
 	}{
 		{"nothing", func(*v1alpha1.IMCluster) {}, false, false, false},
 		{"message limit", func(c *v1alpha1.IMCluster) { c.Spec.Limits.MaxMessageBytes = 100 }, true, false, false},
+		{"feed retention", func(c *v1alpha1.IMCluster) { c.Spec.Limits.FeedRetention = "48h" }, true, false, false},
+		{"feed retention forever", func(c *v1alpha1.IMCluster) { c.Spec.Limits.FeedRetention = "0" }, true, false, false},
+		{"feed retention, same duration", func(c *v1alpha1.IMCluster) { c.Spec.Limits.FeedRetention = "43200m" }, false, false, false},
 		{"push queue", func(c *v1alpha1.IMCluster) { c.Spec.Push.SendQueue = 8 }, false, true, false},
 		{"push replicas", func(c *v1alpha1.IMCluster) { c.Spec.Push.Replicas = ptr.To[int32](9) }, false, false, false},
 		{"etcd prefix", func(c *v1alpha1.IMCluster) { c.Spec.Etcd.Prefix = "/other" }, true, true, false},
@@ -67,6 +71,48 @@ func TestConfigHashesPerTier(t *testing.T) {
 			}
 			if got := bootstrapHash(c, r) != baseBoot; got != tc.bootstrapAgain {
 				t.Errorf("bootstrap hash changed = %v, want %v", got, tc.bootstrapAgain)
+			}
+		})
+	}
+}
+
+// spec.limits.feedRetention renders IM_FEED_RETENTION for the message tier
+// only; "0" renders "0" (keep forever), not nothing (which would be the
+// service's 30-day default).
+func TestFeedRetentionRendering(t *testing.T) {
+	tests := []struct {
+		in, want string // want "": refused
+	}{
+		{"", "720h0m0s"}, // SetDefaults
+		{"0", "0"},
+		{"0s", "0"},
+		{"0h0m", "0"},
+		{"1s", "1s"},
+		{"36h", "36h0m0s"},
+		{"175200h", "175200h0m0s"},
+		{"175200h1s", ""},
+		{"1.5s", ""},
+		{"500ms", ""},
+		{"-1h", ""},
+		{"30d", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			r, err := renderConfig(defaulted(func(c *v1alpha1.IMCluster) { c.Spec.Limits.FeedRetention = tc.in }))
+			if tc.want == "" {
+				if err == nil || !strings.Contains(err.Error(), "feedRetention") {
+					t.Fatalf("err = %v, want a spec.limits.feedRetention error", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := r.shared[config.EnvFeedRetention]; got != tc.want {
+				t.Errorf("%s = %q, want %q", config.EnvFeedRetention, got, tc.want)
+			}
+			if _, ok := r.bootstrapEnv[config.EnvFeedRetention]; ok {
+				t.Errorf("the bootstrap Job gets %s", config.EnvFeedRetention)
 			}
 		})
 	}

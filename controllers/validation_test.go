@@ -57,6 +57,9 @@ spec:
 		{"pdb-both-bounds", `spec: {push: {podDisruptionBudget: {minAvailable: 1, maxUnavailable: 1}}}`, "at most one of minAvailable"},
 		{"nts-without-dcs", `spec: {cassandra: {contactPoints: ["c:9042"], replication: {strategy: NetworkTopologyStrategy}}}`, "NetworkTopologyStrategy needs dataCenters"},
 		{"bad-duration", `spec: {limits: {recallWindow: "two minutes"}}`, "spec.limits.recallWindow"},
+		{"sub-second-retention", `spec: {limits: {feedRetention: "1500ms"}}`, "spec.limits.feedRetention"},
+		{"negative-retention", `spec: {limits: {feedRetention: "-1h"}}`, "spec.limits.feedRetention"},
+		{"retention-over-20-years", `spec: {limits: {feedRetention: "175201h"}}`, "limits.feedRetention must be at most"},
 		{"bad-service-type", `spec: {push: {service: {type: ExternalName}}}`, "spec.push.service.type"},
 		{"name-too-long-" + strings.Repeat("x", 30), ``, "at most 40 characters"},
 	}

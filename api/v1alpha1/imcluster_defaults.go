@@ -26,6 +26,7 @@ const (
 	DefaultCassandraFactor    int32 = 3
 	DefaultMaxMessageBytes    int32 = 16384
 	DefaultRecallWindow             = "2m"
+	DefaultFeedRetention            = "720h" // 30 days, services/config.DefaultFeedRetention
 	DefaultBackoffLimit       int32 = 4
 	DefaultActiveDeadline     int64 = 600
 	DefaultTargetCPU          int32 = 70
@@ -83,6 +84,7 @@ func (c *IMCluster) SetDefaults() {
 
 	setInt32(&s.Limits.MaxMessageBytes, DefaultMaxMessageBytes)
 	setString(&s.Limits.RecallWindow, DefaultRecallWindow)
+	setString(&s.Limits.FeedRetention, DefaultFeedRetention)
 
 	if s.Bootstrap.BackoffLimit == nil {
 		v := DefaultBackoffLimit

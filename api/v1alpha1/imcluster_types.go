@@ -55,7 +55,8 @@ type IMClusterSpec struct {
 	// +required
 	Auth AuthSpec `json:"auth"`
 
-	// Limits bound what clients may send.
+	// Limits bound what clients may send, and how long the sync feed keeps
+	// it.
 	// +kubebuilder:default={}
 	// +optional
 	Limits LimitsSpec `json:"limits,omitempty"`
@@ -464,7 +465,7 @@ type CredentialsSecretRef struct {
 	PasswordKey string `json:"passwordKey,omitempty"`
 }
 
-// LimitsSpec bounds client input.
+// LimitsSpec bounds client input and how long the sync feed keeps it.
 type LimitsSpec struct {
 	// MaxMessageBytes is the largest message body accepted.
 	// +kubebuilder:validation:Minimum=1
@@ -478,6 +479,20 @@ type LimitsSpec struct {
 	// +kubebuilder:default="2m"
 	// +optional
 	RecallWindow string `json:"recallWindow,omitempty"`
+
+	// FeedRetention is how long the sync feed keeps each event
+	// (IM_FEED_RETENTION): a device whose sync cursor is older gets
+	// cursor_expired and resyncs (docs/protocol.md, section 5); history is
+	// never trimmed. Whole seconds as a duration of h, m and s (no
+	// fractions, no ms), at most 20 years (175200h, Cassandra's largest
+	// TTL); "0" keeps the feed forever. A change applies to feed rows
+	// written after it.
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(h|m|s))+)$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('175200h')",message="limits.feedRetention must be at most 175200h (20 years)"
+	// +kubebuilder:default="720h"
+	// +optional
+	FeedRetention string `json:"feedRetention,omitempty"`
 }
 
 // BootstrapSpec tunes the bootstrap Job.
