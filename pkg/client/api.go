@@ -24,6 +24,9 @@ type API struct {
 // accepts a connection and never answers must not hang a device forever.
 const DefaultAPITimeout = 15 * time.Second
 
+// defaultHTTP is shared by every API and every Client (without TLS settings)
+// that has no HTTP client of its own, so their connections to the message
+// tier are pooled together.
 var defaultHTTP = &http.Client{Timeout: DefaultAPITimeout}
 
 func (a *API) httpClient() *http.Client {

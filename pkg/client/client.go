@@ -79,6 +79,9 @@ type Config struct {
 	NoAutoAck bool // do not ack message events from others
 	NoSync    bool // do not sync after login (bench: push only)
 
+	// HTTPClient makes the sync calls to APIURL. Nil: without TLS, one
+	// client shared by every such Client of the process (calls end after
+	// DefaultAPITimeout); with TLS, one of this Client's own that uses it.
 	HTTPClient *http.Client
 	Log        *slog.Logger
 }
@@ -162,12 +165,7 @@ func New(cfg Config) *Client {
 		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: DefaultAPITimeout}
-		if cfg.TLS != nil {
-			tr := http.DefaultTransport.(*http.Transport).Clone()
-			tr.TLSClientConfig = cfg.TLS
-			cfg.HTTPClient.Transport = tr
-		}
+		cfg.HTTPClient = syncHTTPClient(cfg.TLS)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Client{
@@ -178,6 +176,21 @@ func New(cfg Config) *Client {
 	}
 	c.Node.Store("")
 	return c
+}
+
+// syncHTTPClient is the HTTP client of a Client without its own: with the
+// default TLS settings (nil), the package's shared defaultHTTP, so that
+// every such Client of a process (imctl bench: thousands) pools its
+// connections to the message tier together; with a custom TLS config, a
+// client and transport of its own, since a transport's pool carries its
+// TLS settings.
+func syncHTTPClient(tc *tls.Config) *http.Client {
+	if tc == nil {
+		return defaultHTTP
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tc
+	return &http.Client{Timeout: DefaultAPITimeout, Transport: tr}
 }
 
 // Start connects in the background and keeps the client connected until
