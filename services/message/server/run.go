@@ -117,7 +117,8 @@ func Run(ctx context.Context, cfg config.Message, opt Options) error {
 		}
 		defer prod.Close()
 		srv = &api.Server{Auth: authn, Store: st, Producer: prod, Presence: opt.Directory, Partitions: int(cfg.Partitions),
-			MaxMessageBytes: cfg.MaxMessageBytes, RecallWindow: cfg.RecallWindow, Log: log, Now: opt.Now}
+			MaxMessageBytes: cfg.MaxMessageBytes, RecallWindow: cfg.RecallWindow, Log: log, Now: opt.Now,
+			LogEnds: prod} // the producer's client reads the log ends too
 		mux.Handle("/", srv.Handler())
 	}
 	var cons *pipeline.Consumer
