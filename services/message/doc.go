@@ -41,7 +41,10 @@
 //   - Topic re-created (offsets restart at 0): the pipeline stores the topic
 //     id and highest persisted offset per partition and refuses to consume
 //     when the id differs or the stored offset is beyond the log's end
-//     (pipeline.ErrTopicRecreated). Recovery is a new keyspace.
+//     (pipeline.ErrTopicRecreated). Recovery is a new keyspace. Devices
+//     still hold sync cursors into the old log: sync answers 410
+//     cursor_expired for a cursor beyond a partition's log end (read from
+//     Kafka, cached; package api) and the device resyncs.
 //   - Retention: records are needed only until committed; history lives in
 //     Cassandra.
 //

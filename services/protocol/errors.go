@@ -29,5 +29,5 @@ const (
 	ErrIdleTimeout      = "idle_timeout"   // push: no frame within the idle timeout
 	ErrAtCapacity       = "at_capacity"    // push: node holds its maximum connections
 	ErrTokenExpired     = "token_expired"  // push: the session's token expired; reconnect with a fresh one
-	ErrCursorExpired    = "cursor_expired" // sync: the cursor is older than the feed's retention; resync (docs/protocol.md)
+	ErrCursorExpired    = "cursor_expired" // sync: the cursor is older than the feed's retention, or ahead of the log; resync (docs/protocol.md)
 )
