@@ -28,7 +28,8 @@
 // sync costs no Kafka round trip: a cursor within the cached ends is served
 // at once; one beyond them waits for a read begun after the request arrived
 // (reads are single-flight, at most one per LogEndRefreshGap, 100 ms) and is
-// expired only if still beyond it. A read that fails answers 503
+// expired only if still beyond it; offsets this process's producer had
+// acknowledged raise the cached ends too. A read that fails answers 503
 // unavailable, never a guess. Cached ends older than a minute are read again
 // before they vouch for a cursor, so a log re-created under a running tier
 // is noticed too. The ends are never compared with the persisted heads in

@@ -7,12 +7,16 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
 	"github.com/imcluster/imcluster/services/message/model"
 )
 
 // LogEnds reads the log end offset (high watermark: the offset the next
 // record will get) of every partition of the message topic from Kafka,
-// indexed by partition. mlog.Producer implements it.
+// indexed by partition; the caller owns the slice. mlog.Producer
+// implements it.
 type LogEnds interface {
 	LogEnds(ctx context.Context) ([]int64, error)
 }
@@ -30,6 +34,12 @@ const (
 	// logEndReadTimeout bounds one read of the log ends.
 	logEndReadTimeout = 5 * time.Second
 )
+
+// mLogEndReads counts the reads of the log ends from Kafka.
+var mLogEndReads = promauto.NewCounterVec(prometheus.CounterOpts{
+	Name: "imcluster_message_sync_log_end_reads_total",
+	Help: "Reads of the log ends from Kafka for sync cursor checks, by result (ok, error).",
+}, []string{"result"})
 
 // errCursorAhead is the answer for a cursor beyond the log end.
 var errCursorAhead = errors.New("sync cursor is ahead of the log")
@@ -94,10 +104,11 @@ func (c *logEndCache) check(ctx context.Context, cur model.SyncCursor) error {
 			return err
 		}
 	}
-	ends, err := c.ends, c.err
-	c.mu.Unlock()
-	if err != nil {
-		return err
+	// Judged under the lock: observe may raise ends in place.
+	defer c.mu.Unlock()
+	ends := c.ends
+	if c.err != nil {
+		return c.err
 	}
 	if len(ends) != len(cur.Next) {
 		return fmt.Errorf("while checking the sync cursor: the log has %d partitions, the cursor %d", len(ends), len(cur.Next))
@@ -108,6 +119,19 @@ func (c *logEndCache) check(ctx context.Context, cur model.SyncCursor) error {
 		}
 	}
 	return nil
+}
+
+// observe raises the cached end of part to end: the API's own producer
+// had the record at end-1 acknowledged with acks=all, so the log end (high
+// watermark) is at least end. Cursors issued for records this process
+// produced then need no read. Only a read replaces the ends (so ends that
+// shrank are noticed): observe only merges.
+func (c *logEndCache) observe(part int32, end int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if int(part) >= 0 && int(part) < len(c.ends) && end > c.ends[part] {
+		c.ends[part] = end
+	}
 }
 
 // within reports whether every position of cur is at or below ends
@@ -143,6 +167,9 @@ func (c *logEndCache) startRead() chan struct{} {
 		cancel()
 		if err != nil {
 			err = fmt.Errorf("while reading the log ends: %w", err)
+			mLogEndReads.WithLabelValues("error").Inc()
+		} else {
+			mLogEndReads.WithLabelValues("ok").Inc()
 		}
 		c.mu.Lock()
 		c.finished, c.err = n, err

@@ -233,3 +233,28 @@ func TestLogEndReadBeforeArrivalDoesNotExpire(t *testing.T) {
 		t.Errorf("B (arrived during the first read): %v, want within the log", err)
 	}
 }
+
+// An offset the API's own producer had acknowledged raises the cached end:
+// a cursor just past it needs no read; a read still replaces the ends.
+func TestLogEndObserveProduced(t *testing.T) {
+	f := &fakeLogEnds{ends: []int64{10, 10}}
+	c := &logEndCache{src: f, gap: time.Millisecond}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.check(ctx, model.SyncCursor{Next: []int64{10, 10}}); err != nil || f.count() != 1 {
+		t.Fatalf("warm-up: %v, %d reads", err, f.count())
+	}
+	c.observe(0, 42)
+	c.observe(1, 5)  // lower: ignored
+	c.observe(7, 99) // no such partition: ignored
+	if err := c.check(ctx, model.SyncCursor{Next: []int64{42, 10}}); err != nil || f.count() != 1 {
+		t.Fatalf("cursor at a produced end: %v, %d reads (want none more)", err, f.count())
+	}
+	f.set([]int64{3, 3}, nil) // the log restarted
+	if err := c.check(ctx, model.SyncCursor{Next: []int64{43, 0}}); !errors.Is(err, errCursorAhead) || f.count() != 2 {
+		t.Fatalf("cursor beyond: %v, %d reads; want ahead of the log after one read", err, f.count())
+	}
+	if err := c.check(ctx, model.SyncCursor{Next: []int64{42, 0}}); !errors.Is(err, errCursorAhead) {
+		t.Fatalf("after the read replaced the ends, 42 > 3: %v, want ahead of the log", err)
+	}
+}

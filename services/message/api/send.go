@@ -159,5 +159,9 @@ func (s *Server) produce(rec *model.Record) (int32, int64, error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	return s.Producer.Produce(rec.ConvID, v)
+	part, off, err := s.Producer.Produce(rec.ConvID, v)
+	if err == nil && s.logEnds != nil {
+		s.logEnds.observe(part, off+1) // acked with acks=all: below the log end
+	}
+	return part, off, err
 }
