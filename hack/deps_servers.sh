@@ -134,10 +134,10 @@ cassandra_storage() {
 
 # Memory: a 2 GiB heap (IMC_CASSANDRA_HEAP) with memtable contents off the
 # heap (IMC_CASSANDRA_MEMTABLE_ALLOCATION=offheap_objects). With 1 GiB and
-# on-heap memtables the old generation filled with memtable data and young
-# collections paused 200-480 ms; the A/B in docs/benchmarks.md (fresh node
-# each, alternated twice) gave 1.6x the raw insert rate, 1.6-3x the LWT rate
-# and a fifth of the LWT p99.
+# on-heap memtables the old generation of a long-running dev node filled with
+# memtable data and young collections paused 200-480 ms. hack/cassandra_ab.sh
+# (fresh node each, alternated twice; docs/benchmarks.md) gave 13-56 % more
+# raw inserts and 3-64 % more pipeline throughput, LWTs unchanged.
 start_cassandra() {
 	prepare cassandra || return 0
 	local dir="$IMC_RUN_DIR/cassandra"
