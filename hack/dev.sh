@@ -121,7 +121,7 @@ cmd_start() {
 	keys
 	common_env
 	say "Bootstrapping Kafka topics and the Cassandra schema"
-	"$BIN/imcluster" bootstrap >>"$RUN/bootstrap.log" 2>&1 || {
+	"$BIN/imcluster" bootstrap >"$RUN/bootstrap.log" 2>&1 || {
 		tail -n 30 "$RUN/bootstrap.log" >&2
 		die "bootstrap failed; see $RUN/bootstrap.log"
 	}
