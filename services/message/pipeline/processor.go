@@ -134,25 +134,43 @@ func (p *Processor) Process(ctx context.Context, recs []Record) error {
 	if err != nil {
 		return err
 	}
-	last := recs[len(recs)-1].Off
-	if err := p.retry(ctx, "partition_state", func() error { return p.Store.SetPartitionState(ctx, part, p.TopicID, last) }); err != nil {
-		return err
-	}
 	mBatchSeconds.WithLabelValues("persist").Observe(time.Since(t).Seconds())
 	p.remember(part, items)
+	// The partition's persisted head is recorded beside the routing, not
+	// before it: the batch is persisted either way, and the delivery need
+	// not wait a Cassandra round trip for bookkeeping (the start-up guard
+	// and the unread pull's sync cursor read it). Both end before commit.
+	last := recs[len(recs)-1].Off
+	stateDone := make(chan error, 1)
+	go func() {
+		stateDone <- p.retry(ctx, "partition_state", func() error { return p.Store.SetPartitionState(ctx, part, p.TopicID, last) })
+	}()
 	t = time.Now()
-	if len(items) > 0 {
-		routed := make([]Routed, len(items))
-		for i, it := range items {
-			routed[i] = Routed{Event: it.Rec.Event(it.Off), Users: []string{it.Rec.From, it.Rec.To()}, ExceptDevice: it.Rec.DeviceID}
-		}
-		if err := p.Router.Route(ctx, routed); err != nil {
-			return fmt.Errorf("while routing: %w", err)
-		}
+	if err := p.route(ctx, items); err != nil {
+		<-stateDone
+		return err
+	}
+	if err := <-stateDone; err != nil {
+		return err
 	}
 	mBatchSeconds.WithLabelValues("route").Observe(time.Since(t).Seconds())
 	mBatchSeconds.WithLabelValues("total").Observe(time.Since(start).Seconds())
 	mRecords.WithLabelValues("persisted").Add(float64(len(items)))
+	return nil
+}
+
+// route hands items to the router (nothing to do for none).
+func (p *Processor) route(ctx context.Context, items []store.Item) error {
+	if len(items) == 0 {
+		return nil
+	}
+	routed := make([]Routed, len(items))
+	for i, it := range items {
+		routed[i] = Routed{Event: it.Rec.Event(it.Off), Users: []string{it.Rec.From, it.Rec.To()}, ExceptDevice: it.Rec.DeviceID}
+	}
+	if err := p.Router.Route(ctx, routed); err != nil {
+		return fmt.Errorf("while routing: %w", err)
+	}
 	return nil
 }
 
