@@ -3,7 +3,6 @@ package operator
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +13,6 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/imcluster/imcluster/api/v1alpha1"
 	"github.com/imcluster/imcluster/services/config"
@@ -28,14 +26,7 @@ import (
 // rolls the message pods (config-hash) and nothing else: the push
 // Deployment is not written and the bootstrap Job is not rerun.
 func TestFeedRetention(t *testing.T) {
-	a := startAPIServer(t, false)
-	a.kubectlOK(t, a.kubectlOK(t, "", "kustomize", filepath.Join(root, "config", "default")), "apply", "--server-side", "-f", "-")
-	a.kubectlOK(t, "", "wait", "--for=condition=Established", "--timeout=30s", "crd/imclusters.imcluster.io")
-	sa := a.kubeconfigFor(t, envtest.User{
-		Name:   "system:serviceaccount:imcluster-system:imcluster-operator-controller-manager",
-		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:imcluster-system", "system:authenticated"},
-	})
-	startManager(t, a, "--kubeconfig="+sa, "--leader-election-namespace=imcluster-system")
+	a := startDeployedOperator(t)
 	ctx := context.Background()
 	ns := newNamespace(t, a)
 	keys := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "keys"},

@@ -63,6 +63,22 @@ type manager struct {
 	log             *os.File
 }
 
+// startDeployedOperator starts an apiserver with config/default applied
+// (CRD, RBAC, namespace) and the manager running as its ServiceAccount, so
+// the generated RBAC is what the test exercises.
+func startDeployedOperator(t testing.TB) *apiserver {
+	t.Helper()
+	a := startAPIServer(t, false)
+	a.kubectlOK(t, a.kubectlOK(t, "", "kustomize", filepath.Join(root, "config", "default")), "apply", "--server-side", "-f", "-")
+	a.kubectlOK(t, "", "wait", "--for=condition=Established", "--timeout=30s", "crd/imclusters.imcluster.io")
+	sa := a.kubeconfigFor(t, envtest.User{
+		Name:   "system:serviceaccount:imcluster-system:imcluster-operator-controller-manager",
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:imcluster-system", "system:authenticated"},
+	})
+	startManager(t, a, "--kubeconfig="+sa, "--leader-election-namespace=imcluster-system")
+	return a
+}
+
 // startManager runs the manager binary against a, with leader election in
 // namespace default; it is stopped (SIGTERM) at t's cleanup.
 func startManager(t testing.TB, a *apiserver, extra ...string) *manager {

@@ -3,7 +3,6 @@ package operator
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/imcluster/imcluster/api/v1alpha1"
 )
@@ -32,14 +30,7 @@ const (
 // and its return rolls the tier. The manager runs as its ServiceAccount
 // with the generated RBAC (read-only on Secrets).
 func TestSecretChangesRollTheTiersThatReadThem(t *testing.T) {
-	a := startAPIServer(t, false)
-	a.kubectlOK(t, a.kubectlOK(t, "", "kustomize", filepath.Join(root, "config", "default")), "apply", "--server-side", "-f", "-")
-	a.kubectlOK(t, "", "wait", "--for=condition=Established", "--timeout=30s", "crd/imclusters.imcluster.io")
-	sa := a.kubeconfigFor(t, envtest.User{
-		Name:   "system:serviceaccount:imcluster-system:imcluster-operator-controller-manager",
-		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:imcluster-system", "system:authenticated"},
-	})
-	startManager(t, a, "--kubeconfig="+sa, "--leader-election-namespace=imcluster-system")
+	a := startDeployedOperator(t)
 	ctx := context.Background()
 	ns := newNamespace(t, a)
 

@@ -3,7 +3,6 @@ package operator
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -11,7 +10,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/imcluster/imcluster/api/v1alpha1"
 )
@@ -22,14 +20,7 @@ import (
 // cluster without them has none of it. An empty secretName is refused by
 // the CRD.
 func TestListenerTLSMountsAndEnv(t *testing.T) {
-	a := startAPIServer(t, false)
-	a.kubectlOK(t, a.kubectlOK(t, "", "kustomize", filepath.Join(root, "config", "default")), "apply", "--server-side", "-f", "-")
-	a.kubectlOK(t, "", "wait", "--for=condition=Established", "--timeout=30s", "crd/imclusters.imcluster.io")
-	sa := a.kubeconfigFor(t, envtest.User{
-		Name:   "system:serviceaccount:imcluster-system:imcluster-operator-controller-manager",
-		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:imcluster-system", "system:authenticated"},
-	})
-	startManager(t, a, "--kubeconfig="+sa, "--leader-election-namespace=imcluster-system")
+	a := startDeployedOperator(t)
 	ctx := context.Background()
 	ns := newNamespace(t, a)
 	for name, data := range map[string]map[string]string{
