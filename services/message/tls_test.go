@@ -39,7 +39,12 @@ func TestAPIOverTLSFollowsCertificate(t *testing.T) {
 			Log: slog.New(slog.NewTextHandler(io.Discard, nil)), KeyReloadInterval: 20 * time.Millisecond,
 			Listening: func(a string) { addrc <- a }})
 	}()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("message tier: %v", err)
+		}
+	})
 	var addr string
 	select {
 	case addr = <-addrc:

@@ -151,7 +151,7 @@ func checkTLS(pod corev1.PodSpec, ctr corev1.Container, vols map[string]string, 
 			got[e.Name] = e.Value
 		}
 	}
-	if fmt.Sprint(got) != fmt.Sprint(env) && !(len(got) == 0 && len(env) == 0) {
+	if fmt.Sprint(got) != fmt.Sprint(env) && (len(got) != 0 || len(env) != 0) {
 		return fmt.Errorf("IM_TLS_* env %v, want %v", got, env)
 	}
 	return nil

@@ -110,7 +110,10 @@ func TestBatchWaitsOnlyForABacklog(t *testing.T) {
 			got := waitSizes(sizes, 2)
 			close(claim.msgs)
 			select {
-			case <-done:
+			case err := <-done:
+				if err != nil {
+					t.Fatal(err)
+				}
 			case <-time.After(5 * time.Second):
 				t.Fatal("ConsumeClaim did not return")
 			}

@@ -147,8 +147,7 @@ func (p *Processor) Process(ctx context.Context, recs []Record) error {
 	}()
 	t = time.Now()
 	if err := p.route(ctx, items); err != nil {
-		<-stateDone
-		return err
+		return errors.Join(err, <-stateDone)
 	}
 	if err := <-stateDone; err != nil {
 		return err
