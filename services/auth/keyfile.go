@@ -94,6 +94,7 @@ func (f *KeyFile) Watch(ctx context.Context, interval time.Duration, log *slog.L
 		log = slog.Default()
 	}
 	filewatch.Poll(ctx, interval, f.Reload, filewatch.Events{
+		File: f.path,
 		Failed: func(err error) {
 			log.Error("key file unreadable or invalid; keeping the last good keys", "file", f.path,
 				"kids", f.Keys().IDs(), "err", err)

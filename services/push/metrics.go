@@ -1,6 +1,10 @@
 package push
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/imcluster/imcluster/services/internal/filewatch"
+)
 
 type metrics struct {
 	accepted, logins, kicks, slowConsumers prometheus.Counter
@@ -43,6 +47,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reg.MustRegister(m.accepted, m.logins, m.kicks, m.slowConsumers, m.framesIn, m.framesOut,
 			m.delivered, m.missed, m.acksForwarded, m.acksDropped, m.fdExhausted, m.refreshes, m.closedWith, m.sends,
 			m.blockingReaders)
+		// The followed key and certificate files' reload metrics live in
+		// the default registry; this server may serve another one.
+		if err := filewatch.Register(reg); err != nil {
+			panic(err)
+		}
 	}
 	return m
 }

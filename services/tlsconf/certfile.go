@@ -99,6 +99,7 @@ func (f *CertFile) Watch(ctx context.Context, interval time.Duration, log *slog.
 		log = slog.Default()
 	}
 	filewatch.Poll(ctx, interval, f.Reload, filewatch.Events{
+		File: f.certPath,
 		Failed: func(err error) {
 			log.Error("TLS certificate unreadable or invalid; keeping the last good one", "cert", f.certPath,
 				"serving", describe(f.Certificate()), "err", err)

@@ -17,6 +17,9 @@ const DefaultInterval = 5 * time.Second
 // Events are the transitions Poll reports; nil fields are skipped. They run
 // on Poll's goroutine, one at a time.
 type Events struct {
+	// File names the file in the metrics (imcluster_file_reloads_total,
+	// imcluster_file_reload_failing); empty: not counted.
+	File      string
 	Failed    func(err error) // reload started failing (once per failing spell)
 	Recovered func()          // reload succeeds again after failing
 	Changed   func()          // reload applied new content
@@ -39,6 +42,7 @@ func Poll(ctx context.Context, interval time.Duration, reload func() (changed bo
 		case <-t.C:
 		}
 		changed, err := reload()
+		observe(ev.File, changed, err)
 		switch {
 		case err != nil && !failing && ev.Failed != nil:
 			ev.Failed(err)

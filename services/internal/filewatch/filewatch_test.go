@@ -3,11 +3,14 @@ package filewatch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func TestPollReportsTransitionsOnce(t *testing.T) {
@@ -41,8 +44,10 @@ func TestPollReportsTransitionsOnce(t *testing.T) {
 		i++
 		return s.changed, s.err
 	}
+	file := fmt.Sprintf("test-%d", time.Now().UnixNano()) // counters outlive a run (-count)
 	record := func(s string) { mu.Lock(); got = append(got, s); mu.Unlock() }
 	go Poll(ctx, time.Millisecond, reload, Events{
+		File:      file,
 		Failed:    func(err error) { record("failed:" + err.Error()) },
 		Recovered: func() { record("recovered") },
 		Changed:   func() { record("changed") },
@@ -56,6 +61,14 @@ func TestPollReportsTransitionsOnce(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	want := []string{"changed", "failed:a", "recovered", "changed"}
+	for result, n := range map[string]float64{"changed": 2, "failed": 2} {
+		if got := testutil.ToFloat64(mReloads.WithLabelValues(file, result)); got != n {
+			t.Errorf("reloads_total{result=%q} = %v, want %v", result, got, n)
+		}
+	}
+	if got := testutil.ToFloat64(mFailing.WithLabelValues(file)); got != 0 {
+		t.Errorf("reload_failing = %v after recovering, want 0", got)
+	}
 	if len(got) != len(want) {
 		t.Fatalf("events %q, want %q", got, want)
 	}
