@@ -7,5 +7,7 @@
 // receipts, the SDK, sends over the socket (idempotent), same-terminal kick
 // across nodes, offline → login → pull, kill -9 of a push node while
 // messages flow (every message exactly once, in order), lease expiry, SIGTERM
-// drain, and bad frames/tokens/floods closed with stable codes.
+// drain, bad frames/tokens/floods closed with stable codes, and a device
+// whose cursor expired while it was away (short feed retention) resyncing
+// on reconnect: every message exactly once.
 package e2e

@@ -93,8 +93,9 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// newCluster bootstraps and starts a message process.
-func newCluster(t *testing.T) *cluster {
+// newCluster bootstraps and starts a message process; msgEnv (KEY=value)
+// is added to that process's environment (e.g. a short IM_FEED_RETENTION).
+func newCluster(t *testing.T, msgEnv ...string) *cluster {
 	if testing.Short() {
 		t.Skip("e2e tests run real processes; skipped with -short")
 	}
@@ -138,7 +139,7 @@ func newCluster(t *testing.T) *cluster {
 		t.Fatalf("bootstrap: %v\n%s", err, out)
 	}
 	api, met := freeAddr(t), freeAddr(t)
-	c.start("message-1", "message", "IM_HTTP_ADDR="+api, "IM_METRICS_ADDR="+met)
+	c.start("message-1", "message", append([]string{"IM_HTTP_ADDR=" + api, "IM_METRICS_ADDR=" + met}, msgEnv...)...)
 	c.procs["message-1"].metrics = "http://" + met
 	c.apiURL = "http://" + api
 	c.waitReady("message-1")
