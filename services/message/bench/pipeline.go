@@ -1,15 +1,3 @@
-// Command bench measures the message tier against the real stack, all in
-
-// one run so the figures compare: raw Kafka produce rate, raw Cassandra
-// single-row insert rate, API send rate and ack latency (open loop at a
-// fixed rate, and closed loop at saturation), pipeline throughput (records
-// persisted + routed per second), and the pull of 1,000 unread messages.
-//
-//	go run ./services/message/bench -pids kafka=PID,cassandra=PID
-//
-// Each phase uses its own topic and keyspace, dropped at the end. -pids
-// reports the CPU seconds each server process used per phase (from
-// /proc/PID/stat), which is what bounds a figure on a shared 2-core machine.
 package main
 
 import (
