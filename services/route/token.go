@@ -25,14 +25,11 @@ type TokenSource struct {
 // NewTokenSource returns a source of internal tokens for subject (the node
 // id) signed with key.
 func NewTokenSource(key []byte, subject string) (*TokenSource, error) {
-	s, err := auth.NewSigner(auth.KindInternal, key)
+	keys, err := auth.NewKeySet(auth.Key{Secret: key})
 	if err != nil {
 		return nil, fmt.Errorf("while creating the internal signer: %w", err)
 	}
-	if err := auth.ValidSubject(subject); err != nil {
-		return nil, fmt.Errorf("node id %q: %w", subject, err)
-	}
-	return &TokenSource{signer: s, subject: subject, ttl: time.Hour}, nil
+	return NewKeyTokenSource(keys, subject)
 }
 
 // NewKeyTokenSource is NewTokenSource signing with the primary key of keys
