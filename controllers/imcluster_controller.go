@@ -118,8 +118,9 @@ func (r *IMClusterReconciler) reconcileChildren(ctx context.Context, c *v1alpha1
 	}
 	gate := obs.bootstrap.BootstrapDone(obs.bootstrapHash)
 	rd.secretHashes = map[string]string{}
+	read := secretsRead{}
 	for _, tier := range []string{TierMessage, TierPush} {
-		hash, problems, err := r.tierSecretHash(ctx, c, tier)
+		hash, problems, err := r.tierSecretHash(ctx, c, tier, read)
 		if err != nil {
 			obs.err = err
 			return obs

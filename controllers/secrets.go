@@ -197,11 +197,16 @@ func secretProblemsMessage(problems []secretProblem) string {
 	return strings.Join(parts, "; ") + "; a tier is not updated while a Secret it reads at start is missing"
 }
 
+// secretsRead holds the Secrets one reconcile read from the apiserver, by
+// name (nil: not found), so a Secret both tiers read is fetched once.
+type secretsRead map[string]*corev1.Secret
+
 // tierSecretHash reads the Secrets a tier reads at start and returns the
 // hash of the data it uses of them ("" when it reads none), and what is
 // missing. Secret data is read from the apiserver (APIReader), never from
-// the cache: the cache holds Secrets' metadata only.
-func (r *IMClusterReconciler) tierSecretHash(ctx context.Context, c *v1alpha1.IMCluster, tier string) (string, []secretProblem, error) {
+// the cache: the cache holds Secrets' metadata only; read remembers what
+// this reconcile already fetched.
+func (r *IMClusterReconciler) tierSecretHash(ctx context.Context, c *v1alpha1.IMCluster, tier string, read secretsRead) (string, []secretProblem, error) {
 	uses := tierRestartSecrets(c, tier)
 	if len(uses) == 0 {
 		return "", nil, nil
@@ -216,17 +221,24 @@ func (r *IMClusterReconciler) tierSecretHash(ctx context.Context, c *v1alpha1.IM
 	digests := map[string]map[string]string{}
 	for _, name := range slices.Sorted(maps.Keys(uses)) {
 		use := uses[name]
-		var s corev1.Secret
-		err := reader.Get(ctx, client.ObjectKey{Namespace: c.Namespace, Name: name}, &s)
-		switch {
-		case apierrors.IsNotFound(err):
+		s, seen := read[name]
+		if !seen {
+			s = &corev1.Secret{}
+			err := reader.Get(ctx, client.ObjectKey{Namespace: c.Namespace, Name: name}, s)
+			switch {
+			case apierrors.IsNotFound(err):
+				s = nil
+			case err != nil:
+				return "", nil, fmt.Errorf("while reading Secret %s (the %s tier reads it at start): %w", name, tier, err)
+			}
+			read[name] = s
+		}
+		if s == nil {
 			if !use.optional {
 				problems = append(problems, secretProblem{tier: tier, secret: name})
 			}
 			digests[name] = nil // absent
 			continue
-		case err != nil:
-			return "", nil, fmt.Errorf("while reading Secret %s (the %s tier reads it at start): %w", name, tier, err)
 		}
 		keys := slices.Sorted(maps.Keys(use.keys))
 		if use.all {
