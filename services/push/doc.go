@@ -66,12 +66,12 @@
 // one record), and epoll would leave it unread. Each TLS connection (and
 // each connection on a platform without the poller) therefore gets a
 // reading goroutine blocked in Read (reader.go); the
-// imcluster_push_blocking_readers gauge counts them. Measured roughly
-// (1,000 idle logged-in connections, heap+stack after GC, TLS 1.3, P-256
-// certificate): about 17 KiB per idle TLS connection (goroutine stack plus
-// tls.Conn record buffers) against about 1.3 KiB per plain one, i.e. ~1.7
-// GB more per 100,000 connections, plus the handshakes' CPU at every
-// reconnect storm. Very large fleets should terminate TLS at the load
+// imcluster_push_blocking_readers gauge counts them. Measured with
+// `imctl bench --rate 0` at 1,000 idle connections (docs/benchmarks.md,
+// "wss:// against ws://"): 32 KiB of process RSS per TLS connection
+// (goroutine stack plus tls.Conn record buffers; 13 KiB of heap) against
+// 9 KiB per plain one, i.e. ~2 GiB more per 100,000 connections, plus the
+// handshakes' CPU at every reconnect storm. Very large fleets should terminate TLS at the load
 // balancer (or an ingress/proxy) and run the pods plain; pod-side TLS is
 // for deployments where nothing in front can hold the certificate.
 package push
