@@ -135,9 +135,9 @@ cassandra_storage() {
 # Memory: a 2 GiB heap (IMC_CASSANDRA_HEAP) with memtable contents off the
 # heap (IMC_CASSANDRA_MEMTABLE_ALLOCATION=offheap_objects). With 1 GiB and
 # on-heap memtables the old generation of a long-running dev node filled with
-# memtable data and young collections paused 200-480 ms. hack/cassandra_ab.sh
+# memtable data and young collections paused 312 and 422 ms. hack/cassandra_ab.sh
 # (fresh node each, alternated twice; docs/benchmarks.md) gave 13-56 % more
-# raw inserts and 3-64 % more pipeline throughput, LWTs unchanged.
+# raw inserts and 23-35 % more pipeline throughput, LWTs unchanged.
 start_cassandra() {
 	prepare cassandra || return 0
 	local dir="$IMC_RUN_DIR/cassandra"
