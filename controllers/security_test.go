@@ -21,17 +21,14 @@ func TestPodsMeetRestrictedPodSecurity(t *testing.T) {
 	msg, push := s.bootstrapped(t, c)
 	job := s.bootstrapJob(t, ns, "psa")
 
-	var nsObj corev1.Namespace
-	if err := s.get("", ns, &nsObj); err != nil {
-		t.Fatal(err)
-	}
-	nsObj.Labels["pod-security.kubernetes.io/enforce"] = "restricted"
-	nsObj.Labels["pod-security.kubernetes.io/enforce-version"] = "latest"
-	if err := s.Client.Update(context.Background(), &nsObj); err != nil {
-		t.Fatal(err)
-	}
+	// The pods are tried in a second namespace labelled at creation: a label
+	// added later reaches PodSecurity admission through its namespace
+	// informer, so a pod created right after the update may not be checked.
+	restricted := s.namespace(t,
+		"pod-security.kubernetes.io/enforce", "restricted",
+		"pod-security.kubernetes.io/enforce-version", "latest")
 	create := func(name string, spec corev1.PodSpec) error {
-		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: spec}
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: restricted, Name: name}, Spec: spec}
 		return s.Client.Create(context.Background(), pod, client.DryRunAll)
 	}
 

@@ -111,10 +111,14 @@ func zapLevel() int8 {
 	return 2 // errors only: keep go test output readable
 }
 
-// namespace creates a fresh namespace for one test.
-func (s *suite) namespace(t *testing.T) string {
+// namespace creates a fresh namespace for one test, with the given labels
+// (key, value pairs) set at creation.
+func (s *suite) namespace(t *testing.T, labels ...string) string {
 	t.Helper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "imc-test-"}}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "imc-test-", Labels: map[string]string{}}}
+	for i := 0; i+1 < len(labels); i += 2 {
+		ns.Labels[labels[i]] = labels[i+1]
+	}
 	if err := s.Client.Create(context.Background(), ns); err != nil {
 		t.Fatalf("creating namespace: %v", err)
 	}
