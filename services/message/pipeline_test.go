@@ -5,15 +5,18 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
 
+	"github.com/imcluster/imcluster/services/message/internal/msgtest"
 	"github.com/imcluster/imcluster/services/message/mlog"
 	"github.com/imcluster/imcluster/services/message/model"
 	"github.com/imcluster/imcluster/services/message/pipeline"
 	"github.com/imcluster/imcluster/services/message/server"
+	"github.com/imcluster/imcluster/services/protocol"
 )
 
 // Undecodable records go to the dead-letter topic with the reason and never
@@ -114,5 +117,61 @@ func TestTopicRecreationGuard(t *testing.T) {
 		return c.Run(ctx)
 	}(); !errors.Is(err, pipeline.ErrTopicRecreated) {
 		t.Fatalf("other topic id: %v", err)
+	}
+}
+
+// flakyGuard fails its first fails reads, as a Cassandra read timeout does
+// under load, then answers from the store.
+type flakyGuard struct {
+	pipeline.GuardStore
+	fails atomic.Int32
+}
+
+func (g *flakyGuard) PartitionState(ctx context.Context, part int32) (string, int64, bool, error) {
+	if g.fails.Add(-1) >= 0 {
+		return "", 0, false, errors.New("gocql: Operation timed out for read (transient)")
+	}
+	return g.GuardStore.PartitionState(ctx, part)
+}
+
+// A start-up check that could not be made is not a re-created topic: the
+// consumer joins again and consumes, instead of stopping the pipeline.
+func TestGuardTransientErrorNotFatal(t *testing.T) {
+	e := newEnv(t, 1)
+	conv := model.ConvID("alice", "bob")
+	rec := model.Record{Kind: protocol.KindMessage, ConvID: conv, From: "alice", AtMs: time.Now().UnixMilli(),
+		MsgID: "m-guard", ClientMsgID: "c-guard", Type: protocol.TypeText, Body: &protocol.Body{Text: "hi"}}
+	v, err := rec.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.producer(t).Produce(conv, v); err != nil {
+		t.Fatal(err)
+	}
+	g := &flakyGuard{GuardStore: e.st}
+	g.fails.Store(2)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := &pipeline.Consumer{Kafka: e.cfg.Kafka, ClientID: "guard", Guard: g, Grace: time.Second,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Processor: &pipeline.Processor{Store: e.st, Router: pipeline.NopRouter{}, MaxBody: 1024,
+			Log: slog.New(slog.NewTextHandler(io.Discard, nil))}}
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	msgtest.Eventually(t, 60*time.Second, "record persisted after the failed checks", func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("consumer stopped after a transient check error: %v", err)
+		default:
+		}
+		_, ok, err := e.st.Message(context.Background(), conv, 0)
+		return err == nil && ok
+	})
+	if g.fails.Load() >= 0 {
+		t.Fatalf("the guard was not retried (fails left %d)", g.fails.Load())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("consumer: %v", err)
 	}
 }

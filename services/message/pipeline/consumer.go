@@ -133,12 +133,16 @@ func (h *handler) setFatal(err error) {
 }
 
 // Setup checks every claimed partition against the stored state before any
-// record is processed.
+// record is processed. Only a topic that was re-created is fatal; a check
+// that could not be made (a Cassandra read timeout, a partition leader not
+// yet known) ends this session, and Run joins again after a second.
 func (h *handler) Setup(sess sarama.ConsumerGroupSession) error {
 	for topic, parts := range sess.Claims() {
 		for _, part := range parts {
 			if err := h.guard(sess.Context(), topic, part); err != nil {
-				h.setFatal(err)
+				if errors.Is(err, ErrTopicRecreated) {
+					h.setFatal(err)
+				}
 				return err
 			}
 		}
