@@ -3,7 +3,9 @@ package store
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/gocql/gocql"
 
@@ -28,7 +30,38 @@ func (i Idem) SameContent(hash []byte) bool { return bytes.Equal(i.Hash, hash) }
 // docs/benchmarks.md). applied=false returns the existing row instead. This
 // is the one read-before-write of the send path, and the point of it: only
 // a serial read can tell a retry from a first send durably.
+//
+// A claim whose outcome is unknown (a CAS write timeout, common on a loaded
+// Cassandra, or no answer at all) is made again, up to claimAttempts times
+// within ctx: the next round of Paxos finishes or discards the first, and a
+// row holding want.MsgID (fresh per attempt) is this claim's own, so it
+// counts as applied.
 func (st *Store) ClaimIdempotency(ctx context.Context, sender, cmid string, want Idem) (Idem, bool, error) {
+	var err error
+	for attempt := 1; ; attempt++ {
+		var i Idem
+		var applied bool
+		i, applied, err = st.claimOnce(ctx, sender, cmid, want)
+		switch {
+		case err == nil && !applied && i.MsgID == want.MsgID:
+			return i, true, nil // an earlier attempt of this claim was applied
+		case err == nil:
+			return i, applied, nil
+		case attempt >= claimAttempts || !uncertain(err) || ctx.Err() != nil:
+			return Idem{}, false, err
+		}
+		select {
+		case <-ctx.Done():
+			return Idem{}, false, err
+		case <-time.After(time.Duration(attempt) * 50 * time.Millisecond):
+		}
+	}
+}
+
+// claimAttempts bounds the attempts of one ClaimIdempotency.
+const claimAttempts = 3
+
+func (st *Store) claimOnce(ctx context.Context, sender, cmid string, want Idem) (Idem, bool, error) {
 	m := map[string]any{}
 	applied, err := st.s.Query(`INSERT INTO idempotency (sender, client_msg_id, msg_id, conv_id, hash, created_ms)
 		VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS`, sender, cmid, want.MsgID, want.ConvID, want.Hash, want.CreatedMs).
@@ -41,6 +74,20 @@ func (st *Store) ClaimIdempotency(ctx context.Context, sender, cmid string, want
 	}
 	i, err := st.ReadIdempotency(ctx, sender, cmid)
 	return i, false, err
+}
+
+// uncertain reports whether err leaves a lightweight transaction's outcome
+// unknown (or the coordinator could not run it yet): making it again is
+// safe and decides it.
+func uncertain(err error) bool {
+	var (
+		wt *gocql.RequestErrWriteTimeout
+		rt *gocql.RequestErrReadTimeout
+		un *gocql.RequestErrUnavailable
+		cu *gocql.RequestErrCASWriteUnknown
+	)
+	return errors.As(err, &wt) || errors.As(err, &rt) || errors.As(err, &un) || errors.As(err, &cu) ||
+		errors.Is(err, gocql.ErrTimeoutNoResponse)
 }
 
 // ReadIdempotency reads the row of (sender, cmid) serially (a retry, rare).

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/gocql/gocql"
+
 	"github.com/imcluster/imcluster/services/message/internal/msgtest"
 	"github.com/imcluster/imcluster/services/message/model"
 	"github.com/imcluster/imcluster/services/message/store"
@@ -138,6 +140,45 @@ func TestFindMessage(t *testing.T) {
 		got, err := st.FindMessage(ctx, conv, c.msgID, c.before, c.notBefore)
 		if err != nil || got != c.want {
 			t.Errorf("case %d: FindMessage = %d %v, want %d", i, got, err, c.want)
+		}
+	}
+}
+
+// A claim made again after its outcome was unknown (a CAS write timeout)
+// finds its own row: applied, not a duplicate of itself. Another attempt
+// (another msg_id) still gets the existing row.
+func TestClaimAgainAfterUnknownOutcome(t *testing.T) {
+	cfg := msgtest.Config(t, 1)
+	msgtest.Keyspace(t, cfg)
+	st := msgtest.Store(t, cfg)
+	ctx := context.Background()
+	want := store.Idem{MsgID: "m-1", ConvID: model.ConvID("alice", "bob"), Hash: []byte{1}, CreatedMs: 1000}
+	for i := range 2 {
+		got, applied, err := st.ClaimIdempotency(ctx, "alice", "c-1", want)
+		if err != nil || !applied || got.MsgID != want.MsgID {
+			t.Fatalf("claim %d of the same attempt: %+v applied=%v %v, want applied", i, got, applied, err)
+		}
+	}
+	other := want
+	other.MsgID = "m-2"
+	got, applied, err := st.ClaimIdempotency(ctx, "alice", "c-1", other)
+	if err != nil || applied || got.MsgID != want.MsgID {
+		t.Fatalf("claim of another attempt: %+v applied=%v %v, want the first's row", got, applied, err)
+	}
+	cases := []struct {
+		err  error
+		want bool
+	}{
+		{fmt.Errorf("while claiming: %w", &gocql.RequestErrWriteTimeout{WriteType: "CAS"}), true},
+		{&gocql.RequestErrCASWriteUnknown{}, true},
+		{&gocql.RequestErrUnavailable{}, true},
+		{fmt.Errorf("x: %w", gocql.ErrTimeoutNoResponse), true},
+		{&gocql.RequestErrWriteFailure{}, false},
+		{context.Canceled, false},
+	}
+	for _, c := range cases {
+		if got := store.Uncertain(c.err); got != c.want {
+			t.Errorf("uncertain(%T %v) = %v, want %v", c.err, c.err, got, c.want)
 		}
 	}
 }
