@@ -83,7 +83,10 @@ func TestFeedRowsGetRetentionTTL(t *testing.T) {
 // cursor keeps working and sees every event once.
 func TestSyncCursorExpires(t *testing.T) {
 	cfg := msgtest.Config(t, 2)
-	cfg.FeedRetention = 5 * time.Second
+	// Every step before the expiry must happen within the retention (less
+	// its margin) of the cursor it uses — the first sync's horizon is the
+	// migration — so a retention of a few seconds fails on a loaded box.
+	cfg.FeedRetention = 15 * time.Second
 	msgtest.Keyspace(t, cfg)
 	st := msgtest.Store(t, cfg)
 	ctx := context.Background()
@@ -134,13 +137,17 @@ func TestSyncCursorExpires(t *testing.T) {
 		t.Fatalf("fresh cursor: %v %v, want %v", got, err, second)
 	}
 	// Await the expiry of every row c1 has not seen (the second batch).
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(cfg.FeedRetention + 30*time.Second)
 	for len(feedTTLs(t, st, "bob", 1)) > 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("feed rows did not expire")
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	// c2 saw the second batch, so its rows going is not its expiry: it
+	// expires by its own horizon, which is later by as long as the second
+	// sync came after the second batch was written.
+	time.Sleep(time.Until(time.UnixMilli(c2.SinceMs).Add(cfg.FeedRetention)))
 	for name, cur := range map[string]model.SyncCursor{"old": c1, "newer": c2, "beginning": model.NewSyncCursor(2)} {
 		if _, err := st.Sync(ctx, "bob", cur, 10); !errors.Is(err, store.ErrCursorExpired) {
 			t.Errorf("%s cursor after expiry: %v, want ErrCursorExpired", name, err)
@@ -164,7 +171,6 @@ func TestCursorJudgedBySmallestRetentionInUse(t *testing.T) {
 	long := msgtest.Store(t, cfg)
 	ctx := context.Background()
 	old := model.SyncCursor{Next: []int64{0}, SinceMs: time.Now().Add(-30 * time.Second).UnixMilli()}
-	fresh := model.SyncCursor{Next: []int64{0}, SinceMs: time.Now().UnixMilli()}
 	cfg.FeedRetention = 20 * time.Second
 	short := msgtest.Store(t, cfg) // announces 20 s before long's first read
 	cfg.FeedRetention = config.FeedRetentionForever
@@ -176,6 +182,8 @@ func TestCursorJudgedBySmallestRetentionInUse(t *testing.T) {
 		if _, err := st.Sync(ctx, "bob", old, 10); !errors.Is(err, store.ErrCursorExpired) {
 			t.Errorf("%s: 30 s old cursor: %v, want ErrCursorExpired (20 s retention in use)", name, err)
 		}
+		// Fresh when used: opening the stores above may take seconds.
+		fresh := model.SyncCursor{Next: []int64{0}, SinceMs: time.Now().UnixMilli()}
 		if _, err := st.Sync(ctx, "bob", fresh, 10); err != nil {
 			t.Errorf("%s: fresh cursor: %v", name, err)
 		}
