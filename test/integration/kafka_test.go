@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -58,6 +59,7 @@ func TestKafkaIdempotentProduceAndCommittedGroup(t *testing.T) {
 		t.Fatalf("create topic: %v", err)
 	}
 	t.Cleanup(func() { _ = admin.DeleteTopic(topic) })
+	awaitLeaders(t, admin, topic, 3)
 
 	producer, err := sarama.NewSyncProducer(brokers, cfg)
 	if err != nil {
@@ -108,15 +110,22 @@ func consumeN(t *testing.T, brokers []string, cfg *sarama.Config, group, topic s
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	h := collector{got: make(chan *sarama.ConsumerMessage)}
-	done := make(chan error, 1)
+	done := make(chan struct{})
+	var lastErr atomic.Value // the last error of a session, for the timeout message
 	go func() {
+		defer close(done)
+		// A session may end with an error a consumer must ride out (the
+		// coordinator not available yet while __consumer_offsets is
+		// created, a rebalance): join again, as the pipeline does.
 		for ctx.Err() == nil {
-			if err := cg.Consume(ctx, []string{topic}, h); err != nil {
-				done <- err
-				return
+			if err := cg.Consume(ctx, []string{topic}, h); err != nil && ctx.Err() == nil {
+				lastErr.Store(err)
+				select {
+				case <-ctx.Done():
+				case <-time.After(500 * time.Millisecond):
+				}
 			}
 		}
-		done <- nil
 	}()
 	seen := map[string]bool{}
 	for len(seen) < n {
@@ -127,15 +136,37 @@ func consumeN(t *testing.T, brokers []string, cfg *sarama.Config, group, topic s
 			}
 			seen[string(m.Value)] = true
 		case <-ctx.Done():
-			t.Fatalf("timed out after %d of %d records", len(seen), n)
+			t.Fatalf("timed out after %d of %d records (last session error: %v)", len(seen), n, lastErr.Load())
 		}
 	}
 	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("consume: %v", err)
-	}
+	<-done
 	if err := cg.Close(); err != nil {
 		t.Fatalf("close group: %v", err)
 	}
 	return seen
+}
+
+// awaitLeaders waits until every partition of a topic just created has a
+// leader: until then a produce answers UNKNOWN_TOPIC_OR_PARTITION or
+// LEADER_NOT_AVAILABLE, which the producer retries only briefly.
+func awaitLeaders(t *testing.T, admin sarama.ClusterAdmin, topic string, partitions int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		md, err := admin.DescribeTopics([]string{topic})
+		if err == nil && len(md) == 1 && md[0].Err == sarama.ErrNoError && len(md[0].Partitions) == partitions {
+			ready := true
+			for _, p := range md[0].Partitions {
+				ready = ready && p.Err == sarama.ErrNoError && p.Leader >= 0
+			}
+			if ready {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("topic %s: partitions without a leader 30s after creation (%v)", topic, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
