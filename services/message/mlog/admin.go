@@ -89,16 +89,31 @@ func (a *Admin) EnsureTopic(topic string, partitions int32, rf int16, retention 
 	if err != nil {
 		return false, fmt.Errorf("while creating topic %s: %w", topic, err)
 	}
-	// Wait until the metadata shows every partition.
+	// Wait until the metadata shows every partition with a leader: before
+	// that, a produce answers UNKNOWN_TOPIC_OR_PARTITION or
+	// LEADER_NOT_AVAILABLE, which the producer retries only briefly.
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		info, ok, err := a.Describe(topic)
-		if err == nil && ok && info.Partitions == partitions {
+		if a.led(topic, partitions) {
 			return true, nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return true, fmt.Errorf("topic %s created but not visible after 30s", topic)
+	return true, fmt.Errorf("topic %s created but not every partition has a leader after 30s", topic)
+}
+
+// led reports whether topic shows partitions partitions, each with a leader.
+func (a *Admin) led(topic string, partitions int32) bool {
+	md, err := a.ca.DescribeTopics([]string{topic})
+	if err != nil || len(md) != 1 || md[0].Err != sarama.ErrNoError || int32(len(md[0].Partitions)) != partitions {
+		return false
+	}
+	for _, p := range md[0].Partitions {
+		if p.Err != sarama.ErrNoError || p.Leader < 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // CheckTopic verifies topic exists with the configured partition count.
