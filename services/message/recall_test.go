@@ -21,7 +21,11 @@ func (e *env) post(t *testing.T, as, path string, body any) msgtest.Resp {
 // Recall: by the sender within the window only; content gone from every
 // read; a recall event routed to both sides.
 func TestRecall(t *testing.T) {
-	e := newEnv(t, 2, func(c *config.Message) { c.RecallWindow = time.Minute })
+	// The window only has to outlast the steps before the recall (waiting
+	// for persistence may take up to a minute on a loaded box); expiry is
+	// tested by moving the API's clock past it.
+	const window = 10 * time.Minute
+	e := newEnv(t, 2, func(c *config.Message) { c.RecallWindow = window })
 	e.start(t, server.RoleAll)
 	conv := model.ConvID("alice", "bob")
 	m1 := e.send(t, "alice", text("bob", "r1", "oops"))
@@ -78,7 +82,7 @@ func TestRecall(t *testing.T) {
 	}
 	// After the window (the API's clock moved past it): refused with
 	// recall_expired, message intact.
-	e.skew.Store(int64(time.Minute + time.Second))
+	e.skew.Store(int64(window + time.Second))
 	if r := e.post(t, "alice", path, map[string]int64{"seq": *m2.Seq}); r.Status != 403 || r.Code() != protocol.ErrRecallExpired {
 		t.Fatalf("late recall: %d %s", r.Status, r.Body)
 	}
