@@ -3,7 +3,6 @@ package message_test
 import (
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/imcluster/imcluster/services/message/api"
 	"github.com/imcluster/imcluster/services/message/internal/msgtest"
@@ -31,7 +30,10 @@ func TestDeliveredAckBeyondLastMessage(t *testing.T) {
 		c.lastSeq, c.lastMsg, c.peerDelivered = s.LastSeq, s.LastMsgSeq, s.PeerDeliveredSeq
 		return c
 	}
-	msgtest.Eventually(t, 60*time.Second, "bob's conversation row has both messages", func() bool { return row("bob").lastMsg == seqs[1] })
+	e.waitConsumed(t)
+	if got := row("bob").lastMsg; got != seqs[1] {
+		t.Fatalf("bob's last message seq %d, want %d", got, seqs[1])
+	}
 	internal := msgtest.Token(t, e.keys.Internal, "push-1")
 	ack := func(user, device string, seq int64) protocol.DeliveredAck {
 		c := conv
@@ -75,11 +77,13 @@ func TestDeliveredAckBeyondLastMessage(t *testing.T) {
 			if s.want < 0 {
 				return
 			}
-			// Records of one conversation are persisted in log order, so
-			// once the receipt equals want no ignored ack can move it later.
-			msgtest.Eventually(t, 30*time.Second, fmt.Sprintf("alice's peer_delivered_seq = %d", s.want), func() bool {
-				return row("alice").peerDelivered == s.want
-			})
+			// Await the whole record, not alice's row alone: Persist
+			// writes both users' rows at once, and the next step reads
+			// bob's last_seq.
+			e.waitConsumed(t)
+			if got := row("alice").peerDelivered; got != s.want {
+				t.Fatalf("alice's peer_delivered_seq = %d, want %d", got, s.want)
+			}
 		})
 	}
 	if c := row("alice"); c.peerDelivered > c.lastMsg {

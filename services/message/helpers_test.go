@@ -153,3 +153,23 @@ func (e *env) logEnd(t *testing.T) int64 {
 	}
 	return n
 }
+
+// waitConsumed waits until the pipeline persisted every record the log
+// holds now: a partition's persisted head is recorded only after all of a
+// batch's writes (both users' rows, feeds, history) have landed.
+func (e *env) waitConsumed(t *testing.T) {
+	t.Helper()
+	ends := msgtest.LogEnds(t, e.cfg)
+	msgtest.Eventually(t, 60*time.Second, fmt.Sprintf("pipeline consumed the log up to %v", ends), func() bool {
+		heads, err := e.st.PersistedHeads(context.Background())
+		if err != nil || len(heads) < len(ends) {
+			return false
+		}
+		for p, end := range ends {
+			if heads[p] < end {
+				return false
+			}
+		}
+		return true
+	})
+}
