@@ -26,7 +26,7 @@ func TestAcksSurviveAFailedWrite(t *testing.T) {
 	broken, peer := net.Pipe()
 	_ = peer.Close() // every write on broken fails
 	c.mu.Lock()
-	c.nc = broken
+	c.live = broken
 	c.mu.Unlock()
 	c.flushAcks()
 
@@ -34,7 +34,7 @@ func TestAcksSurviveAFailedWrite(t *testing.T) {
 	conn, node := net.Pipe()
 	t.Cleanup(func() { _ = conn.Close(); _ = node.Close() })
 	c.mu.Lock()
-	c.nc = conn
+	c.live = conn
 	c.mu.Unlock()
 	got := map[string]int64{}
 	read := make(chan error, 1)

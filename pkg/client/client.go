@@ -117,7 +117,13 @@ type Client struct {
 
 	wmu sync.Mutex // guards writes on nc
 	mu  sync.Mutex
-	nc  net.Conn
+	nc  net.Conn // the connection being dialed or used (Close closes it)
+	// live is nc once its welcome came, nil before: frames from outside
+	// the session's own login (sends, acks, pings, refreshes, possibly of
+	// a session that just ended) never reach a connection that has not
+	// logged in, where the node would answer unauthenticated and the
+	// client would stop for good.
+	live net.Conn
 
 	connected chan struct{} // closed at the first welcome
 	connOnce  sync.Once
@@ -316,7 +322,7 @@ func (c *Client) session(url string) (wait time.Duration, err error) {
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
-		c.nc = nil
+		c.nc, c.live = nil, nil
 		c.mu.Unlock()
 		_ = nc.Close()
 		c.failPending()
@@ -328,8 +334,12 @@ func (c *Client) session(url string) (wait time.Duration, err error) {
 	if err != nil {
 		return wait, err
 	}
-	if err := c.write(protocol.ClientFrame{Type: protocol.FrameLogin, Token: tok,
-		DeviceID: c.cfg.DeviceID, Terminal: c.cfg.Terminal}); err != nil {
+	login, err := json.Marshal(protocol.ClientFrame{Type: protocol.FrameLogin, Token: tok,
+		DeviceID: c.cfg.DeviceID, Terminal: c.cfg.Terminal})
+	if err != nil {
+		return wait, err
+	}
+	if err := c.writeOn(nc, login); err != nil {
 		return wait, err
 	}
 	_ = nc.SetReadDeadline(time.Now().Add(15 * time.Second))
@@ -340,6 +350,9 @@ func (c *Client) session(url string) (wait time.Duration, err error) {
 	if f.Type != protocol.FrameWelcome {
 		return wait, frameErr(f)
 	}
+	c.mu.Lock()
+	c.live = nc
+	c.mu.Unlock()
 	c.Node.Store(f.NodeID)
 	c.user.Store(f.UserID)
 	c.expiresAt.Store(f.ExpiresAtMs)
@@ -483,14 +496,20 @@ func (c *Client) write(f protocol.ClientFrame) error {
 	return c.WriteRaw(b)
 }
 
-// WriteRaw writes one text frame as is (tests use it for bad frames).
+// WriteRaw writes one text frame as is (tests use it for bad frames) on
+// the logged-in connection; before the welcome it is not connected.
 func (c *Client) WriteRaw(p []byte) error {
 	c.mu.Lock()
-	nc := c.nc
+	nc := c.live
 	c.mu.Unlock()
 	if nc == nil {
 		return errors.New("not connected")
 	}
+	return c.writeOn(nc, p)
+}
+
+// writeOn writes one text frame on nc.
+func (c *Client) writeOn(nc net.Conn, p []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	_ = nc.SetWriteDeadline(time.Now().Add(10 * time.Second))

@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -9,8 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+
 	"github.com/imcluster/imcluster/pkg/client"
 	"github.com/imcluster/imcluster/services/auth"
+	"github.com/imcluster/imcluster/services/protocol"
 	"github.com/imcluster/imcluster/services/push"
 	"github.com/imcluster/imcluster/services/route"
 )
@@ -112,5 +117,75 @@ func TestCloseWithoutOrAfterTwoStarts(t *testing.T) {
 				t.Fatal("Done is open after Close")
 			}
 		})
+	}
+}
+
+// TestNoFrameBeforeTheWelcome: a frame the app (or a goroutine of the
+// session that just ended: a ping, an ack flush, a token refresh) writes
+// while a connection is still logging in must not go out on it: the node
+// takes any first frame but login as unauthenticated, and a client refused
+// so stops for good. It fails as not connected instead.
+func TestNoFrameBeforeTheWelcome(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	gotLogin, welcome := make(chan struct{}), make(chan struct{})
+	next := make(chan protocol.ClientFrame, 1)
+	go func() {
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		_ = nc.SetDeadline(time.Now().Add(20 * time.Second))
+		if _, err := ws.Upgrade(nc); err != nil {
+			return
+		}
+		if _, err := wsutil.ReadClientText(nc); err != nil {
+			return
+		}
+		close(gotLogin)
+		<-welcome
+		w, _ := json.Marshal(protocol.ServerFrame{Type: protocol.FrameWelcome, NodeID: "n1", UserID: "vera", HeartbeatMs: time.Hour.Milliseconds()})
+		if wsutil.WriteServerText(nc, w) != nil {
+			return
+		}
+		p, err := wsutil.ReadClientText(nc)
+		if err != nil {
+			return
+		}
+		var f protocol.ClientFrame
+		_ = json.Unmarshal(p, &f)
+		next <- f
+	}()
+	c := client.New(client.Config{URLs: []string{"ws://" + ln.Addr().String() + "/"}, Token: "t", DeviceID: "v1", Terminal: "web", NoSync: true})
+	c.Start()
+	t.Cleanup(c.Close)
+	select {
+	case <-gotLogin:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no login frame")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := c.Send(ctx, map[string]string{"n": "before"}); err == nil {
+		t.Fatal("a send before the welcome succeeded")
+	}
+	close(welcome)
+	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer wcancel()
+	if err := c.WaitConnected(wctx); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _, _ = c.Send(wctx, map[string]string{"n": "after"}) }()
+	select {
+	case f := <-next:
+		if f.Type != protocol.FrameSend || string(f.Send) != `{"n":"after"}` {
+			t.Fatalf("the frame after the welcome is %s %s, want the send made after it", f.Type, f.Send)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no frame after the welcome")
 	}
 }
