@@ -47,14 +47,25 @@ const refreshMargin = 30 * time.Second
 // refreshDelay is when to refresh a token expiring at expMs: after four
 // fifths of its remaining life (12 minutes early for an hour's token), and
 // at least refreshMargin before expiry — for very short tokens, after
-// minRefreshDelay. Negative: never (no token source, or no expiry known).
+// minRefreshDelay, or halfway to the expiry when that comes sooner (exp has
+// whole-second precision: a "2 s" token may have barely more than a second
+// left at the welcome, and a refresh a second later would come too late).
+// Negative: never (no token source, or no expiry known).
 func (c *Client) refreshDelay(expMs int64) time.Duration {
 	if c.cfg.TokenSource == nil || expMs <= 0 {
 		return -1
 	}
 	left := time.Until(time.UnixMilli(expMs))
-	return max(min(left*4/5, left-refreshMargin), minRefreshDelay)
+	floor := minRefreshDelay
+	if left > 0 {
+		floor = min(floor, max(left/2, minShortRefreshDelay))
+	}
+	return max(min(left*4/5, left-refreshMargin), floor)
 }
+
+// minShortRefreshDelay bounds how often a token about to expire is
+// refreshed (halving delays toward its expiry).
+const minShortRefreshDelay = 10 * time.Millisecond
 
 // refreshToken gets a fresh token and sends it on the live session in a
 // refresh frame; the node answers refreshed with the new expiry. It runs
