@@ -122,7 +122,10 @@ func (e *env) syncAll(t *testing.T, as, cursor string, limit int) ([]protocol.Ev
 	return all, cursor
 }
 
-// waitPersisted waits until conv holds n messages in the store.
+// waitPersisted waits until conv holds n messages in the store, and the
+// pipeline persisted every record the log then holds: the history rows of
+// a batch land concurrently with its feed and conversation rows, which the
+// callers read next (sync, unread, read cursors).
 func (e *env) waitPersisted(t *testing.T, conv string, n int) {
 	t.Helper()
 	msgtest.Eventually(t, 60*time.Second, fmt.Sprintf("%d messages persisted in %s", n, conv), func() bool {
@@ -141,6 +144,7 @@ func (e *env) waitPersisted(t *testing.T, conv string, n int) {
 		}
 		return got >= n
 	})
+	e.waitConsumed(t)
 }
 
 // logEnd returns the sum of the end offsets of the topic's partitions.

@@ -45,10 +45,12 @@ func TestRecall(t *testing.T) {
 	}
 	var rr api.RecallResponse
 	r.Decode(t, &rr)
-	msgtest.Eventually(t, 30*time.Second, "recall persisted", func() bool {
-		ev, ok, err := e.st.Message(t.Context(), conv, *m1.Seq)
-		return err == nil && ok && ev.Message.Recalled
-	})
+	// The whole recall record, not the history row alone: the recall
+	// cells of both feeds are written at the same time as it.
+	e.waitConsumed(t)
+	if ev, ok, err := e.st.Message(t.Context(), conv, *m1.Seq); err != nil || !ok || !ev.Message.Recalled {
+		t.Fatalf("recall persisted, but the message is %+v (found %v, err %v)", ev.Message, ok, err)
+	}
 	for _, u := range []string{"alice", "bob"} {
 		h := e.history(t, u, conv, 10)
 		if len(h) != 2 || !h[0].Message.Recalled || h[0].Message.Body != nil || h[1].Message.Recalled || h[1].Message.Body == nil {
@@ -135,10 +137,8 @@ func TestReadCursorMonotonic(t *testing.T) {
 		}
 	}
 	marker := e.send(t, "bob", text("alice", "marker", "done"))
-	msgtest.Eventually(t, 30*time.Second, "marker persisted", func() bool {
-		c, _, _ := e.st.Conversation(t.Context(), "alice", conv)
-		return c.LastMsgSeq >= *marker.Seq
-	})
+	// Both rows: the marker updates alice's and bob's at the same time.
+	e.waitConsumed(t)
 	if got := readSeq(); got != *marker.Seq {
 		// bob sent the marker, which also reads up to it
 		t.Fatalf("bob's read cursor %d, want %d", got, *marker.Seq)
