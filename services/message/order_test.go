@@ -5,9 +5,12 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/imcluster/imcluster/services/auth"
+	"github.com/imcluster/imcluster/services/message/internal/msgtest"
 	"github.com/imcluster/imcluster/services/message/model"
+	"github.com/imcluster/imcluster/services/message/pipeline"
 	"github.com/imcluster/imcluster/services/message/server"
 	"github.com/imcluster/imcluster/services/protocol"
 )
@@ -68,8 +71,21 @@ func TestConcurrentSendersOneOrder(t *testing.T) {
 			}
 		}
 	}
+	// A batch is routed beside the bookkeeping waitPersisted awaits, so
+	// the last batch may still be on its way to the router.
+	var all []pipeline.Routed
+	msgtest.Eventually(t, 30*time.Second, fmt.Sprintf("%d messages routed", n), func() bool {
+		all = e.router.All()
+		k := 0
+		for _, r := range all {
+			if r.Event.ConvID == conv && r.Event.Kind == protocol.KindMessage {
+				k++
+			}
+		}
+		return k >= n
+	})
 	var routed []int64
-	for _, r := range e.router.All() {
+	for _, r := range all {
 		if r.Event.ConvID != conv {
 			continue
 		}

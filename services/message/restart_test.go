@@ -200,11 +200,27 @@ func restartMidStream(t *testing.T, e *env, what string, dep *testdeps.Private, 
 		conv := model.ConvID(snd.from, snd.to)
 		byConv[conv] = append(byConv[conv], results[s]...)
 	}
+	// A batch is routed beside recording its persisted head, so the last
+	// batches may still be on their way to the router: wait (bounded) for
+	// every acked message; the checks below name any that is missing.
 	routed := map[string]bool{}
-	for _, r := range e.router.All() {
-		if r.Event.Message != nil {
-			routed[r.Event.Message.MsgID] = true
+	allRouted := func() bool {
+		for _, r := range e.router.All() {
+			if r.Event.Message != nil {
+				routed[r.Event.Message.MsgID] = true
+			}
 		}
+		for _, xs := range results {
+			for _, x := range xs {
+				if !routed[x.msgID] {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	for deadline := time.Now().Add(30 * time.Second); !allRouted() && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
 	}
 	for s, snd := range senders {
 		if s%2 == 1 {
