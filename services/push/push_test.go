@@ -493,11 +493,15 @@ func TestForwardedSendCarriesIdentity(t *testing.T) {
 func TestDrainAndLeaseExpiry(t *testing.T) {
 	c := newCluster(t)
 	a := c.startNode("n-a", nil)
-	var disc []error
-	var mu sync.Mutex
+	disc := make(chan error, 8)
 	rec := newRecorder()
 	cl := client.New(client.Config{URLs: []string{a.wsURL}, Token: c.token("hank", time.Hour), DeviceID: "h1", Terminal: "ios",
-		OnEvent: rec.on, NoSync: true, OnDisconnect: func(err error) { mu.Lock(); disc = append(disc, err); mu.Unlock() }})
+		OnEvent: rec.on, NoSync: true, OnDisconnect: func(err error) {
+			select {
+			case disc <- err:
+			default:
+			}
+		}})
 	cl.Start()
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -513,19 +517,25 @@ func TestDrainAndLeaseExpiry(t *testing.T) {
 	if a.srv.Connections() != 0 {
 		t.Fatalf("%d connections after drain", a.srv.Connections())
 	}
-	mu.Lock()
-	if len(disc) == 0 {
-		mu.Unlock()
+	// The client closes its socket (which ends the drain) before it runs
+	// OnDisconnect: await it.
+	select {
+	case err := <-disc:
+		var se *client.ServerError
+		if !asServerErr(err, &se) || se.Code != protocol.ErrDraining {
+			t.Fatalf("disconnect reason %v, want draining", err)
+		}
+	case <-time.After(5 * time.Second):
 		t.Fatal("client saw no disconnect")
 	}
-	var se *client.ServerError
-	if !asServerErr(disc[0], &se) || se.Code != protocol.ErrDraining {
-		mu.Unlock()
-		t.Fatalf("disconnect reason %v, want draining", disc[0])
-	}
-	mu.Unlock()
-	if _, ok := c.cache.Node("n-a"); ok {
-		t.Fatal("drained node still registered")
+	// The deregistration reaches the router's cache through its watch, in
+	// its own time: await it too.
+	deadline := time.Now().Add(5 * time.Second)
+	for _, ok := c.cache.Node("n-a"); ok; _, ok = c.cache.Node("n-a") {
+		if time.Now().After(deadline) {
+			t.Fatal("drained node still registered")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 
 	// A node that dies without revoking: its entries go with the lease.
@@ -536,7 +546,7 @@ func TestDrainAndLeaseExpiry(t *testing.T) {
 	_ = b.ln.Close()
 	b.srv.Close()
 	start := time.Now()
-	deadline := start.Add(15 * time.Second)
+	deadline = start.Add(15 * time.Second)
 	_, stillNode := c.cache.Node("n-b")
 	for _, ok := c.cache.Node("n-b"); len(c.cache.Sessions("ivy")) != 0 || ok; _, ok = c.cache.Node("n-b") {
 		if time.Now().After(deadline) {
