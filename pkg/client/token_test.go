@@ -16,8 +16,8 @@ func TestRefreshDelay(t *testing.T) {
 		{time.Hour, 47 * time.Minute, 48 * time.Minute},                           // four fifths
 		{2 * time.Minute, 89 * time.Second, 90 * time.Second},                     // 30 s before expiry
 		{3 * time.Second, time.Second, time.Second},                               // floor
-		{2 * time.Second, 990 * time.Millisecond, time.Second},                    // floor, or halfway to expiry
-		{1200 * time.Millisecond, 590 * time.Millisecond, 600 * time.Millisecond}, // halfway: the floor would be too late
+		{2 * time.Second, 900 * time.Millisecond, time.Second},                    // floor, or halfway to expiry
+		{1200 * time.Millisecond, 500 * time.Millisecond, 600 * time.Millisecond}, // halfway: the floor would be too late
 		{15 * time.Millisecond, 10 * time.Millisecond, 10 * time.Millisecond},     // at least 10 ms
 		{-time.Second, time.Second, time.Second},                                  // already expired: floor
 	}
