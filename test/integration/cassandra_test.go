@@ -13,7 +13,10 @@ import (
 func TestCassandraPreparedStatementsAndLWT(t *testing.T) {
 	hosts := testdeps.Cassandra(t)
 	cluster := gocql.NewCluster(hosts...)
-	cluster.Timeout = 10 * time.Second
+	// As the message tier's migrations: schema changes queue behind every
+	// other test package's keyspace creations and drops (Cassandra applies
+	// them one at a time), which on a loaded CI box takes more than 10 s.
+	cluster.Timeout = 30 * time.Second
 	cluster.PoolConfig.HostSelectionPolicy = gocql.TokenAwareHostPolicy(gocql.RoundRobinHostPolicy())
 	s, err := cluster.CreateSession()
 	if err != nil {
