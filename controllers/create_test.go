@@ -154,10 +154,22 @@ func TestCreateMakesEveryChild(t *testing.T) {
 	}
 
 	// Status: bootstrap done, tiers rolling (no kubelet here), selector set.
-	s.condition(t, ns, "chat", v1alpha1.ConditionProgressing, metav1.ConditionTrue)
-	c = s.cluster(t, ns, "chat")
-	if c.Status.Bootstrap.Phase != v1alpha1.BootstrapSucceeded || c.Status.Push.Selector == "" {
-		t.Errorf("status: bootstrap %+v, push selector %q", c.Status.Bootstrap, c.Status.Push.Selector)
+	// The reconcile that creates the Deployments patches the status after
+	// them, so a status still saying "bootstrap running" may be read here:
+	// wait for the patch.
+	eventually(t, waitFor, "status: bootstrap succeeded, tiers rolling out", func() error {
+		c = s.cluster(t, ns, "chat")
+		p := c.GetCondition(v1alpha1.ConditionProgressing)
+		if p == nil || p.Status != metav1.ConditionTrue || p.Reason != v1alpha1.ReasonRollingOut || p.ObservedGeneration != c.Generation {
+			return fmt.Errorf("Progressing %+v", p)
+		}
+		if c.Status.Bootstrap.Phase != v1alpha1.BootstrapSucceeded {
+			return fmt.Errorf("bootstrap %+v", c.Status.Bootstrap)
+		}
+		return nil
+	})
+	if c.Status.Push.Selector == "" {
+		t.Errorf("status: push selector %q", c.Status.Push.Selector)
 	}
 }
 
