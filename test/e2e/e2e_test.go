@@ -154,12 +154,18 @@ func TestE2E(t *testing.T) {
 		for i := 1; i <= 3; i++ {
 			c.send("gus", "gus-1", "hana", fmt.Sprintf("offline %d", i))
 		}
+		// A send's 200 means "in the log"; the consumer stores it a moment
+		// later, so the unread pull is awaited until the three are stored.
 		var unread struct {
 			Events []protocol.Event `json:"events"`
 		}
-		if err := c.api("hana", "").Get(context.Background(), "/v1/unread", &unread); err != nil {
-			t.Fatal(err)
-		}
+		eventually(t, "the three to be stored for the unread pull", 15*time.Second, func() bool {
+			unread.Events = nil
+			if err := c.api("hana", "").Get(context.Background(), "/v1/unread", &unread); err != nil {
+				t.Fatal(err)
+			}
+			return len(unread.Events) >= 3
+		})
 		if len(unread.Events) != 3 {
 			t.Fatalf("unread pull has %d events, want 3", len(unread.Events))
 		}
