@@ -10,6 +10,7 @@ import (
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -63,7 +64,8 @@ func saToken(t testing.TB, a *apiserver, ns, name string) string {
 }
 
 // bindMetricsReader binds ClusterRole role (created here when missing)
-// granting GET /metrics to ServiceAccount ns/name.
+// granting GET /metrics to ServiceAccount ns/name, and returns once the
+// apiserver authorizes that ServiceAccount's scrape.
 func bindMetricsReader(t testing.TB, a *apiserver, role, ns, name string) {
 	t.Helper()
 	ctx, cs := context.Background(), clientset(t, a)
@@ -82,6 +84,26 @@ func bindMetricsReader(t testing.TB, a *apiserver, role, ns, name string) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// The apiserver's RBAC authorizer sees the new role and binding through
+	// its informers, and the manager caches a denial for 30 s (longer than
+	// expectScrape waits): a scrape right after the create could be denied
+	// for good. Wait until the apiserver itself allows it.
+	eventually(t, 20*time.Second, "GET /metrics authorized for "+ns+"/"+name, func() error {
+		sar, err := cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{
+			Spec: authorizationv1.SubjectAccessReviewSpec{
+				User:                  "system:serviceaccount:" + ns + ":" + name,
+				Groups:                []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
+				NonResourceAttributes: &authorizationv1.NonResourceAttributes{Path: "/metrics", Verb: "get"},
+			},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			return err
+		}
+		if !sar.Status.Allowed {
+			return fmt.Errorf("not allowed (yet): %q", sar.Status.Reason)
+		}
+		return nil
+	})
 }
 
 // expectScrape waits until GET url with the bearer token answers want.
