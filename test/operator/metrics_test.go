@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -29,11 +30,19 @@ func TestSecureMetrics(t *testing.T) {
 	allowed, denied := saToken(t, a, "default", "prometheus"), saToken(t, a, "default", "someone")
 	bindMetricsReader(t, a, "imcluster-metrics-reader", "default", "prometheus")
 
-	if _, err := http.Get(m.metrics + "/metrics"); err == nil {
-		t.Error("plain HTTP still answers")
-	}
 	url := strings.Replace(m.metrics, "http://", "https://", 1) + "/metrics"
 	expectScrape(t, url, "", http.StatusUnauthorized)
+	// Only now is the metrics listener known to be up (/readyz, which
+	// startManager waited for, is served by another one, started at the
+	// same time). Plain HTTP gets no metrics from it: Go's TLS server
+	// answers a plain request with a 400 of its own.
+	if resp, err := http.Get(m.metrics + "/metrics"); err == nil {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || strings.Contains(string(body), "controller_runtime") {
+			t.Errorf("plain HTTP answers HTTP %d: %.200s", resp.StatusCode, body)
+		}
+	}
 	expectScrape(t, url, denied, http.StatusForbidden)
 	expectScrape(t, url, allowed, http.StatusOK)
 }
