@@ -207,16 +207,21 @@ func TestManagerBinary(t *testing.T) {
 	job := waitJob(t, a, ns, "bin")
 	completeJob(t, a, job)
 	waitDeployments(t, a, ns, "bin")
-	metrics := first.scrape(t)
-	for _, want := range []string{
-		`imcluster_operator_child_writes_total{kind="Deployment",op="create"} 2`,
-		`controller_runtime_reconcile_total{controller="imcluster",result="success"}`,
-		"imcluster_operator_status_patches_total",
-	} {
-		if !strings.Contains(metrics, want) {
-			t.Errorf("metrics lack %q", want)
+	// The manager counts a create once the apiserver has answered it, so the
+	// second Deployment can be visible here a moment before it is counted.
+	eventually(t, 30*time.Second, "metrics of the reconcile", func() error {
+		metrics := first.scrape(t)
+		for _, want := range []string{
+			`imcluster_operator_child_writes_total{kind="Deployment",op="create"} 2`,
+			`controller_runtime_reconcile_total{controller="imcluster",result="success"}`,
+			"imcluster_operator_status_patches_total",
+		} {
+			if !strings.Contains(metrics, want) {
+				return fmt.Errorf("metrics lack %q", want)
+			}
 		}
-	}
+		return nil
+	})
 
 	// A second replica waits; SIGTERM to the leader hands over (the Lease
 	// is released on shutdown).
