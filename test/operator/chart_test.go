@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
@@ -159,9 +160,30 @@ func TestRenderedManifestsApply(t *testing.T) {
 		t.Fatalf("operator Deployment: %v", err)
 	}
 	// The operator's own pod passes the restricted Pod Security Standard.
-	a.kubectlOK(t, "", "label", "namespace", sys, "pod-security.kubernetes.io/enforce=restricted")
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: sys, Name: "operator-pod"}, Spec: dep.Spec.Template.Spec}
-	if err := a.Client.Create(context.Background(), pod, client.DryRunAll); err != nil {
+	// It is tried in a namespace labelled at creation: PodSecurity
+	// admission reads namespaces through an informer, so a label added by
+	// an update may not be enforced yet on a pod created right after it.
+	restricted := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name: strings.ReplaceAll(testdeps.Unique("imc-restricted"), "_", "-"),
+		Labels: map[string]string{
+			"pod-security.kubernetes.io/enforce":         "restricted",
+			"pod-security.kubernetes.io/enforce-version": "latest",
+		},
+	}}
+	if err := a.Client.Create(context.Background(), restricted); err != nil {
+		t.Fatal(err)
+	}
+	tryPod := func(name string, spec corev1.PodSpec) error {
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: restricted.Name, Name: name}, Spec: spec}
+		return a.Client.Create(context.Background(), pod, client.DryRunAll)
+	}
+	// The control: a pod that breaks the standard is refused there.
+	bad := *dep.Spec.Template.Spec.DeepCopy()
+	bad.Containers[0].SecurityContext.AllowPrivilegeEscalation = ptr.To(true)
+	if err := tryPod("control", bad); err == nil || !strings.Contains(err.Error(), "violates PodSecurity") {
+		t.Errorf("PodSecurity admission does not enforce in %s (err=%v)", restricted.Name, err)
+	}
+	if err := tryPod("operator-pod", dep.Spec.Template.Spec); err != nil {
 		t.Errorf("the operator pod is refused under restricted: %v", err)
 	}
 
