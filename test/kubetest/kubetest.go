@@ -28,6 +28,10 @@ type APIServer struct {
 // uses scheme.
 func Start(assets, crdDir string, scheme *runtime.Scheme) (*APIServer, error) {
 	env := &envtest.Environment{BinaryAssetsDirectory: assets}
+	// envtest's default Service range is a /24: no controller deletes what a
+	// test leaves in its namespace, so a package's ClusterIP Services pile
+	// up over a -count run until creating one fails with "range is full".
+	env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "10.0.0.0/16")
 	if crdDir != "" {
 		env.CRDInstallOptions = envtest.CRDInstallOptions{Paths: []string{crdDir}, ErrorIfPathMissing: true}
 	}
