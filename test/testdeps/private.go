@@ -2,6 +2,7 @@ package testdeps
 
 import (
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -170,8 +171,15 @@ func depsScript(t testing.TB) string {
 // freePorts returns n distinct ports that were free a moment ago (listened
 // on and closed; another process could take one in between, then start
 // fails with a clear "port in use" message).
+//
+// They are picked below the kernel's ephemeral range: a port from that
+// range (what listening on :0 gives) may become the local port of any
+// outgoing connection — the test processes open hundreds — while the
+// server's JVM starts, or between Stop and Start, and a listener cannot
+// bind a port an established connection holds.
 func freePorts(t testing.TB, n int) []int {
 	t.Helper()
+	lo, hi := privatePortRange()
 	var ports []int
 	var lns []net.Listener
 	defer func() {
@@ -179,13 +187,41 @@ func freePorts(t testing.TB, n int) []int {
 			_ = ln.Close()
 		}
 	}()
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(ports) < n; tries++ {
+		if tries == 1000 {
+			t.Fatalf("no %d free ports in [%d, %d) after %d tries", n, lo, hi, tries)
+		}
+		p := lo + mrand.IntN(hi-lo)
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
 		if err != nil {
-			t.Fatal(err)
+			continue // taken
 		}
 		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+		ports = append(ports, p)
 	}
 	return ports
+}
+
+// privatePortRange is where private servers' ports are picked: [lo, hi),
+// below the ephemeral range of /proc/sys/net/ipv4/ip_local_port_range
+// (32768-60999 by default) and above the well-known and common service ports.
+func privatePortRange() (lo, hi int) {
+	lo, hi = 20000, 32768
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return lo, hi
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return lo, hi
+	}
+	if eph, err := strconv.Atoi(f[0]); err == nil && eph > lo+1000 {
+		hi = eph
+	} else if err == nil {
+		// An unusual range starting low: pick above it instead.
+		if top, err := strconv.Atoi(f[1]); err == nil && top < 64000 {
+			lo, hi = top+1, 65536
+		}
+	}
+	return lo, hi
 }
