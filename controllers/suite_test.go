@@ -14,12 +14,15 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -37,6 +40,12 @@ type suite struct {
 	*kubetest.APIServer
 	stop func() // stops the manager, then the control plane
 }
+
+// labelUnmanaged marks an IMCluster that the suite's manager does not see
+// (its cache leaves it out): a test that runs a reconciler by hand uses it,
+// so that no concurrent writer makes that reconcile stop at an
+// optimistic-lock conflict.
+const labelUnmanaged = "test.imcluster.io/unmanaged"
 
 var (
 	suiteOnce  sync.Once
@@ -78,11 +87,17 @@ func startSuite(assets string) (*suite, error) {
 	}
 	s := &suite{APIServer: k}
 	fail := func(err error) (*suite, error) { k.Stop(); return nil, err }
+	cacheOpts := CacheOptions()
+	unmanaged, err := labels.NewRequirement(labelUnmanaged, selection.DoesNotExist, nil)
+	if err != nil {
+		return fail(err)
+	}
+	cacheOpts.ByObject[&v1alpha1.IMCluster{}] = cache.ByObject{Label: labels.NewSelector().Add(*unmanaged)}
 	mgr, err := ctrl.NewManager(k.Config, ctrl.Options{
 		Scheme:                 testScheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache:                  CacheOptions(),
+		Cache:                  cacheOpts,
 	})
 	if err != nil {
 		return fail(fmt.Errorf("while creating the manager: %w", err))
