@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -39,8 +40,13 @@ func TestResyncAfterCursorExpired(t *testing.T) {
 	px := newCutProxy(t, strings.TrimSuffix(strings.TrimPrefix(node.wsURL, "ws://"), "/"))
 
 	var resyncs atomic.Int64
-	bob := c.connectWith(func(cfg *client.Config) { cfg.OnResync = func() { resyncs.Add(1) } },
-		"bob", "bob-phone", "ios", px.url())
+	sw := &syncWatch{rt: http.DefaultTransport}
+	bob := c.connectWith(func(cfg *client.Config) {
+		cfg.OnResync = func() { resyncs.Add(1) }
+		on := cfg.OnConnect
+		cfg.OnConnect = func(w protocol.ServerFrame) { sw.welcome(w); on(w) }
+		cfg.HTTPClient = &http.Client{Timeout: client.DefaultAPITimeout, Transport: sw}
+	}, "bob", "bob-phone", "ios", px.url())
 	eventually(t, "bob's session in presence", 10*time.Second, func() bool { return c.sessions("bob") == 1 })
 
 	want := map[string]protocol.SendResponse{} // msg id -> its send answer
@@ -63,7 +69,10 @@ func TestResyncAfterCursorExpired(t *testing.T) {
 
 	// 2. Bob's connection is cut (his device keeps its cursor and its
 	// memory); more messages arrive meanwhile, some in a new conversation,
-	// and his cursor outlives the feed retention.
+	// and his cursor outlives the feed retention. Not before the session's
+	// last sync (the resync ResyncAfterMs after the welcome) is done: one
+	// still under way at the cut would renew his cursor after it is taken.
+	sw.awaitResynced(t, bob, 15*time.Second)
 	bob.mu.Lock()
 	discs := len(bob.disc)
 	bob.mu.Unlock()
@@ -310,4 +319,43 @@ func (p *cutProxy) restore() {
 	p.mu.Lock()
 	p.down = false
 	p.mu.Unlock()
+}
+
+// syncWatch is a device's HTTP transport that notes its sync calls, to tell
+// when the session's post-login resync (the last sync a session makes
+// unless pushes pile up) is complete.
+type syncWatch struct {
+	rt http.RoundTripper
+
+	mu       sync.Mutex
+	resyncAt time.Time // welcome + resync_after_ms of the last session
+	last     string    // cursor of the last sync call
+	lastAt   time.Time
+}
+
+func (w *syncWatch) welcome(f protocol.ServerFrame) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.resyncAt = time.Now().Add(time.Duration(f.ResyncAfterMs) * time.Millisecond)
+}
+
+func (w *syncWatch) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Path == client.SyncPath {
+		w.mu.Lock()
+		w.last, w.lastAt = r.URL.Query().Get("cursor"), time.Now()
+		w.mu.Unlock()
+	}
+	return w.rt.RoundTrip(r)
+}
+
+// awaitResynced waits until a sync call began after the resync was due and
+// d's cursor moved past the one it sent (every complete sync renews the
+// cursor's horizon).
+func (w *syncWatch) awaitResynced(t *testing.T, d *device, timeout time.Duration) {
+	t.Helper()
+	eventually(t, "the post-login resync to complete", timeout, func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return !w.resyncAt.IsZero() && !w.lastAt.Before(w.resyncAt) && d.Cursor() != w.last
+	})
 }
