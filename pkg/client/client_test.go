@@ -63,7 +63,10 @@ func token(t *testing.T, user string) string {
 // cut the session with idle_timeout, the device would reconnect and sync
 // again, forever).
 func TestSlowSyncDoesNotStopHeartbeats(t *testing.T) {
-	url := startNode(t, func(o *push.Options) { o.Heartbeat = 200 * time.Millisecond }) // idle timeout 500 ms
+	// Heartbeat 1 s: idle timeout 2.5 s, on both sides (the node's sweep,
+	// the client's read deadline). With 200 ms (a 500 ms timeout) a 300 ms
+	// stall of a loaded box cut the session with no sync involved.
+	url := startNode(t, func(o *push.Options) { o.Heartbeat = time.Second })
 	release := make(chan struct{})
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
@@ -85,7 +88,7 @@ func TestSlowSyncDoesNotStopHeartbeats(t *testing.T) {
 	if err := c.WaitConnected(ctx); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(1500 * time.Millisecond) // three idle timeouts while the sync hangs
+	time.Sleep(3500 * time.Millisecond) // an idle timeout and the sweeps after it, while the sync hangs
 	mu.Lock()
 	defer mu.Unlock()
 	if len(disc) > 0 {
