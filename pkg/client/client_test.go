@@ -134,7 +134,8 @@ func TestNoFrameBeforeTheWelcome(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ln.Close() })
-	gotLogin, welcome := make(chan struct{}), make(chan struct{})
+	gotLogin, welcome, stop := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	t.Cleanup(func() { close(stop) })
 	next := make(chan protocol.ClientFrame, 1)
 	go func() {
 		nc, err := ln.Accept()
@@ -150,7 +151,11 @@ func TestNoFrameBeforeTheWelcome(t *testing.T) {
 			return
 		}
 		close(gotLogin)
-		<-welcome
+		select {
+		case <-welcome:
+		case <-stop:
+			return
+		}
 		w, _ := json.Marshal(protocol.ServerFrame{Type: protocol.FrameWelcome, NodeID: "n1", UserID: "vera", HeartbeatMs: time.Hour.Milliseconds()})
 		if wsutil.WriteServerText(nc, w) != nil {
 			return
