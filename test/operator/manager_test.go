@@ -44,7 +44,7 @@ func managerBinary(t testing.TB) string {
 			return
 		}
 		managerBin = filepath.Join(dir, "manager")
-		out, err := runCmd(nil, "", "go", "build", "-o", managerBin, "github.com/imcluster/imcluster/cmd/manager")
+		out, err := runCmdWithin(buildTimeout, nil, "", "go", "build", "-o", managerBin, "github.com/imcluster/imcluster/cmd/manager")
 		if err != nil {
 			buildErr = fmt.Errorf("go build cmd/manager: %v\n%s", err, out)
 		}
