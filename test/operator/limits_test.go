@@ -175,6 +175,7 @@ func TestFeedRetention(t *testing.T) {
 			}
 			return nil
 		})
+		waitReconciled(t, a, ns, name) // the tiers come after the PDB
 	}
 	settle()
 	pushAfter := deployment("push")

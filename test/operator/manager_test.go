@@ -325,3 +325,21 @@ func waitDeployments(t testing.TB, a *apiserver, ns, name string) {
 		})
 	}
 }
+
+// waitReconciled waits until the operator has reported the cluster's
+// current generation in its status. That status patch ends a reconcile,
+// after every child is written; a child written on the way (the PDBs come
+// before the tiers) shows only that the reconcile has begun.
+func waitReconciled(t testing.TB, a *apiserver, ns, name string) {
+	t.Helper()
+	eventually(t, 30*time.Second, name+" reconciled at its generation", func() error {
+		var c v1alpha1.IMCluster
+		if err := a.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &c); err != nil {
+			return err
+		}
+		if c.Status.ObservedGeneration != c.Generation {
+			return fmt.Errorf("observedGeneration %d, generation %d", c.Status.ObservedGeneration, c.Generation)
+		}
+		return nil
+	})
+}

@@ -77,9 +77,9 @@ func TestSecretChangesRollTheTiersThatReadThem(t *testing.T) {
 		return &d
 	}
 	// settle makes the operator reconcile once more (a PDB change, which
-	// rolls nothing) and waits for it. That reconcile reads the Secrets
-	// after every change made so far, so a Deployment that it leaves
-	// untouched is one the operator does not want changed.
+	// rolls nothing) and waits for it to end. That reconcile reads the
+	// Secrets after every change made so far, so a Deployment that it
+	// leaves untouched is one the operator does not want changed.
 	pdb := 1
 	settle := func() {
 		t.Helper()
@@ -99,6 +99,7 @@ func TestSecretChangesRollTheTiersThatReadThem(t *testing.T) {
 			}
 			return nil
 		})
+		waitReconciled(t, a, ns, "sec") // the tiers come after the PDB
 	}
 	settle()
 	before := map[string]*appsv1.Deployment{"message": deployment("message"), "push": deployment("push")}
