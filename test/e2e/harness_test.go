@@ -7,7 +7,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -84,14 +83,11 @@ type proc struct {
 	log     *bytes.Buffer
 }
 
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+// freeAddr is an address for a server process to listen on: not a port
+// from :0, which any outgoing connection (the processes' hundreds to Kafka,
+// Cassandra and etcd) may take as its local port before the process binds
+// it (see testdeps.FreeAddr).
+func freeAddr(t *testing.T) string { return testdeps.FreeAddr(t) }
 
 // newCluster bootstraps and starts a message process; msgEnv (KEY=value)
 // is added to that process's environment (e.g. a short IM_FEED_RETENTION).
