@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -24,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/imcluster/imcluster/api/v1alpha1"
+	"github.com/imcluster/imcluster/test/testdeps"
 )
 
 const leaseName = "imcluster-operator.imcluster.io"
@@ -84,7 +84,14 @@ func startDeployedOperator(t testing.TB) *apiserver {
 func startManager(t testing.TB, a *apiserver, extra ...string) *manager {
 	t.Helper()
 	bin := managerBinary(t)
-	m := &manager{metrics: "http://" + freeAddr(t), probes: "http://" + freeAddr(t), exited: make(chan struct{})}
+	// Ports below the ephemeral range (testdeps.FreeAddr): one that
+	// listening on :0 gives could become the local port of some outgoing
+	// connection while the manager starts, which then exits (address in use).
+	metrics, probes := testdeps.FreeAddr(t), testdeps.FreeAddr(t)
+	for probes == metrics {
+		probes = testdeps.FreeAddr(t)
+	}
+	m := &manager{metrics: "http://" + metrics, probes: "http://" + probes, exited: make(chan struct{})}
 	var err error
 	if m.log, err = os.CreateTemp("", "imcluster-manager-*.log"); err != nil {
 		t.Fatal(err)
@@ -137,16 +144,6 @@ func (m *manager) scrape(t testing.TB) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
-}
-
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func httpOK(url string) error {
