@@ -124,9 +124,14 @@ func TestE2E(t *testing.T) {
 		if !errors.As(err, &se) || se.Code != protocol.ErrIdempotencyClash {
 			t.Fatalf("reuse with other content: %v", err)
 		}
-		dan.await(t, "dan to get carol's message once", 15*time.Second, func() bool { return hasText(dan.events, "over the socket") })
-		time.Sleep(300 * time.Millisecond) // any duplicate push would have arrived by now
-		if texts, dups := dan.messages(model.ConvID("carol", "dan")); len(texts) != 1 || dups != 0 {
+		// A marker sent after the retries: delivery keeps the conversation's
+		// log order, so once dan has it, any duplicate would have come first.
+		marker := client.SendRequest{To: "dan", ClientMsgID: "sock-2", Type: protocol.TypeText, Body: &protocol.Body{Text: "marker"}}
+		if r, err := carol.Send(ctx, marker); err != nil || r.Status != 200 {
+			t.Fatalf("send marker: %v %+v", err, r)
+		}
+		dan.await(t, "dan to get carol's marker", 15*time.Second, func() bool { return hasText(dan.events, "marker") })
+		if texts, dups := dan.messages(model.ConvID("carol", "dan")); len(texts) != 2 || texts[0] != "over the socket" || dups != 0 {
 			t.Fatalf("dan got %q (dups %d)", texts, dups)
 		}
 	})
