@@ -32,34 +32,49 @@ func (i Idem) SameContent(hash []byte) bool { return bytes.Equal(i.Hash, hash) }
 // a serial read can tell a retry from a first send durably.
 //
 // A claim whose outcome is unknown (a CAS write timeout, common on a loaded
-// Cassandra, or no answer at all) is made again, up to claimAttempts times
+// Cassandra, or no answer at all) is made again (retryUncertain)
 // within ctx: the next round of Paxos finishes or discards the first, and a
 // row holding want.MsgID (fresh per attempt) is this claim's own, so it
 // counts as applied.
 func (st *Store) ClaimIdempotency(ctx context.Context, sender, cmid string, want Idem) (Idem, bool, error) {
-	var err error
-	for attempt := 1; ; attempt++ {
-		var i Idem
-		var applied bool
+	var i Idem
+	var applied bool
+	err := retryUncertain(ctx, func() (err error) {
 		i, applied, err = st.claimOnce(ctx, sender, cmid, want)
-		switch {
-		case err == nil && !applied && i.MsgID == want.MsgID:
-			return i, true, nil // an earlier attempt of this claim was applied
-		case err == nil:
-			return i, applied, nil
-		case attempt >= claimAttempts || !uncertain(err) || ctx.Err() != nil:
-			return Idem{}, false, err
+		return err
+	})
+	switch {
+	case err != nil:
+		return Idem{}, false, err
+	case !applied && i.MsgID == want.MsgID:
+		return i, true, nil // an earlier attempt of this claim was applied
+	}
+	return i, applied, nil
+}
+
+// uncertainAttempts bounds the attempts of one write whose outcome stays
+// unknown (retryUncertain).
+const uncertainAttempts = 3
+
+// retryUncertain runs op until it succeeds, fails for a reason other than
+// an unknown outcome (uncertain), has run uncertainAttempts times, or ctx
+// ends; it returns op's last error. Only operations that may be applied
+// twice (idempotent writes, or a claim that recognises its own row) may
+// go through it. gocql's own retry policy moves to the next host, so on a
+// single node (dev, CI, small clusters) it never runs again.
+func retryUncertain(ctx context.Context, op func() error) error {
+	for attempt := 1; ; attempt++ {
+		err := op()
+		if err == nil || attempt >= uncertainAttempts || !uncertain(err) || ctx.Err() != nil {
+			return err
 		}
 		select {
 		case <-ctx.Done():
-			return Idem{}, false, err
+			return err
 		case <-time.After(time.Duration(attempt) * 50 * time.Millisecond):
 		}
 	}
 }
-
-// claimAttempts bounds the attempts of one ClaimIdempotency.
-const claimAttempts = 3
 
 func (st *Store) claimOnce(ctx context.Context, sender, cmid string, want Idem) (Idem, bool, error) {
 	m := map[string]any{}
@@ -76,7 +91,7 @@ func (st *Store) claimOnce(ctx context.Context, sender, cmid string, want Idem) 
 	return i, false, err
 }
 
-// uncertain reports whether err leaves a lightweight transaction's outcome
+// uncertain reports whether err leaves a write's (or a lightweight transaction's) outcome
 // unknown (or the coordinator could not run it yet): making it again is
 // safe and decides it.
 func uncertain(err error) bool {
@@ -106,10 +121,15 @@ func (st *Store) ReadIdempotency(ctx context.Context, sender, cmid string) (Idem
 	return i, nil
 }
 
-// SetProduced records where the first produce of (sender, cmid) landed.
+// SetProduced records where the first produce of (sender, cmid) landed. A
+// write whose outcome is unknown is made again (it sets fixed values): a
+// retry of the send waits for this row until its lease runs out.
 func (st *Store) SetProduced(ctx context.Context, sender, cmid string, part int32, off int64) error {
-	if err := st.s.Query(`UPDATE idempotency SET part = ?, off = ? WHERE sender = ? AND client_msg_id = ?`,
-		part, off, sender, cmid).WithContext(ctx).Exec(); err != nil {
+	err := retryUncertain(ctx, func() error {
+		return st.s.Query(`UPDATE idempotency SET part = ?, off = ? WHERE sender = ? AND client_msg_id = ?`,
+			part, off, sender, cmid).WithContext(ctx).Exec()
+	})
+	if err != nil {
 		return fmt.Errorf("while recording produced offset: %w", err)
 	}
 	return nil
