@@ -99,6 +99,8 @@ type Producer struct {
 	client sarama.Client
 	sp     sarama.SyncProducer
 	topic  string
+	// readEnds, if set, replaces one read of the log ends (tests).
+	readEnds func() ([]int64, error)
 }
 
 // NewProducer connects an idempotent producer for topic.

@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -14,40 +18,80 @@ import (
 // partition, asking each partition leader once for all the partitions it
 // leads. It answers through the producer's client (no second client).
 //
+// A moved leader (a broker restart, a topic just created) answers "not the
+// leader" until the client's metadata catch up, and a restarted broker
+// drops the connections to it: such transient errors are retried, with a
+// backoff, until an answer or until ctx ends (then the last error is
+// returned beside ctx's) — a sync waits for the metadata refresh within its
+// own deadline instead of failing after a fixed few tries. Other errors
+// return at once.
+//
 // The call is not cheap enough for every request: the API caches the
 // answer and asks again only when a cursor is beyond it (api.LogEnds).
-// ctx bounds the wait; sarama's own network timeouts bound the requests.
+// sarama's own network timeouts bound each request.
 func (p *Producer) LogEnds(ctx context.Context) ([]int64, error) {
+	read := p.readEnds
+	if read == nil {
+		read = func() ([]int64, error) { return logEnds(p.client, p.topic) }
+	}
 	type result struct {
 		ends []int64
 		err  error
 	}
 	done := make(chan result, 1)
+	var last atomic.Pointer[error] // the last transient error, for an answer past ctx
 	go func() {
-		ends, err := logEnds(p.client, p.topic)
-		// A moved leader (or a topic just created) answers "not the
-		// leader" once; logEnds refreshed the metadata, so ask again.
-		for try := 1; err != nil && try < logEndTries && retriable(err); try++ {
-			time.Sleep(time.Duration(try) * 50 * time.Millisecond)
-			ends, err = logEnds(p.client, p.topic)
+		wait := logEndBackoffMin
+		for {
+			ends, err := read()
+			if err == nil || !retriable(err) || ctx.Err() != nil {
+				done <- result{ends, err}
+				return
+			}
+			last.Store(&err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, logEndBackoffMax)
 		}
-		done <- result{ends, err}
 	}()
 	select {
 	case r := <-done:
+		if r.err != nil && ctx.Err() != nil {
+			return nil, fmt.Errorf("while reading the log ends of %s: %w (last error: %w)", p.topic, ctx.Err(), r.err)
+		}
 		return r.ends, r.err
 	case <-ctx.Done():
+		if err := last.Load(); err != nil {
+			return nil, fmt.Errorf("while reading the log ends of %s: %w (last error: %w)", p.topic, ctx.Err(), *err)
+		}
 		return nil, fmt.Errorf("while reading the log ends of %s: %w", p.topic, ctx.Err())
 	}
 }
 
-// logEndTries bounds the attempts of one LogEnds call.
-const logEndTries = 3
+// Backoff bounds between the attempts of one LogEnds call.
+const (
+	logEndBackoffMin = 50 * time.Millisecond
+	logEndBackoffMax = 500 * time.Millisecond
+)
 
+// retriable reports whether err may pass once the client's metadata or
+// connections catch up: a leader that moved or is being elected, a topic
+// not yet known to the broker asked, or a broker that went away.
 func retriable(err error) bool {
 	var ke sarama.KError
-	return errors.As(err, &ke) && (errors.Is(ke, sarama.ErrNotLeaderForPartition) || errors.Is(ke, sarama.ErrLeaderNotAvailable) ||
-		errors.Is(ke, sarama.ErrUnknownTopicOrPartition) || errors.Is(ke, sarama.ErrFencedLeaderEpoch) || errors.Is(ke, sarama.ErrUnknownLeaderEpoch))
+	if errors.As(err, &ke) {
+		return errors.Is(ke, sarama.ErrNotLeaderForPartition) || errors.Is(ke, sarama.ErrLeaderNotAvailable) ||
+			errors.Is(ke, sarama.ErrUnknownTopicOrPartition) || errors.Is(ke, sarama.ErrFencedLeaderEpoch) ||
+			errors.Is(ke, sarama.ErrUnknownLeaderEpoch) ||
+			errors.Is(ke, sarama.ErrRequestTimedOut)
+	}
+	var ne net.Error
+	return errors.Is(err, sarama.ErrOutOfBrokers) || errors.Is(err, sarama.ErrNotConnected) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &ne) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 func logEnds(c sarama.Client, topic string) ([]int64, error) {
@@ -72,7 +116,8 @@ func logEnds(c sarama.Client, topic string) ([]int64, error) {
 		}
 		resp, err := b.GetAvailableOffsets(req)
 		if err != nil {
-			_ = b.Close() // reconnects on next use, as sarama's GetOffset does
+			_ = b.Close()                // reconnects on next use, as sarama's GetOffset does
+			_ = c.RefreshMetadata(topic) // the broker may no longer lead
 			return nil, fmt.Errorf("while listing the log ends of %s at broker %d: %w", topic, b.ID(), err)
 		}
 		for _, p := range ps {
