@@ -134,7 +134,10 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) *apiError {
 const recordTimeout = 5 * time.Second
 
 // awaitProduced re-reads the idempotency row, until the first attempt has
-// recorded where its record landed or could no longer be doing so.
+// recorded where its record landed or could no longer be doing so. A read
+// that fails (a transient Cassandra error; reads are safe to repeat) is
+// made again within the same deadline: giving up at it would send the
+// client away for the rest of the lease although its ack is recorded.
 func (s *Server) awaitProduced(ctx context.Context, sender, cmid string, row store.Idem) store.Idem {
 	deadline := time.Now().Add(recordTimeout + time.Second)
 	for wait := 10 * time.Millisecond; time.Now().Before(deadline); wait = min(2*wait, 200*time.Millisecond) {
@@ -144,10 +147,7 @@ func (s *Server) awaitProduced(ctx context.Context, sender, cmid string, row sto
 		case <-time.After(wait):
 		}
 		again, err := s.Store.ReadIdempotency(ctx, sender, cmid)
-		if err != nil {
-			return row
-		}
-		if again.Produced {
+		if err == nil && again.Produced {
 			return again
 		}
 	}
