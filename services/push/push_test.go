@@ -570,7 +570,17 @@ func asServerErr(err error, se **client.ServerError) bool {
 
 func TestSameNodeKickAndTimeouts(t *testing.T) {
 	c := newCluster(t)
-	n := c.startNode("n-a", func(o *push.Options) { o.Heartbeat = 400 * time.Millisecond; o.LoginTimeout = 500 * time.Millisecond })
+	// The login timeout also bounds each login's presence write (the
+	// connection stays in its login state until etcd answered), so the
+	// nodes that log sessions in keep the default one: only the silent
+	// connection below meets the short timeout, on a node of its own that
+	// writes nothing to etcd for it.
+	n := c.startNode("n-a", func(o *push.Options) { o.Heartbeat = 400 * time.Millisecond })
+	const loginTimeout = 500 * time.Millisecond
+	quick := c.startNode("n-quick", func(o *push.Options) {
+		o.LoginTimeout = loginTimeout
+		o.Heartbeat = 400 * time.Millisecond // a sweep every 200 ms
+	})
 
 	// Same terminal, same node: the older session is kicked.
 	r1 := dialRaw(t, n.wsURL)
@@ -581,13 +591,19 @@ func TestSameNodeKickAndTimeouts(t *testing.T) {
 		t.Fatalf("older session closed with %q, want kicked", got)
 	}
 
-	// No login frame in time.
-	r3 := dialRaw(t, n.wsURL)
+	// No login frame in time. Timed from before the dial, so the node
+	// accepted it after start: closing it sooner than loginTimeout after
+	// start is closing it early.
 	start := time.Now()
+	r3 := dialRaw(t, quick.wsURL)
 	if got := r3.closedWith(t); got != protocol.ErrUnauthenticated {
 		t.Fatalf("silent connection closed with %q, want unauthenticated", got)
 	}
-	t.Logf("login timeout after %v", time.Since(start).Round(10*time.Millisecond))
+	took := time.Since(start)
+	if took < loginTimeout {
+		t.Fatalf("silent connection closed after %v, before the login timeout (%v)", took, loginTimeout)
+	}
+	t.Logf("login timeout after %v", took.Round(10*time.Millisecond))
 
 	// Logged in, then silent: idle timeout (2.5 heartbeats).
 	r4 := dialRaw(t, n.wsURL)
