@@ -122,12 +122,46 @@ func TestRegistrarSurvivesLeaseLoss(t *testing.T) {
 	}
 	waitFor(t, "session", func() bool { return len(cache.Sessions("x")) == 1 })
 	old := r.Lease()
-	// What an etcd outage longer than the TTL does: the lease is gone.
-	if _, err := cli.Revoke(ctx, old); err != nil {
+	// What an etcd outage longer than the TTL does: the lease is gone, and
+	// its keys with it, at the revoke's revision.
+	rv, err := cli.Revoke(ctx, old)
+	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "node and session back under a new lease", func() bool {
-		_, ok := cache.Node("n")
-		return ok && len(cache.Sessions("x")) == 1 && r.Lease() != old
+	gone := rv.Header.Revision
+	// The registrar writes both keys again under a new lease. (It takes the
+	// new lease before it rewrites the sessions, and the cache still shows
+	// the old entries until it applies the deletes: neither says they are
+	// back.)
+	k := newKeys(prefix)
+	var rewritten int64
+	waitFor(t, "node and session rewritten under a new lease", func() bool {
+		lease := r.Lease()
+		if lease == old {
+			return false
+		}
+		rewritten = 0
+		for _, key := range []string{k.node("n"), k.session("x", "web")} {
+			resp, err := cli.Get(ctx, key)
+			if err != nil || len(resp.Kvs) == 0 || clientv3.LeaseID(resp.Kvs[0].Lease) != lease {
+				return false
+			}
+			rewritten = max(rewritten, resp.Kvs[0].ModRevision)
+		}
+		return true
 	})
+	if rewritten <= gone {
+		t.Fatalf("keys rewritten at revision %d, not after the revoke (%d)", rewritten, gone)
+	}
+	// The cache applies the watch in revision order: once it is at the
+	// rewrite it has applied the deletes, and must show the entries again.
+	waitFor(t, "the cache at the rewrite", func() bool {
+		cache.mu.RLock()
+		defer cache.mu.RUnlock()
+		return cache.rev >= rewritten
+	})
+	if _, ok := cache.Node("n"); !ok || len(cache.Sessions("x")) != 1 {
+		_, ok := cache.Node("n")
+		t.Fatalf("cache past the rewrite (revision %d) shows node %v, sessions %v", rewritten, ok, cache.Sessions("x"))
+	}
 }
