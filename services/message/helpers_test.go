@@ -42,11 +42,11 @@ func newEnv(t *testing.T, partitions int32, mut ...func(*config.Message)) *env {
 	return e
 }
 
-func (e *env) start(t *testing.T, role string) {
+func (e *env) start(t *testing.T, role string, opts ...func(*server.Options)) {
 	t.Helper()
-	e.proc = msgtest.Start(t, e.cfg, role, e.router, func(o *server.Options) {
+	e.proc = msgtest.Start(t, e.cfg, role, e.router, append([]func(*server.Options){func(o *server.Options) {
 		o.Now = func() time.Time { return time.Now().Add(time.Duration(e.skew.Load())) }
-	})
+	}}, opts...)...)
 	e.c = msgtest.Client{URL: e.proc.URL}
 }
 

@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/imcluster/imcluster/services/config"
 	"github.com/imcluster/imcluster/services/message/api"
 	"github.com/imcluster/imcluster/services/message/internal/msgtest"
@@ -63,8 +66,26 @@ type sent struct {
 	attempts   int
 }
 
+// restartLease is the idempotency lease of the restart tests' tier. A send
+// caught by the outage (claimed, produce failed) is answered to its retries
+// only once the lease of its first attempt ran out: with the product's 30 s
+// the stream ended 15–30 s after the restart, and the slack against
+// sendDeadline shrank with the box's speed. The lease only has to exceed
+// how long a produce can stay in flight, and against a local broker that
+// is stopped (connections refused) or killed (connections reset) a produce
+// fails within seconds; producesWithin checks that premise, so a shorter
+// lease cannot hide behind a duplicate it caused. Retry records still go
+// through the pipeline's de-duplication, sooner and more of them.
+const restartLease = 10 * time.Second
+
 func restartMidStream(t *testing.T, e *env, what string, dep *testdeps.Private, kill bool) {
-	e.start(t, server.RoleAll)
+	e.start(t, server.RoleAll, func(o *server.Options) { o.IdemLease = restartLease })
+	slowBefore := slowProduces(t, restartLease/2)
+	defer func() {
+		if n := slowProduces(t, restartLease/2) - slowBefore; n > 0 {
+			t.Errorf("%d produces took over %s, too close to the test's %s idempotency lease: a retry may have been produced while its original was in flight", n, restartLease/2, restartLease)
+		}
+	}()
 	const (
 		pairs        = 6   // conversations; both participants send in each
 		maxPerSender = 150 // at most 12 senders × 150 = 1,800 sends
@@ -349,4 +370,32 @@ func sendRetrying(hc *http.Client, url, tok string, req api.SendRequest, deadlin
 		time.Sleep(wait)
 		backoff = min(2*backoff, time.Second)
 	}
+}
+
+// slowProduces returns how many produces of the API took more than about
+// over (the send stage histogram's bucket at or above over), in this
+// process so far: the package's tests run one at a time.
+func slowProduces(t *testing.T, over time.Duration) uint64 {
+	t.Helper()
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "imcluster_message_send_stage_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return l.GetName() == "stage" && l.GetValue() == "produce" }) {
+				continue
+			}
+			h := m.GetHistogram()
+			for _, b := range h.GetBucket() {
+				if b.GetUpperBound() >= over.Seconds() {
+					return h.GetSampleCount() - b.GetCumulativeCount()
+				}
+			}
+		}
+	}
+	return 0
 }

@@ -52,6 +52,10 @@ type Options struct {
 	// KeyReloadInterval is how often the key files and the TLS pair Run
 	// loads are re-read for rotation (0: auth.DefaultReloadInterval).
 	KeyReloadInterval time.Duration
+	// IdemLease is the API's idempotency lease (0: api.DefaultIdemLease).
+	// It must exceed how long a produce can stay in flight; tests whose
+	// broker fails fast shorten it.
+	IdemLease time.Duration
 }
 
 // Run serves until ctx is done, then drains: the HTTP server stops taking
@@ -117,7 +121,7 @@ func Run(ctx context.Context, cfg config.Message, opt Options) error {
 		}
 		defer prod.Close()
 		srv = &api.Server{Auth: authn, Store: st, Producer: prod, Presence: opt.Directory, Partitions: int(cfg.Partitions),
-			MaxMessageBytes: cfg.MaxMessageBytes, RecallWindow: cfg.RecallWindow, Log: log, Now: opt.Now,
+			MaxMessageBytes: cfg.MaxMessageBytes, RecallWindow: cfg.RecallWindow, IdemLease: opt.IdemLease, Log: log, Now: opt.Now,
 			LogEnds: prod} // the producer's client reads the log ends too
 		mux.Handle("/", srv.Handler())
 	}
