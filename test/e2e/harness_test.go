@@ -430,6 +430,37 @@ func (c *cluster) nodeRegistered(node string) bool {
 	return resp.Count > 0
 }
 
+// leaseExpiresNoSooner returns the instant before which the lease holding
+// keys cannot expire (only revoking it removes them sooner): the time its
+// remaining TTL was asked plus that TTL. False when the keys are not all
+// under one lease with at least a second left.
+func (c *cluster) leaseExpiresNoSooner(keys ...string) (time.Time, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var lease clientv3.LeaseID
+	for _, k := range keys {
+		resp, err := c.etcd.Get(ctx, k)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		if len(resp.Kvs) == 0 || resp.Kvs[0].Lease == 0 || (lease != 0 && clientv3.LeaseID(resp.Kvs[0].Lease) != lease) {
+			return time.Time{}, false
+		}
+		lease = clientv3.LeaseID(resp.Kvs[0].Lease)
+	}
+	asked := time.Now() // the server reads the remaining TTL after this
+	ttl, err := c.etcd.TimeToLive(ctx, lease)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	// etcd truncates the remaining TTL to whole seconds: never more than left.
+	left := min(ttl.TTL, ttl.GrantedTTL)
+	if left < 1 {
+		return time.Time{}, false
+	}
+	return asked.Add(time.Duration(left) * time.Second), true
+}
+
 func eventually(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
