@@ -182,14 +182,31 @@ func (b *blockingStore) Conversations(context.Context, string, string, bool, int
 	return nil, nil
 }
 
+// aliceAuth is an authenticator of user tokens and a token of alice's it
+// accepts.
+func aliceAuth(t *testing.T) (*auth.Authenticator, string) {
+	t.Helper()
+	key := []byte(strings.Repeat("k", 32))
+	v, err := auth.NewVerifier(auth.KindUser, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sg, err := auth.NewSigner(auth.KindUser, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := sg.Sign("alice", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &auth.Authenticator{User: v}, tok
+}
+
 // Requests beyond MaxInFlight are refused at once, not queued.
 func TestMaxInFlight(t *testing.T) {
-	key := []byte(strings.Repeat("k", 32))
-	v, _ := auth.NewVerifier(auth.KindUser, key)
-	sg, _ := auth.NewSigner(auth.KindUser, key)
-	tok, _ := sg.Sign("alice", time.Minute)
+	authn, tok := aliceAuth(t)
 	bs := &blockingStore{entered: make(chan struct{}), release: make(chan struct{})}
-	srv := &Server{Auth: &auth.Authenticator{User: v}, Store: bs, MaxInFlight: 1, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	srv := &Server{Auth: authn, Store: bs, MaxInFlight: 1, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	ts := httptest.NewServer(srv.Handler())
 	defer ts.Close()
 	done := make(chan int)
@@ -223,12 +240,9 @@ func (s *slowRecordStore) SetProduced(context.Context, string, string, int32, in
 
 // The send's answer reaches the client before the offset is recorded.
 func TestSendAnswersBeforeRecordingOffset(t *testing.T) {
-	key := []byte(strings.Repeat("k", 32))
-	v, _ := auth.NewVerifier(auth.KindUser, key)
-	sg, _ := auth.NewSigner(auth.KindUser, key)
-	tok, _ := sg.Sign("alice", time.Minute)
+	authn, tok := aliceAuth(t)
 	st := &slowRecordStore{release: make(chan struct{})}
-	srv := &Server{Auth: &auth.Authenticator{User: v}, Store: st, Producer: &fakeProducer{}, MaxMessageBytes: 1024,
+	srv := &Server{Auth: authn, Store: st, Producer: &fakeProducer{}, MaxMessageBytes: 1024,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	ts := httptest.NewServer(srv.Handler())
 	defer ts.Close()

@@ -6,14 +6,12 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gocql/gocql"
 
-	"github.com/imcluster/imcluster/services/auth"
 	"github.com/imcluster/imcluster/services/message/model"
 	"github.com/imcluster/imcluster/services/message/store"
 	"github.com/imcluster/imcluster/services/protocol"
@@ -46,14 +44,11 @@ func (s *retryStore) ReadIdempotency(context.Context, string, string) (store.Ide
 // even when a re-read of the row fails once: reads are safe to repeat, and
 // giving up sent the client away with 503 for the rest of the lease.
 func TestRetryRereadsAfterATransientError(t *testing.T) {
-	key := []byte(strings.Repeat("k", 32))
-	v, _ := auth.NewVerifier(auth.KindUser, key)
-	sg, _ := auth.NewSigner(auth.KindUser, key)
-	tok, _ := sg.Sign("alice", time.Minute)
+	authn, tok := aliceAuth(t)
 	body := `{"to":"bob","client_msg_id":"c1","type":"text","body":{"text":"hi"}}`
 	for _, fail := range []int64{0, 1, 3} {
 		p := &fakeProducer{}
-		srv := &Server{Auth: &auth.Authenticator{User: v}, Producer: p, MaxMessageBytes: 1024,
+		srv := &Server{Auth: authn, Producer: p, MaxMessageBytes: 1024,
 			Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 		st := &retryStore{failReads: fail, row: store.Idem{MsgID: "m1", ConvID: model.ConvID("alice", "bob"),
 			Hash: model.ContentHash("bob", protocol.TypeText, &protocol.Body{Text: "hi"}), CreatedMs: time.Now().UnixMilli()}}
