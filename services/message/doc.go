@@ -86,6 +86,16 @@
 // drops the copy if the original is there. The hot path writes nothing for
 // de-duplication.
 //
+// Known gap: "longer than a produce can stay in flight" holds for a broker
+// that answers, refuses or resets within its timeouts, and for a crashed
+// API process, but it is not enforced. sarama has no delivery timeout (the
+// Java client's delivery.timeout.ms), and its network timeouts are its 30 s
+// defaults, so against a broker that hangs, a live process could still hold
+// the first attempt when a retry produces again after the lease. If the
+// original then lands after the Retry record, both are stored. Closing it
+// means bounding the producer (timeouts, retries, its queue) below the lease
+// and testing that bound against a broker that stops answering.
+//
 // # Sync is complete
 //
 // Every event is appended to both participants' feeds: Cassandra partitions

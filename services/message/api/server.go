@@ -49,7 +49,9 @@ const (
 
 // DefaultIdemLease is how long after a first send attempt its outcome may
 // still be unknown: as long as the producer can keep a record in flight
-// (mlog: 3 retries of a 5 s request timeout plus backoff, < 30 s).
+// (mlog: 3 retries of a 5 s broker-side request timeout plus backoff, when
+// the broker answers; a broker that hangs is the known gap in the message
+// package's doc).
 const DefaultIdemLease = model.MaxProduceDelay
 
 // Server is the message tier's HTTP API.
