@@ -35,17 +35,9 @@ func TestFeedRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 	cluster := func(name, retention string) *v1alpha1.IMCluster {
-		return &v1alpha1.IMCluster{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-			Spec: v1alpha1.IMClusterSpec{
-				Image:     "registry.example/imcluster:v0.1.0",
-				Kafka:     v1alpha1.KafkaSpec{Brokers: []string{"kafka:9092"}},
-				Cassandra: v1alpha1.CassandraSpec{ContactPoints: []string{"cassandra:9042"}},
-				Etcd:      v1alpha1.EtcdSpec{Endpoints: []string{"http://etcd:2379"}},
-				Auth:      v1alpha1.AuthSpec{SecretName: "keys"},
-				Limits:    v1alpha1.LimitsSpec{FeedRetention: retention},
-			},
-		}
+		spec := minimalSpec()
+		spec.Limits.FeedRetention = retention
+		return &v1alpha1.IMCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: spec}
 	}
 
 	invalid := []string{"-1h", "-0s", "500ms", "1.5s", "1h0.5s", "1500us", "30d", "60", "forever", "1h 2m", "175200h1s", "200000h", "99999999999999999999h"}

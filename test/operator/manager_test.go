@@ -263,18 +263,21 @@ func newNamespace(t testing.TB, a *apiserver) string {
 	return ns.Name
 }
 
+// minimalSpec is a valid IMCluster spec with only the required fields; its
+// auth Secret is "keys".
+func minimalSpec() v1alpha1.IMClusterSpec {
+	return v1alpha1.IMClusterSpec{
+		Image:     "registry.example/imcluster:v0.1.0",
+		Kafka:     v1alpha1.KafkaSpec{Brokers: []string{"kafka:9092"}},
+		Cassandra: v1alpha1.CassandraSpec{ContactPoints: []string{"cassandra:9042"}},
+		Etcd:      v1alpha1.EtcdSpec{Endpoints: []string{"http://etcd:2379"}},
+		Auth:      v1alpha1.AuthSpec{SecretName: "keys"},
+	}
+}
+
 func createCluster(t testing.TB, a *apiserver, ns, name string) {
 	t.Helper()
-	c := &v1alpha1.IMCluster{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: v1alpha1.IMClusterSpec{
-			Image:     "registry.example/imcluster:v0.1.0",
-			Kafka:     v1alpha1.KafkaSpec{Brokers: []string{"kafka:9092"}},
-			Cassandra: v1alpha1.CassandraSpec{ContactPoints: []string{"cassandra:9042"}},
-			Etcd:      v1alpha1.EtcdSpec{Endpoints: []string{"http://etcd:2379"}},
-			Auth:      v1alpha1.AuthSpec{SecretName: "keys"},
-		},
-	}
+	c := &v1alpha1.IMCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: minimalSpec()}
 	if err := a.Client.Create(context.Background(), c); err != nil {
 		t.Fatalf("create IMCluster: %v", err)
 	}

@@ -33,13 +33,7 @@ func TestListenerTLSMountsAndEnv(t *testing.T) {
 		}
 	}
 	spec := func(msgTLS, pushTLS *v1alpha1.TLSSecretRef) v1alpha1.IMClusterSpec {
-		s := v1alpha1.IMClusterSpec{
-			Image:     "registry.example/imcluster:v0.1.0",
-			Kafka:     v1alpha1.KafkaSpec{Brokers: []string{"kafka:9092"}},
-			Cassandra: v1alpha1.CassandraSpec{ContactPoints: []string{"cassandra:9042"}},
-			Etcd:      v1alpha1.EtcdSpec{Endpoints: []string{"http://etcd:2379"}},
-			Auth:      v1alpha1.AuthSpec{SecretName: "keys"},
-		}
+		s := minimalSpec()
 		s.Message.TLS, s.Push.TLS = msgTLS, pushTLS
 		return s
 	}

@@ -182,9 +182,9 @@ func (b *blockingStore) Conversations(context.Context, string, string, bool, int
 	return nil, nil
 }
 
-// aliceAuth is an authenticator of user tokens and a token of alice's it
+// userAuth is an authenticator of user tokens and a token of user's it
 // accepts.
-func aliceAuth(t *testing.T) (*auth.Authenticator, string) {
+func userAuth(t *testing.T, user string) (*auth.Authenticator, string) {
 	t.Helper()
 	key := []byte(strings.Repeat("k", 32))
 	v, err := auth.NewVerifier(auth.KindUser, key)
@@ -195,7 +195,7 @@ func aliceAuth(t *testing.T) (*auth.Authenticator, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := sg.Sign("alice", time.Minute)
+	tok, err := sg.Sign(user, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +204,7 @@ func aliceAuth(t *testing.T) (*auth.Authenticator, string) {
 
 // Requests beyond MaxInFlight are refused at once, not queued.
 func TestMaxInFlight(t *testing.T) {
-	authn, tok := aliceAuth(t)
+	authn, tok := userAuth(t, "alice")
 	bs := &blockingStore{entered: make(chan struct{}), release: make(chan struct{})}
 	srv := &Server{Auth: authn, Store: bs, MaxInFlight: 1, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	ts := httptest.NewServer(srv.Handler())
@@ -240,7 +240,7 @@ func (s *slowRecordStore) SetProduced(context.Context, string, string, int32, in
 
 // The send's answer reaches the client before the offset is recorded.
 func TestSendAnswersBeforeRecordingOffset(t *testing.T) {
-	authn, tok := aliceAuth(t)
+	authn, tok := userAuth(t, "alice")
 	st := &slowRecordStore{release: make(chan struct{})}
 	srv := &Server{Auth: authn, Store: st, Producer: &fakeProducer{}, MaxMessageBytes: 1024,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/imcluster/imcluster/services/auth"
 	"github.com/imcluster/imcluster/services/message/model"
 	"github.com/imcluster/imcluster/services/protocol"
 )
@@ -58,14 +57,8 @@ func (f *fakeLogEnds) count() int {
 
 func logEndServer(t *testing.T, f *fakeLogEnds, gap time.Duration) (*httptest.Server, string) {
 	t.Helper()
-	key := []byte(strings.Repeat("u", 32))
-	signer, _ := auth.NewSigner(auth.KindUser, key)
-	verifier, _ := auth.NewVerifier(auth.KindUser, key)
-	tok, err := signer.Sign("bob", time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &Server{Auth: &auth.Authenticator{User: verifier}, Store: syncStore{}, Partitions: 2, LogEnds: f, LogEndRefreshGap: gap,
+	authn, tok := userAuth(t, "bob")
+	srv := &Server{Auth: authn, Store: syncStore{}, Partitions: 2, LogEnds: f, LogEndRefreshGap: gap,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)

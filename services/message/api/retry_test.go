@@ -44,7 +44,7 @@ func (s *retryStore) ReadIdempotency(context.Context, string, string) (store.Ide
 // even when a re-read of the row fails once: reads are safe to repeat, and
 // giving up sent the client away with 503 for the rest of the lease.
 func TestRetryRereadsAfterATransientError(t *testing.T) {
-	authn, tok := aliceAuth(t)
+	authn, tok := userAuth(t, "alice")
 	body := `{"to":"bob","client_msg_id":"c1","type":"text","body":{"text":"hi"}}`
 	for _, fail := range []int64{0, 1, 3} {
 		p := &fakeProducer{}

@@ -7,11 +7,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
-	"time"
 
-	"github.com/imcluster/imcluster/services/auth"
 	"github.com/imcluster/imcluster/services/message/model"
 	"github.com/imcluster/imcluster/services/message/store"
 	"github.com/imcluster/imcluster/services/protocol"
@@ -30,13 +27,7 @@ func (s syncStore) Sync(_ context.Context, _ string, cur model.SyncCursor, _ int
 // An expired cursor is a stable 410 cursor_expired; other store failures
 // stay 503 unavailable.
 func TestSyncCursorExpired(t *testing.T) {
-	key := []byte(strings.Repeat("u", 32))
-	signer, _ := auth.NewSigner(auth.KindUser, key)
-	verifier, _ := auth.NewVerifier(auth.KindUser, key)
-	tok, err := signer.Sign("bob", time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
+	authn, tok := userAuth(t, "bob")
 	tests := []struct {
 		err        error
 		wantStatus int
@@ -47,7 +38,7 @@ func TestSyncCursorExpired(t *testing.T) {
 		{fmt.Errorf("cassandra down"), http.StatusServiceUnavailable, protocol.ErrUnavailable},
 	}
 	for _, tc := range tests {
-		srv := &Server{Auth: &auth.Authenticator{User: verifier}, Store: syncStore{err: tc.err}, Partitions: 4,
+		srv := &Server{Auth: authn, Store: syncStore{err: tc.err}, Partitions: 4,
 			Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 		ts := httptest.NewServer(srv.Handler())
 		status, code, _ := call(t, ts, http.MethodGet, "/v1/sync", tok, "")
