@@ -188,6 +188,8 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	msgs := claim.Messages()
 	batch := make([]Record, 0, MaxBatch)
 	linger := cmp.Or(h.c.BacklogLinger, DefaultBacklogLinger)
+	timer := time.NewTimer(linger) // one per claim, re-armed per wait
+	timer.Stop()
 	for {
 		batch = batch[:0]
 		var last *sarama.ConsumerMessage
@@ -202,32 +204,29 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 		}
 	drain:
 		for len(batch) < MaxBatch {
+			// An empty channel is momentary: sarama feeds it from each fetch
+			// a record at a time, so it does not mean the log has nothing
+			// more. While the partition's high-water mark says records are
+			// waiting, wait a moment for them. Under a backlog the batch
+			// thus grows (up to MaxBatch) and costs fewer Cassandra requests
+			// per record; with no backlog the batch goes at once, so latency
+			// is unchanged.
+			var timeout <-chan time.Time // nil: a record is ready
+			if len(msgs) == 0 {
+				if claim.HighWaterMarkOffset() <= last.Offset+1 {
+					break drain
+				}
+				timer.Reset(linger)
+				timeout = timer.C
+			}
 			select {
 			case m, ok := <-msgs:
+				timer.Stop()
 				if !ok {
 					break drain
 				}
 				batch, last = append(batch, record(m)), m
-				continue
-			default:
-			}
-			// The channel is momentarily empty. sarama feeds it from each
-			// fetch a record at a time, so an empty channel does not mean
-			// the log has nothing more: while the partition's high-water
-			// mark says records are waiting, wait a moment for them. Under
-			// a backlog the batch thus grows (up to MaxBatch) and costs
-			// fewer Cassandra requests per record; with no backlog the
-			// batch goes at once, so latency is unchanged.
-			if claim.HighWaterMarkOffset() <= last.Offset+1 {
-				break drain
-			}
-			select {
-			case m, ok := <-msgs:
-				if !ok {
-					break drain
-				}
-				batch, last = append(batch, record(m)), m
-			case <-time.After(linger):
+			case <-timeout:
 				break drain
 			}
 		}
