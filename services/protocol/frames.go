@@ -10,7 +10,8 @@ import "encoding/json"
 // refresh (a fresh token for the live session).
 // Node → device: welcome, event, pong, send_result, refreshed, error
 // (always followed by a close), drain (followed by a close), kick (followed
-// by a close).
+// by a close), sync (a hint: pushes may have been missed, sync from the
+// cursor).
 
 // Frame types.
 const (
@@ -27,6 +28,7 @@ const (
 	FrameDrain      = "drain"
 	FrameKick       = "kick"
 	FrameRefreshed  = "refreshed"
+	FrameSync       = "sync"
 )
 
 // MaxFrameBytes bounds one device→node frame (payload bytes). A bigger frame
@@ -90,6 +92,12 @@ type ServerFrame struct {
 	// drain also says when to reconnect.
 	Error         *Error `json:"error,omitempty"`
 	ReconnectInMs int64  `json:"reconnect_in_ms,omitempty"`
+
+	// sync: pushes to this session may have been dropped (Reason says
+	// why); the device syncs from its cursor within SyncWithinMs (at a
+	// random moment, so a node's devices do not all sync at once).
+	Reason       string `json:"reason,omitempty"`
+	SyncWithinMs int64  `json:"sync_within_ms,omitempty"`
 }
 
 // DeliveredPath is the message tier's internal endpoint that push nodes POST
