@@ -44,7 +44,8 @@ type BenchResult struct {
 	RunID       string  `json:"run_id"`
 	Date        string  `json:"date"`
 	Users       int     `json:"users"`
-	PushNodes   int     `json:"push_nodes"`
+	PushNodes   int     `json:"push_nodes"` // distinct push pods reached: node ids of the welcome frames (a URL may be a Service over many pods)
+	PushURLs    int     `json:"push_urls"`  // --push URLs the connections were spread over
 	Connected   int     `json:"connected"`
 	ConnectErrs int     `json:"connect_errors"`
 	FDLimit     uint64  `json:"fd_limit"`
@@ -152,7 +153,7 @@ func runBench(ctx context.Context, o benchOpts) error {
 		return fmt.Errorf("--send-via must be %s or %s, not %q", viaHTTP, viaWS, o.sendVia)
 	}
 	res := BenchResult{RunID: o.runID, Date: time.Now().UTC().Format(time.RFC3339), Users: o.users,
-		RateTarget: o.rate, SendVia: o.sendVia, PushNodes: len(pushURLs())}
+		RateTarget: o.rate, SendVia: o.sendVia, PushURLs: len(pushURLs())}
 	logf := func(format string, a ...any) { fmt.Fprintf(os.Stderr, format+"\n", a...) }
 
 	// Open files: every connection is a socket in this process.
@@ -243,6 +244,8 @@ func runBench(ctx context.Context, o benchOpts) error {
 	urls := pushURLs()
 	clients := make([]*client.Client, o.users)
 	var connected, connErrs, emfile atomic.Int64
+	var nodesMu sync.Mutex
+	nodes := map[string]bool{} // node ids from the welcome frames
 	connStart := time.Now()
 	sem := make(chan struct{}, o.connectPar)
 	var wg sync.WaitGroup
@@ -271,11 +274,17 @@ func runBench(ctx context.Context, o benchOpts) error {
 			}
 			clients[i] = c
 			connected.Add(1)
+			if id, _ := c.Node.Load().(string); id != "" {
+				nodesMu.Lock()
+				nodes[id] = true
+				nodesMu.Unlock()
+			}
 		}(i)
 	}
 	wg.Wait()
 	stopProgress()
 	res.Connected, res.ConnectErrs = int(connected.Load()), int(connErrs.Load())
+	res.PushNodes = len(nodes)
 	res.ConnectSecs = time.Since(connStart).Seconds()
 	logf("connected %d/%d users in %.1fs (%d errors)", res.Connected, o.users, res.ConnectSecs, res.ConnectErrs)
 	if emfile.Load() > 0 {
@@ -506,8 +515,8 @@ func report(r BenchResult, asJSON bool) error {
 		fmt.Println(string(b))
 		return nil
 	}
-	fmt.Printf("run %s: %d users on %d push node(s), %d connected (%d errors) in %.1fs, open-files limit %d\n",
-		r.RunID, r.Users, r.PushNodes, r.Connected, r.ConnectErrs, r.ConnectSecs, r.FDLimit)
+	fmt.Printf("run %s: %d users over %d push URL(s) reached %d push node(s), %d connected (%d errors) in %.1fs, open-files limit %d\n",
+		r.RunID, r.Users, r.PushURLs, r.PushNodes, r.Connected, r.ConnectErrs, r.ConnectSecs, r.FDLimit)
 	if r.RateTarget > 0 {
 		via := ""
 		if r.SendVia == viaWS {
