@@ -1,0 +1,185 @@
+// Wire types of the imcluster device protocol (docs/protocol.md) and of the
+// message API (api/openapi/message.yaml). The JSON field names are the
+// contract: they mirror services/protocol.
+
+/** The kinds of conversation events. */
+export type EventKind = "message" | "read" | "recall" | "delivered";
+
+/** Message content types. */
+export type MessageType = "text" | "image" | "file" | "voice" | "video";
+
+/** A message body: text for text messages, url plus metadata for media. */
+export interface Body {
+  text?: string;
+  url?: string;
+  name?: string;
+  mime?: string;
+  size?: number;
+  duration_ms?: number;
+  width?: number;
+  height?: number;
+}
+
+export interface Message {
+  msg_id: string;
+  client_msg_id?: string;
+  from: string;
+  to: string;
+  type: MessageType;
+  body?: Body;
+  recalled?: boolean;
+  sent_at_ms: number;
+}
+
+/**
+ * One change to a conversation. `seq` is strictly increasing within a
+ * conversation but sparse; (conv_id, seq) identifies an event.
+ */
+export interface Event {
+  kind: EventKind;
+  conv_id: string;
+  seq: number;
+  from?: string;
+  device_id?: string;
+  ref_seq?: number;
+  message?: Message;
+  at_ms?: number;
+}
+
+/** The body of a send (POST /v1/messages, or a socket send frame). */
+export interface SendRequest {
+  to: string;
+  client_msg_id: string;
+  type: MessageType;
+  body: Body;
+  /** 1 for the first try, incremented per retry (docs/TEAM.md). */
+  attempt?: number;
+}
+
+/** The answer to a send. `seq` is present only when the API knows it. */
+export interface SendResponse {
+  msg_id: string;
+  conv_id: string;
+  seq?: number;
+  sent_at_ms: number;
+  duplicate?: boolean;
+}
+
+export interface SyncPage {
+  events?: Event[];
+  conversations?: string[];
+  next_cursor?: string;
+  has_more?: boolean;
+}
+
+export interface UnreadPage {
+  events?: Event[];
+  next_cursor?: string;
+  has_more?: boolean;
+  sync_cursor?: string;
+}
+
+export interface Conversation {
+  conv_id: string;
+  peer: string;
+  last_seq?: number;
+  last_msg_seq?: number;
+  /** -1: none */
+  read_seq?: number;
+  peer_read_seq?: number;
+  peer_delivered_seq?: number;
+}
+
+export interface ConversationsPage {
+  conversations?: Conversation[];
+  after?: string;
+}
+
+export interface HistoryPage {
+  messages?: Event[];
+  next_before?: number;
+  has_more?: boolean;
+}
+
+export interface ReadResponse {
+  read_seq?: number;
+  changed?: boolean;
+  event_seq?: number;
+}
+
+export interface RecallResponse {
+  seq?: number;
+  event_seq?: number;
+}
+
+export interface ProtocolError {
+  code: string;
+  message?: string;
+}
+
+/** A node → device frame. */
+export interface ServerFrame {
+  type: string;
+  node_id?: string;
+  user_id?: string;
+  epoch?: number;
+  heartbeat_ms?: number;
+  resync_after_ms?: number;
+  expires_at_ms?: number;
+  event?: Event;
+  id?: string;
+  status?: number;
+  result?: unknown;
+  error?: ProtocolError;
+  reconnect_in_ms?: number;
+}
+
+/** The welcome frame: the login was accepted. */
+export interface Welcome {
+  node_id: string;
+  user_id: string;
+  epoch: number;
+  heartbeat_ms: number;
+  resync_after_ms: number;
+  expires_at_ms: number;
+}
+
+/** Stable error codes (docs/protocol.md, "Error codes"). */
+export const ErrorCode = {
+  Unauthenticated: "unauthenticated",
+  TokenExpired: "token_expired",
+  Forbidden: "forbidden",
+  Kicked: "kicked",
+  Draining: "draining",
+  CursorExpired: "cursor_expired",
+  Unavailable: "unavailable",
+  RateLimited: "rate_limited",
+  UnknownField: "unknown_field",
+  IdempotencyClash: "idempotency_clash",
+  RecallExpired: "recall_expired",
+  NotFound: "not_found",
+} as const;
+
+/** A non-2xx answer of the message API, or an error frame of a node. */
+export class ImError extends Error {
+  readonly code: string;
+  readonly status: number;
+  constructor(code: string, message: string, status = 0) {
+    super(code + ": " + message);
+    this.name = "ImError";
+    this.code = code;
+    this.status = status;
+  }
+}
+
+/** 1:1 conversation id of two users (ids sorted), as the server makes it. */
+export function convId(a: string, b: string): string {
+  return a < b ? `p:${a}:${b}` : `p:${b}:${a}`;
+}
+
+/** The other participant of a 1:1 conversation. */
+export function peerOf(conv: string, me: string): string {
+  const parts = conv.split(":");
+  if (parts.length !== 3 || parts[0] !== "p") return "";
+  return parts[1] === me ? parts[2] : parts[1];
+}
