@@ -25,6 +25,7 @@ type Cache struct {
 	mu       sync.RWMutex
 	sessions map[string]map[string]Session // user → terminal → session
 	nodes    map[string]Node
+	leases   map[string]clientv3.LeaseID // node → lease of its entry (for hints)
 	rev      int64
 	ready    chan struct{}
 	once     sync.Once
@@ -40,6 +41,7 @@ func NewCache(cli *clientv3.Client, prefix string, log *slog.Logger) *Cache {
 		cli: cli, keys: newKeys(prefix), log: log,
 		sessions: map[string]map[string]Session{},
 		nodes:    map[string]Node{},
+		leases:   map[string]clientv3.LeaseID{},
 		ready:    make(chan struct{}),
 	}
 }
@@ -128,11 +130,12 @@ func (c *Cache) listAndWatch(ctx context.Context) error {
 	}
 	sessions := map[string]map[string]Session{}
 	nodes := map[string]Node{}
+	leases := map[string]clientv3.LeaseID{}
 	for _, kv := range resp.Kvs {
-		c.apply(sessions, nodes, mvccpb.PUT, kv)
+		c.apply(sessions, nodes, leases, mvccpb.PUT, kv)
 	}
 	c.mu.Lock()
-	c.sessions, c.nodes, c.rev = sessions, nodes, resp.Header.Revision
+	c.sessions, c.nodes, c.leases, c.rev = sessions, nodes, leases, resp.Header.Revision
 	c.mu.Unlock()
 	c.once.Do(func() { close(c.ready) })
 	c.changed()
@@ -153,7 +156,7 @@ func (c *Cache) listAndWatch(ctx context.Context) error {
 		}
 		c.mu.Lock()
 		for _, ev := range wr.Events {
-			c.apply(c.sessions, c.nodes, ev.Type, ev.Kv)
+			c.apply(c.sessions, c.nodes, c.leases, ev.Type, ev.Kv)
 		}
 		c.rev = wr.Header.Revision
 		c.mu.Unlock()
@@ -172,13 +175,14 @@ func (c *Cache) changed() {
 	}
 }
 
-func (c *Cache) apply(sessions map[string]map[string]Session, nodes map[string]Node, typ mvccpb.Event_EventType, kv *mvccpb.KeyValue) {
+func (c *Cache) apply(sessions map[string]map[string]Session, nodes map[string]Node, leases map[string]clientv3.LeaseID, typ mvccpb.Event_EventType, kv *mvccpb.KeyValue) {
 	key := string(kv.Key)
 	switch {
 	case len(key) > len(c.keys.nodes()) && key[:len(c.keys.nodes())] == c.keys.nodes():
 		id := key[len(c.keys.nodes()):]
 		if typ == mvccpb.DELETE {
 			delete(nodes, id)
+			delete(leases, id)
 			return
 		}
 		var n Node
@@ -187,6 +191,7 @@ func (c *Cache) apply(sessions map[string]map[string]Session, nodes map[string]N
 			return
 		}
 		nodes[id] = n
+		leases[id] = clientv3.LeaseID(kv.Lease)
 	case len(key) > len(c.keys.sessions()) && key[:len(c.keys.sessions())] == c.keys.sessions():
 		user, term, err := splitTail(key, c.keys.sessions())
 		if err != nil {

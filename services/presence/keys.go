@@ -10,6 +10,7 @@ import (
 //	P/push/nodes/<node>                    Node JSON        (node lease)
 //	P/push/sessions/<user>/<terminal>      Session JSON     (lease of the node holding it)
 //	P/push/kicks/<node>/<user>/<terminal>  {"epoch":N}      (lease of the kicking node)
+//	P/push/hints/<node>                    Hint JSON        (lease of the node it is for)
 //
 // One session key per (user, terminal): a second login on the same terminal
 // overwrites the key, and the put's previous value says which session (node,
@@ -26,6 +27,8 @@ func (k keys) sessions() string              { return k.root + "sessions/" }
 func (k keys) session(u, t string) string    { return k.sessions() + u + "/" + t }
 func (k keys) kicks(node string) string      { return k.root + "kicks/" + node + "/" }
 func (k keys) kick(node, u, t string) string { return k.kicks(node) + u + "/" + t }
+
+func (k keys) hint(node string) string       { return k.root + "hints/" + node }
 
 // splitTail returns the two path elements after prefix p in key.
 func splitTail(key, p string) (string, string, error) {

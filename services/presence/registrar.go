@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -20,14 +21,25 @@ type KickFunc func(userID, terminal string, epoch int64)
 // its device sessions, all under one lease kept alive while the node lives.
 // If the lease is lost (etcd unreachable longer than the TTL) it grants a new
 // one and re-registers the node and the sessions that were not taken over
-// meanwhile.
+// meanwhile, then calls the OnResync hook (its devices may have missed
+// pushes). It also follows the node's hint key (doc.go, "Sync hints").
 type Registrar struct {
-	cli    *clientv3.Client
-	keys   keys
-	node   Node
-	ttl    time.Duration
-	onKick KickFunc
-	log    *slog.Logger
+	cli      *clientv3.Client
+	keys     keys
+	node     Node
+	ttl      time.Duration
+	onKick   KickFunc
+	onResync func(reason string)
+	log      *slog.Logger
+
+	// alive is when the lease was last known alive (unix ns: granted or
+	// kept alive); rereg is set while a re-registration is under way.
+	alive atomic.Int64
+	rereg atomic.Bool
+	met   registrarMetrics
+	// beforeRewrite, if set, runs in reregister between taking the new
+	// lease and rewriting the sessions (tests: a logout in that window).
+	beforeRewrite func()
 
 	mu       sync.Mutex
 	lease    clientv3.LeaseID
@@ -54,10 +66,27 @@ func NewRegistrar(cli *clientv3.Client, prefix string, node Node, ttl time.Durat
 		ttl = 2 * time.Second
 	}
 	return &Registrar{
-		cli: cli, keys: newKeys(prefix), node: node, ttl: ttl, onKick: onKick, log: log,
+		cli: cli, keys: newKeys(prefix), node: node, ttl: ttl, onKick: onKick, log: log, met: newRegistrarMetrics(),
 		sessions: map[string]sessionRec{},
 		done:     make(chan struct{}),
 	}
+}
+
+// OnResync sets f, called (from the registrar's goroutines; it must not
+// block for long) when the node's devices may have missed pushes: after a
+// re-registration (reason ReasonLeaseLost) and for each hint a router left
+// (its reason). Call before Start.
+func (r *Registrar) OnResync(f func(reason string)) { r.onResync = f }
+
+// Healthy reports whether the node's registration is current: the lease
+// was granted or kept alive within the TTL and no re-registration is under
+// way. A push node is not ready while it is false.
+func (r *Registrar) Healthy() bool {
+	if r.rereg.Load() {
+		return false
+	}
+	a := r.alive.Load()
+	return a != 0 && time.Since(time.Unix(0, a)) < r.ttl
 }
 
 // Start grants the lease, registers the node and starts the keep-alive and
@@ -70,6 +99,7 @@ func (r *Registrar) Start(ctx context.Context) error {
 	r.mu.Lock()
 	r.lease = lease
 	r.mu.Unlock()
+	r.alive.Store(time.Now().UnixNano())
 	// Kicks left from an earlier process with the same node id are moot.
 	if _, err := r.cli.Delete(ctx, r.keys.kicks(r.node.ID), clientv3.WithPrefix()); err != nil {
 		return fmt.Errorf("while clearing stale kicks: %w", err)
@@ -78,12 +108,18 @@ func (r *Registrar) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// A hint left for an earlier process with the same node id is moot
+	// too (its devices reconnected and synced), and the lease is new.
+	if _, err := r.cli.Delete(ctx, r.keys.hint(r.node.ID)); err != nil {
+		return fmt.Errorf("while clearing a stale hint: %w", err)
+	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); r.keepAlive(runCtx) }()
 	go func() { defer wg.Done(); r.watchKicks(runCtx, wrev+1) }()
+	go func() { defer wg.Done(); r.watchHints(runCtx, wrev+1) }()
 	go func() { wg.Wait(); close(r.done) }()
 	return nil
 }
@@ -201,19 +237,42 @@ func (r *Registrar) keepAlive(ctx context.Context) {
 		ch, err := r.cli.KeepAlive(ctx, lease)
 		if err == nil {
 			for range ch {
+				r.alive.Store(time.Now().UnixNano())
 			}
 		}
 		if ctx.Err() != nil {
 			return
 		}
 		r.log.Warn("presence lease lost; re-registering", "node", r.node.ID, "err", err)
-		r.reregister(ctx)
+		r.rereg.Store(true)
+		if r.reregister(ctx) {
+			r.alive.Store(time.Now().UnixNano())
+			r.rereg.Store(false)
+			r.met.reregistrations.Inc()
+			r.resync(ReasonLeaseLost)
+		}
+	}
+}
+
+// resync calls the OnResync hook.
+func (r *Registrar) resync(reason string) {
+	if r.onResync != nil {
+		r.onResync(reason)
 	}
 }
 
 // reregister grants a new lease and writes the node and the sessions again
-// (only those keys nobody else wrote meanwhile).
-func (r *Registrar) reregister(ctx context.Context) {
+// (only those keys nobody else wrote meanwhile). true once done; false when
+// ctx ended first.
+//
+// A session logged out while it is rewritten must not stay: Logout drops
+// it from r.sessions first and then deletes the key if it still holds the
+// revision Logout knew. When the rewrite lands after that delete was tried
+// (or after Logout read the old revision), Logout's compare fails and the
+// rewritten key would remain with no connection behind it; so after each
+// rewrite, a session no longer in r.sessions with that epoch has the key
+// just written deleted again (compare-and-delete at the rewrite's revision).
+func (r *Registrar) reregister(ctx context.Context) bool {
 	backoff := 200 * time.Millisecond
 	for ctx.Err() == nil {
 		err := func() error {
@@ -233,17 +292,37 @@ func (r *Registrar) reregister(ctx context.Context) {
 				recs[k] = v
 			}
 			r.mu.Unlock()
+			if r.beforeRewrite != nil {
+				r.beforeRewrite()
+			}
 			for key, rec := range recs {
 				b, _ := json.Marshal(rec.s)
-				resp, err := r.cli.Txn(cctx).
+				// Absent (gone with the old lease), or still exactly our
+				// value (written by an earlier attempt whose answer was
+				// lost, under its lease): write it under the new lease.
+				put := clientv3.OpPut(key, string(b), clientv3.WithLease(lease))
+				tr, err := r.cli.Txn(cctx).
 					If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-					Then(clientv3.OpPut(key, string(b), clientv3.WithLease(lease))).
+					Then(put).
+					Else(clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.Value(key), "=", string(b))}, []clientv3.Op{put}, nil)).
 					Commit()
 				if err != nil {
 					return fmt.Errorf("while re-registering %s: %w", key, err)
 				}
+				resp := struct {
+					Succeeded bool
+					Header    struct{ Revision int64 }
+				}{Succeeded: tr.Succeeded}
+				resp.Header.Revision = tr.Header.Revision
+				if !tr.Succeeded && len(tr.Responses) == 1 {
+					if nt := tr.Responses[0].GetResponseTxn(); nt != nil && nt.Succeeded {
+						resp.Succeeded = true
+					}
+				}
 				r.mu.Lock()
-				if cur, ok := r.sessions[key]; ok && cur.s.Epoch == rec.s.Epoch {
+				cur, ok := r.sessions[key]
+				live := ok && cur.s.Epoch == rec.s.Epoch
+				if live {
 					if resp.Succeeded {
 						r.sessions[key] = sessionRec{s: rec.s, rev: resp.Header.Revision}
 					} else {
@@ -254,20 +333,30 @@ func (r *Registrar) reregister(ctx context.Context) {
 					}
 				}
 				r.mu.Unlock()
+				if !live && resp.Succeeded {
+					// Logged out (or replaced here) during the rewrite.
+					if _, err := r.cli.Txn(cctx).
+						If(clientv3.Compare(clientv3.ModRevision(key), "=", resp.Header.Revision)).
+						Then(clientv3.OpDelete(key)).
+						Commit(); err != nil {
+						return fmt.Errorf("while removing %s, logged out during re-registration: %w", key, err)
+					}
+				}
 			}
 			return nil
 		}()
 		if err == nil {
-			return
+			return true
 		}
 		r.log.Warn("re-registration failed", "err", err)
 		select {
 		case <-ctx.Done():
-			return
+			return false
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 3*time.Second)
+		backoff = min(2*backoff, 2*time.Second)
 	}
+	return false
 }
 
 func (r *Registrar) watchKicks(ctx context.Context, fromRev int64) {
@@ -320,6 +409,75 @@ func (r *Registrar) watchKicks(ctx context.Context, fromRev int64) {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// watchHints follows the node's hint key (doc.go, "Sync hints"): each
+// hint is deleted at the revision seen (a newer one stays) and only then
+// reported through OnResync.
+func (r *Registrar) watchHints(ctx context.Context, fromRev int64) {
+	key := r.keys.hint(r.node.ID)
+	for ctx.Err() == nil {
+		wch := r.cli.Watch(clientv3.WithRequireLeader(ctx), key, clientv3.WithRev(fromRev))
+		for wr := range wch {
+			if wr.Err() != nil {
+				break
+			}
+			for _, ev := range wr.Events {
+				fromRev = ev.Kv.ModRevision + 1
+				if ev.Type == mvccpb.PUT {
+					r.takeHint(ctx, ev.Kv)
+				}
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		// A broken or compacted watch: look at the key now, go on from there.
+		if resp, err := r.cli.Get(ctx, key); err == nil {
+			fromRev = resp.Header.Revision + 1
+			for _, kv := range resp.Kvs {
+				r.takeHint(ctx, kv)
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// takeHint deletes the hint kv (retrying until it is gone or ctx ends: a
+// hint left in place after its sync would make routers rely on a sync that
+// already happened), then calls OnResync.
+func (r *Registrar) takeHint(ctx context.Context, kv *mvccpb.KeyValue) {
+	var h Hint
+	if err := json.Unmarshal(kv.Value, &h); err != nil || h.Reason == "" {
+		h.Reason = ReasonRouteSkipped
+	}
+	backoff := 100 * time.Millisecond
+	for {
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := r.cli.Txn(dctx).
+			If(clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision)).
+			Then(clientv3.OpDelete(string(kv.Key))).
+			Commit()
+		cancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		r.log.Warn("cannot delete a sync hint; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+	r.met.hints.Inc()
+	r.resync(h.Reason)
 }
 
 // Lease returns the current lease id (for tests and metrics).
