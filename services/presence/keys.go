@@ -28,7 +28,7 @@ func (k keys) session(u, t string) string    { return k.sessions() + u + "/" + t
 func (k keys) kicks(node string) string      { return k.root + "kicks/" + node + "/" }
 func (k keys) kick(node, u, t string) string { return k.kicks(node) + u + "/" + t }
 
-func (k keys) hint(node string) string       { return k.root + "hints/" + node }
+func (k keys) hint(node string) string { return k.root + "hints/" + node }
 
 // splitTail returns the two path elements after prefix p in key.
 func splitTail(key, p string) (string, string, error) {
