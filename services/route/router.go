@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"sync"
@@ -32,59 +33,76 @@ type Item struct {
 type Options struct {
 	Directory presence.Directory
 	Tokens    *TokenSource
-	// GiveUpAfter bounds how long a registered node that keeps failing is
-	// retried before its devices are left to sync (default 15s: longer than
-	// the presence lease, so a crashed node's entries are gone by then).
+	// Hints tells push nodes whose batches were skipped to make their
+	// devices sync (default: Directory, when it is a presence.Hinter, as
+	// *presence.Cache is; nil otherwise: skipped devices then learn only at
+	// their next login).
+	Hints presence.Hinter
+	// GiveUpAfter bounds how long one batch keeps retrying a registered
+	// node that fails (timeouts, 5xx) before the node's breaker opens and
+	// the batch is skipped (default 5s). Each call gets at most the budget
+	// left (and at most CallTimeout).
 	GiveUpAfter time.Duration
-	Client      *http.Client
-	Log         *slog.Logger
-	Registry    prometheus.Registerer
+	// CallTimeout bounds one delivery call (default 5s).
+	CallTimeout time.Duration
+	// ProbeBudget bounds the one batch that probes a node whose breaker
+	// is due to close (default 1s).
+	ProbeBudget time.Duration
+	// BreakerMin and BreakerMax bound how long a breaker stays open; it
+	// doubles with each failed probe (defaults 1s and 30s).
+	BreakerMin, BreakerMax time.Duration
+	Client                 *http.Client
+	Log                    *slog.Logger
+	Registry               prometheus.Registerer
 }
 
 // Router delivers routed events to push nodes. See doc.go for the contract.
 type Router struct {
 	opt Options
 	met routerMetrics
-}
+	br  *breaker
 
-type routerMetrics struct {
-	targets, skipped prometheus.Counter
-	calls            *prometheus.CounterVec
-	latency          prometheus.Histogram
+	hmu      sync.Mutex
+	deferred map[string]string // node → reason of a hint not written yet
+	retrying bool              // a goroutine retries the deferred hints
 }
 
 // New returns a Router.
 func New(opt Options) *Router {
 	if opt.GiveUpAfter <= 0 {
-		opt.GiveUpAfter = 15 * time.Second
+		opt.GiveUpAfter = 5 * time.Second
+	}
+	if opt.CallTimeout <= 0 {
+		opt.CallTimeout = 5 * time.Second
+	}
+	if opt.ProbeBudget <= 0 {
+		opt.ProbeBudget = time.Second
+	}
+	if opt.BreakerMin <= 0 {
+		opt.BreakerMin = time.Second
+	}
+	if opt.BreakerMax < opt.BreakerMin {
+		opt.BreakerMax = max(30*time.Second, opt.BreakerMin)
+	}
+	if opt.Hints == nil {
+		opt.Hints, _ = opt.Directory.(presence.Hinter)
 	}
 	if opt.Client == nil {
-		opt.Client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		opt.Client = &http.Client{Timeout: opt.CallTimeout, Transport: &http.Transport{
 			MaxIdleConns: 256, MaxIdleConnsPerHost: 32, IdleConnTimeout: 90 * time.Second,
 		}}
 	}
 	if opt.Log == nil {
 		opt.Log = slog.Default()
 	}
-	m := routerMetrics{
-		targets: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "imcluster", Subsystem: "route",
-			Name: "targets_total", Help: "Device sessions events were routed to."}),
-		skipped: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "imcluster", Subsystem: "route",
-			Name: "targets_skipped_total", Help: "Device sessions skipped because their node was gone (they sync)."}),
-		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "imcluster", Subsystem: "route",
-			Name: "calls_total", Help: "Delivery calls to push nodes, by outcome."}, []string{"outcome"}),
-		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "imcluster", Subsystem: "route",
-			Name: "call_seconds", Help: "Delivery call latency.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
-	}
-	if opt.Registry != nil {
-		opt.Registry.MustRegister(m.targets, m.skipped, m.calls, m.latency)
-	}
-	return &Router{opt: opt, met: m}
+	r := &Router{opt: opt, met: newRouterMetrics(), br: newBreaker(opt.BreakerMin, opt.BreakerMax), deferred: map[string]string{}}
+	r.met.register(opt.Registry, r)
+	return r
 }
 
 // Deliver routes items, in order, and returns once every push node that
-// holds a target accepted its deliveries or was found gone. It fails only
-// when ctx ends.
+// holds a target accepted its deliveries, was found gone, or was skipped
+// (and hinted). It fails only when ctx ends.
 func (r *Router) Deliver(ctx context.Context, items []Item) error {
 	perNode := map[string][]protocol.Delivery{}
 	for i := range items {
@@ -130,14 +148,28 @@ func countTargets(ds []protocol.Delivery) (n int) {
 	return n
 }
 
-// toNode sends ds to one node in chunks, in order.
+// outcome of sending a batch to a node.
+type outcome int
+
+const (
+	delivered outcome = iota
+	gone              // not registered or not listening: its devices' sockets are gone too
+	skipped           // registered but failing, refusing or breaker open: hint it
+	canceled          // ctx ended: the caller does not commit, the batch comes again
+)
+
+// toNode sends ds to one node in chunks, in order; once a chunk is not
+// delivered, the rest is skipped too, and a skipped node is hinted.
 func (r *Router) toNode(ctx context.Context, nodeID string, ds []protocol.Delivery) {
 	for len(ds) > 0 {
 		n := min(len(ds), protocol.MaxDeliveryBatch)
 		chunk := ds[:n]
 		ds = ds[n:]
-		if !r.sendChunk(ctx, nodeID, chunk) {
+		if o := r.sendChunk(ctx, nodeID, chunk); o != delivered {
 			r.met.skipped.Add(float64(countTargets(chunk) + countTargets(ds)))
+			if o == skipped {
+				r.hint(ctx, nodeID, presence.ReasonRouteSkipped)
+			}
 			return
 		}
 		r.met.targets.Add(float64(countTargets(chunk)))
@@ -153,54 +185,142 @@ var errGone = errors.New("node gone")
 // errRefused means the node answered 4xx: retrying cannot help.
 var errRefused = errors.New("delivery refused")
 
-// sendChunk posts one batch, retrying while the node is registered, up to
-// GiveUpAfter. false: the node is gone (or ctx ended); skip the rest.
-func (r *Router) sendChunk(ctx context.Context, nodeID string, chunk []protocol.Delivery) bool {
+// sendChunk posts one batch: at once skipped while the node's breaker is
+// open; otherwise retried while the node stays registered, within
+// GiveUpAfter (ProbeBudget for the probe of a breaker due to close), after
+// which the breaker opens.
+func (r *Router) sendChunk(ctx context.Context, nodeID string, chunk []protocol.Delivery) outcome {
 	body, err := json.Marshal(protocol.DeliveryBatch{Deliveries: chunk})
 	if err != nil {
 		r.opt.Log.Error("cannot encode delivery batch", "err", err)
-		return false
+		return skipped
 	}
 	if len(body) > maxDeliveryBytes && len(chunk) > 1 {
 		// The node would refuse it (413): send it in halves, in order.
 		h := len(chunk) / 2
-		return r.sendChunk(ctx, nodeID, chunk[:h]) && r.sendChunk(ctx, nodeID, chunk[h:])
+		if o := r.sendChunk(ctx, nodeID, chunk[:h]); o != delivered {
+			return o
+		}
+		return r.sendChunk(ctx, nodeID, chunk[h:])
 	}
-	deadline := time.Now().Add(r.opt.GiveUpAfter)
+	if _, ok := r.opt.Directory.Node(nodeID); !ok {
+		r.br.forget(nodeID)
+		r.met.calls.WithLabelValues("node_unregistered").Inc()
+		return gone
+	}
+	allowed, probe := r.br.allow(nodeID, time.Now())
+	if !allowed {
+		r.met.calls.WithLabelValues("open").Inc()
+		return skipped
+	}
+	budget := r.opt.GiveUpAfter
+	if probe {
+		budget = r.opt.ProbeBudget
+	}
+	deadline := time.Now().Add(budget)
 	backoff := 20 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		node, ok := r.opt.Directory.Node(nodeID)
 		if !ok {
+			r.br.forget(nodeID)
 			r.met.calls.WithLabelValues("node_unregistered").Inc()
-			return false
+			return gone
 		}
-		err := r.post(ctx, node, body)
-		if err == nil {
+		cctx, cancel := context.WithTimeout(ctx, min(max(time.Until(deadline), 250*time.Millisecond), r.opt.CallTimeout))
+		err := r.post(cctx, node, body)
+		cancel()
+		switch {
+		case err == nil:
+			r.br.forget(nodeID)
 			r.met.calls.WithLabelValues("ok").Inc()
-			return true
-		}
-		if errors.Is(err, errGone) {
+			return delivered
+		case errors.Is(err, errGone):
+			r.br.forget(nodeID)
 			r.met.calls.WithLabelValues("gone").Inc()
-			return false
-		}
-		if errors.Is(err, errRefused) {
+			return gone
+		case errors.Is(err, errRefused):
+			r.br.forget(nodeID) // it answers: not wedged
 			r.met.calls.WithLabelValues("refused").Inc()
-			return false
+			return skipped
+		case ctx.Err() != nil:
+			return canceled
 		}
 		r.met.calls.WithLabelValues("retry").Inc()
-		if ctx.Err() != nil || time.Now().After(deadline) {
-			r.opt.Log.Warn("giving up on push node", "node", nodeID, "err", err, "attempts", attempt+1)
-			return false
+		if probe || time.Now().After(deadline) || (attempt > 0 && r.br.isOpen(nodeID)) {
+			open := r.br.fail(nodeID, time.Now())
+			r.met.calls.WithLabelValues("gave_up").Inc()
+			r.opt.Log.Warn("skipping push node; its devices are hinted to sync", "node", nodeID, "err", err,
+				"attempts", attempt+1, "probe", probe, "breaker_open_for", open)
+			return skipped
 		}
 		if attempt == 0 {
 			r.opt.Log.Warn("delivery failed; retrying", "node", nodeID, "err", err)
 		}
 		select {
 		case <-ctx.Done():
-			return false
-		case <-time.After(backoff):
+			return canceled
+		case <-time.After(min(backoff, max(time.Until(deadline), time.Millisecond))):
 		}
 		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// hint tells nodeID (through presence) that its devices may have missed
+// pushes. A hint that cannot be written now (etcd unreachable) is retried
+// in the background until written or the node is gone; Deliver does not
+// wait for it (holding the partition would not help while etcd is down).
+func (r *Router) hint(ctx context.Context, nodeID, reason string) {
+	if r.opt.Hints == nil {
+		return
+	}
+	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	err := r.opt.Hints.Hint(hctx, nodeID, reason)
+	cancel()
+	if err == nil {
+		r.met.hints.WithLabelValues("ok").Inc()
+		return
+	}
+	r.opt.Log.Warn("cannot leave a sync hint; retrying in the background", "node", nodeID, "err", err)
+	r.met.hints.WithLabelValues("deferred").Inc()
+	r.hmu.Lock()
+	defer r.hmu.Unlock()
+	r.deferred[nodeID] = reason
+	if !r.retrying {
+		r.retrying = true
+		go r.retryHints()
+	}
+}
+
+// retryHints writes the deferred hints, every second, until none is left.
+func (r *Router) retryHints() {
+	for {
+		time.Sleep(time.Second)
+		r.hmu.Lock()
+		todo := maps.Clone(r.deferred)
+		r.hmu.Unlock()
+		for node, reason := range todo {
+			outcome := "dropped" // gone: a live process re-registers and syncs its devices
+			if _, ok := r.opt.Directory.Node(node); ok {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				err := r.opt.Hints.Hint(ctx, node, reason)
+				cancel()
+				if err != nil {
+					continue
+				}
+				outcome = "ok"
+			}
+			r.hmu.Lock()
+			delete(r.deferred, node)
+			r.hmu.Unlock()
+			r.met.hints.WithLabelValues(outcome).Inc()
+		}
+		r.hmu.Lock()
+		if len(r.deferred) == 0 {
+			r.retrying = false
+			r.hmu.Unlock()
+			return
+		}
+		r.hmu.Unlock()
 	}
 }
 
