@@ -84,6 +84,8 @@ export interface ClientEvents {
   read: Event;
   recall: Event;
   delivered: Event;
+  /** A send of this user was refused after it entered the log (idempotency_clash). */
+  rejected: Event;
   /** After each welcome. */
   connected: Welcome;
   /** After each lost connection; willReconnect is false after a kick, a refused token or close(). */
@@ -471,6 +473,8 @@ export class Client extends Emitter<ClientEvents> {
   // --- events, dedupe, acks -----------------------------------------------
 
   private deliver(ev: Event, pushed: boolean): void {
+    // The wire omits a ref_seq of 0 (a valid seq): receipts and recalls always carry one here.
+    if (ev.kind !== "message" && ev.ref_seq === undefined) ev = { ...ev, ref_seq: 0 };
     const { seen, sure } = this.seen.check(ev.conv_id, ev.seq);
     let fresh = !seen;
     if (!seen) {

@@ -3,7 +3,7 @@
 // contract: they mirror services/protocol.
 
 /** The kinds of conversation events. */
-export type EventKind = "message" | "read" | "recall" | "delivered";
+export type EventKind = "message" | "read" | "recall" | "delivered" | "rejected";
 
 /** Message content types. */
 export type MessageType = "text" | "image" | "file" | "voice" | "video";
@@ -32,7 +32,10 @@ export interface Message {
 }
 
 /**
- * One change to a conversation. `seq` is strictly increasing within a
+ * One change to a conversation. A `rejected` event goes only to the
+ * sender's devices: a send accepted into the log was not stored because
+ * its client_msg_id had been used earlier for other content
+ * (idempotency_clash); `message` carries the rejected content. `seq` is strictly increasing within a
  * conversation but sparse; (conv_id, seq) identifies an event.
  */
 export interface Event {
@@ -41,6 +44,7 @@ export interface Event {
   seq: number;
   from?: string;
   device_id?: string;
+  /** read/recall/delivered/rejected: the seq referred to (the Client fills in 0, which the wire omits). */
   ref_seq?: number;
   message?: Message;
   at_ms?: number;
