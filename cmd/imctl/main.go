@@ -1,6 +1,7 @@
 // Command imctl is the imcluster command-line tool: mint a token for local
-// use, send, listen as a user/device, history, unread, read, recall, and
-// bench (load through the real API and push tier).
+// use, send, listen as a user/device, history, unread, read, recall,
+// bench (load through the real API and push tier) and web (the web chat
+// page, cmd/imctl/web.go).
 package main
 
 import (

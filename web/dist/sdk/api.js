@@ -1,0 +1,130 @@
+// The message tier's HTTP API as a user (user token): sync, unread pull,
+// conversation list, history, read, recall, send. api/openapi/message.yaml
+// is the reference.
+import { ImError, } from "./types.js";
+/** Calls the message API as one user. */
+export class Api {
+    opts;
+    base;
+    constructor(opts) {
+        this.opts = opts;
+        this.base = opts.baseUrl.replace(/\/+$/, "");
+    }
+    /** One sync page after cursor ("" = from the beginning). */
+    sync(cursor, limit) {
+        return this.call("GET", "/v1/sync" + query({ cursor, limit }));
+    }
+    /** One unread page (cursor: "" for the first, then next_cursor). */
+    unreadPage(cursor, limit) {
+        return this.call("GET", "/v1/unread" + query({ cursor, limit }));
+    }
+    /** Every unread message (all pages) and the first page's sync_cursor. */
+    async unread(maxPages = 10_000) {
+        const events = [];
+        let cursor = "", syncCursor = "";
+        for (let page = 0; page < maxPages; page++) {
+            const p = await this.unreadPage(cursor);
+            if (page === 0)
+                syncCursor = p.sync_cursor ?? "";
+            events.push(...(p.events ?? []));
+            if (!p.has_more || !p.next_cursor)
+                return { events, syncCursor };
+            cursor = p.next_cursor;
+        }
+        throw new ImError("internal", `more than ${maxPages} unread pages`);
+    }
+    /** One page of the conversation list (after: the last conv_id of the previous page). */
+    conversationsPage(after = "", limit) {
+        return this.call("GET", "/v1/conversations" + query({ after, limit }));
+    }
+    /** Every conversation of the user (all pages), in conversation id order. */
+    async conversations(maxPages = 1000) {
+        const out = [];
+        let after = "";
+        for (let page = 0; page < maxPages; page++) {
+            const p = await this.conversationsPage(after);
+            const cs = p.conversations ?? [];
+            out.push(...cs);
+            const next = p.after || (cs.length ? cs[cs.length - 1].conv_id : "");
+            if (!p.after || cs.length === 0 || next === after)
+                return out;
+            after = next;
+        }
+        return out;
+    }
+    /** One page of a conversation's messages, newest first (before: only seq < before). */
+    history(conv, opts = {}) {
+        return this.call("GET", `/v1/conversations/${encodeURIComponent(conv)}/messages` + query(opts));
+    }
+    /** Marks conv read up to seq (the cursor never moves back). */
+    read(conv, seq) {
+        return this.call("POST", `/v1/conversations/${encodeURIComponent(conv)}/read`, { seq });
+    }
+    /** Recalls the caller's own message at seq (within the recall window). */
+    recall(conv, seq) {
+        return this.call("POST", `/v1/conversations/${encodeURIComponent(conv)}/recall`, { seq });
+    }
+    /**
+     * One send attempt over HTTP. The attempt number travels in the
+     * Idempotency-Attempt header (equivalent to the body's `attempt`).
+     */
+    send(req) {
+        const { attempt, ...body } = req;
+        const headers = {};
+        if (attempt)
+            headers["Idempotency-Attempt"] = String(attempt);
+        return this.call("POST", "/v1/messages", body, headers);
+    }
+    /** Calls the API; a non-2xx answer throws an ImError carrying its code and status. */
+    async call(method, path, body, extra) {
+        const f = this.opts.fetch ?? globalThis.fetch.bind(globalThis);
+        const headers = { Authorization: "Bearer " + (await this.opts.token()), ...extra };
+        if (this.opts.deviceId)
+            headers["X-IM-Device"] = this.opts.deviceId;
+        if (body !== undefined)
+            headers["Content-Type"] = "application/json";
+        const ctl = new AbortController();
+        const timer = setTimeout(() => ctl.abort(), this.opts.timeoutMs ?? 15_000);
+        let resp;
+        let text;
+        try {
+            resp = await f(this.base + path, {
+                method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: ctl.signal,
+            });
+            text = await resp.text();
+        }
+        catch (e) {
+            throw new ImError(ErrorCodeNetwork, `${method} ${path}: ${errText(e)}`);
+        }
+        finally {
+            clearTimeout(timer);
+        }
+        if (!resp.ok) {
+            let code = "http_" + resp.status, msg = text.slice(0, 200);
+            try {
+                const j = JSON.parse(text);
+                if (j && typeof j.code === "string") {
+                    code = j.code;
+                    msg = j.message ?? "";
+                }
+            }
+            catch { /* not JSON */ }
+            throw new ImError(code, msg, resp.status);
+        }
+        return (text ? JSON.parse(text) : {});
+    }
+}
+/** The code of an ImError for a call that got no answer (network, timeout). */
+export const ErrorCodeNetwork = "network";
+function query(q) {
+    const parts = [];
+    for (const [k, v] of Object.entries(q)) {
+        if (v === undefined || v === "")
+            continue;
+        parts.push(encodeURIComponent(k) + "=" + encodeURIComponent(String(v)));
+    }
+    return parts.length ? "?" + parts.join("&") : "";
+}
+export function errText(e) {
+    return e instanceof Error ? e.message : String(e);
+}

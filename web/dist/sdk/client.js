@@ -1,0 +1,667 @@
+// Client: one device (docs/protocol.md; a port of pkg/client). It keeps a
+// WebSocket to some push node, logs in, heartbeats, reconnects with backoff
+// and jitter (rotating through the node URLs), honours drain and kick,
+// refreshes its token, syncs from a persisted cursor after every login (and
+// once more resync_after_ms later), resyncs after 410 cursor_expired,
+// de-duplicates by (conv_id, seq), batches delivered acks, and sends over
+// the socket with a client_msg_id, numbered attempts and retries.
+import { Api, ErrorCodeNetwork, errText } from "./api.js";
+import { Dedupe, WINDOW } from "./dedupe.js";
+import { Emitter } from "./emitter.js";
+import { MemoryStorage } from "./storage.js";
+import { ErrorCode, ImError, convId, } from "./types.js";
+const MAX_PENDING_ACKS = 4096;
+const MAX_ACKS_PER_FRAME = 256;
+const SYNC_AFTER_PUSHES = WINDOW / 2;
+const OPEN = 1;
+export class Client extends Emitter {
+    opts;
+    api;
+    storage;
+    storageKey;
+    seen;
+    cursor_ = "";
+    token = "";
+    user_ = "";
+    node_ = "";
+    expiresAt_ = 0;
+    state_ = "idle";
+    closed = false;
+    stopError;
+    started = null;
+    urlIdx = 0;
+    ws = null; // the socket being dialed or used
+    live = null; // ws once its welcome came
+    endSession = null;
+    wakers = new Set(); // end the sleeps at close()
+    acks = new Map();
+    pending = new Map();
+    reqId = 0;
+    attemptField = true; // false after a server refused the attempt field (older than the contract)
+    syncTail = Promise.resolve();
+    syncQueued = null;
+    pushedSinceSync = 0;
+    /** Counters: events by push and by sync, repeats dropped, resyncs, events memory could not judge. */
+    stats = { pushed: 0, synced: 0, duplicates: 0, resyncs: 0, unsure: 0, acksSent: 0, acksDropped: 0 };
+    constructor(opts) {
+        super();
+        if (!opts.urls?.length)
+            throw new Error("imcluster Client: urls is empty");
+        this.opts = opts;
+        this.storage = opts.storage ?? new MemoryStorage();
+        this.storageKey = opts.storageKey ?? "cursor:" + opts.deviceId;
+        this.seen = new Dedupe(opts.dedupeConversations);
+        this.token = opts.token ?? "";
+        this.api = new Api({
+            baseUrl: opts.apiUrl, token: () => this.token, deviceId: opts.deviceId, fetch: opts.fetch, timeoutMs: opts.apiTimeoutMs,
+        });
+    }
+    /** The user id the node's welcome named ("" before the first welcome). */
+    get user() { return this.user_; }
+    /** The node of the current connection. */
+    get node() { return this.node_; }
+    /** The sync cursor after the last applied page. */
+    get cursor() { return this.cursor_; }
+    get state() { return this.state_; }
+    /** When the session's token expires (unix ms; 0: unknown). */
+    get expiresAt() { return this.expiresAt_; }
+    get connected() { return this.live !== null; }
+    /** Loads the persisted cursor and connects in the background; only the first call does anything. */
+    start() {
+        if (!this.started) {
+            this.started = (async () => {
+                const c = await this.storage.get(this.storageKey);
+                if (c)
+                    this.cursor_ = c;
+                void this.loop();
+            })();
+        }
+        return this.started;
+    }
+    /** Resolves at the next welcome (at once when connected); rejects when the client stops or after timeoutMs. */
+    async waitConnected(timeoutMs = 30_000) {
+        if (this.live)
+            return;
+        if (this.closed)
+            throw this.stopError ?? new Error("client closed");
+        return new Promise((resolve, reject) => {
+            const offs = [];
+            const done = () => { offs.forEach((f) => f()); clearTimeout(t); };
+            offs.push(this.on("connected", (w) => { done(); resolve(w); }));
+            offs.push(this.on("stopped", ({ error }) => { done(); reject(error ?? new Error("client closed")); }));
+            const t = setTimeout(() => { done(); reject(new ImError("timeout", `not connected within ${timeoutMs} ms`)); }, timeoutMs);
+        });
+    }
+    /** Disconnects and stops for good. */
+    close() {
+        this.stop(undefined);
+    }
+    stop(err) {
+        if (this.closed)
+            return;
+        this.closed = true;
+        this.stopError = err;
+        this.endSession?.(new Error("client closed"));
+        for (const w of [...this.wakers])
+            w();
+        this.setState("stopped");
+        this.emit("stopped", { error: err });
+    }
+    setState(s) {
+        if (this.state_ === s || this.state_ === "stopped")
+            return;
+        this.state_ = s;
+        this.emit("state", s);
+    }
+    log(level, msg, data) {
+        this.opts.log?.(level, msg, data);
+    }
+    sleep(ms) {
+        if (this.closed)
+            return Promise.resolve();
+        return new Promise((resolve) => {
+            const w = () => { clearTimeout(t); this.wakers.delete(w); resolve(); };
+            const t = setTimeout(w, ms);
+            this.wakers.add(w);
+        });
+    }
+    // --- the connection loop -------------------------------------------------
+    async loop() {
+        const initial = this.opts.backoffMs?.initial ?? 200, maxB = this.opts.backoffMs?.max ?? 5000;
+        let backoff = initial;
+        while (!this.closed) {
+            const url = this.opts.urls[this.urlIdx % this.opts.urls.length];
+            this.setState("connecting");
+            const { err, waitMs, welcomed } = await this.session(url);
+            if (this.closed)
+                return;
+            let wait = waitMs;
+            const code = err instanceof ImError ? err.code : "";
+            let stopWith = null;
+            if (code === ErrorCode.Kicked)
+                stopWith = err;
+            else if (code === ErrorCode.Unauthenticated)
+                stopWith = err;
+            else if (code === ErrorCode.TokenExpired) {
+                if (!this.opts.tokenSource)
+                    stopWith = err; // the same token would be refused
+                else
+                    wait = Math.random() * 500;
+            }
+            this.setState("disconnected");
+            this.emit("disconnected", { error: err, willReconnect: !stopWith });
+            if (stopWith) {
+                if (code === ErrorCode.Kicked)
+                    this.emit("kicked", stopWith);
+                this.stop(stopWith);
+                return;
+            }
+            this.urlIdx++;
+            if (wait === undefined) {
+                if (!welcomed) { // exponential backoff, full jitter
+                    wait = Math.random() * backoff + 50;
+                    backoff = Math.min(2 * backoff, maxB);
+                }
+                else {
+                    wait = Math.random() * initial; // a little jitter: devices of a dead node do not return at once
+                    backoff = initial;
+                }
+            }
+            else {
+                backoff = initial;
+            }
+            this.log("debug", "reconnecting", { inMs: Math.round(wait), err: errText(err) });
+            await this.sleep(wait);
+        }
+    }
+    /** Runs one connection until it ends; waitMs is set after a drain. */
+    async session(url) {
+        let tok;
+        try {
+            tok = await this.loginToken();
+        }
+        catch (e) {
+            return { err: new ImError(ErrorCodeNetwork, "while getting a token: " + errText(e)), welcomed: false };
+        }
+        if (this.closed)
+            return { err: new Error("client closed"), welcomed: false };
+        const Ctor = this.opts.WebSocket ?? globalThis.WebSocket;
+        if (!Ctor) {
+            this.stop(new Error("no WebSocket: pass options.WebSocket (e.g. the ws package in Node 20)"));
+            return { err: this.stopError, welcomed: false };
+        }
+        let ws;
+        try {
+            ws = new Ctor(url);
+        }
+        catch (e) {
+            return { err: new ImError(ErrorCodeNetwork, `while dialing ${url}: ${errText(e)}`), welcomed: false };
+        }
+        this.ws = ws;
+        return new Promise((resolve) => {
+            let welcomed = false, frameErr = null, lastRecv = Date.now(), hb = 30_000;
+            const timers = [];
+            const intervals = [];
+            let refreshTimer = null;
+            let ended = false;
+            const end = (err, waitMs) => {
+                if (ended)
+                    return;
+                ended = true;
+                timers.forEach(clearTimeout);
+                intervals.forEach(clearInterval);
+                if (refreshTimer)
+                    clearTimeout(refreshTimer);
+                ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
+                try {
+                    ws.close(1000, "bye");
+                }
+                catch { /* already closed */ }
+                if (this.ws === ws)
+                    this.ws = null;
+                if (this.live === ws)
+                    this.live = null;
+                this.endSession = null;
+                this.failPending();
+                resolve({ err, waitMs, welcomed });
+            };
+            this.endSession = end;
+            const scheduleRefresh = (expMs) => {
+                this.expiresAt_ = expMs;
+                if (refreshTimer)
+                    clearTimeout(refreshTimer);
+                refreshTimer = null;
+                const d = this.refreshDelay(expMs);
+                if (d < 0)
+                    return;
+                const fire = () => {
+                    // Retried later unless a refreshed frame reschedules first.
+                    refreshTimer = setTimeout(fire, Math.max(1000, (this.expiresAt_ - Date.now()) / 2));
+                    void this.refreshToken(ws);
+                };
+                refreshTimer = setTimeout(fire, d);
+            };
+            // No welcome within 20 s of the dial: give up on this node.
+            timers.push(setTimeout(() => end(new ImError("timeout", `no welcome from ${url} within 20 s`)), 20_000));
+            ws.onopen = () => {
+                this.writeOn(ws, { type: "login", token: tok, device_id: this.opts.deviceId, terminal: this.opts.terminal });
+            };
+            ws.onerror = () => { };
+            ws.onclose = (ev) => {
+                if (frameErr)
+                    return end(frameErr);
+                if (ev.reason)
+                    return end(new ImError(ev.reason, `closed with status ${ev.code}`));
+                end(new ImError(ErrorCodeNetwork, `connection to ${url} closed (status ${ev.code})`));
+            };
+            ws.onmessage = (ev) => {
+                lastRecv = Date.now();
+                let f;
+                try {
+                    const text = typeof ev.data === "string" ? ev.data : new TextDecoder().decode(ev.data);
+                    f = JSON.parse(text);
+                }
+                catch (e) {
+                    return end(new ImError("bad_json", "bad server frame: " + errText(e)));
+                }
+                if (!welcomed) {
+                    if (f.type !== "welcome") {
+                        return end(f.error ? new ImError(f.error.code, f.error.message ?? "") : new ImError("bad_frame", `unexpected ${f.type} frame before welcome`));
+                    }
+                    welcomed = true;
+                    timers.forEach(clearTimeout);
+                    const w = {
+                        node_id: f.node_id ?? "", user_id: f.user_id ?? "", epoch: f.epoch ?? 0,
+                        heartbeat_ms: f.heartbeat_ms ?? 0, resync_after_ms: f.resync_after_ms ?? 0, expires_at_ms: f.expires_at_ms ?? 0,
+                    };
+                    this.live = ws;
+                    this.node_ = w.node_id;
+                    this.user_ = w.user_id;
+                    hb = w.heartbeat_ms > 0 ? w.heartbeat_ms : 30_000;
+                    scheduleRefresh(w.expires_at_ms);
+                    intervals.push(setInterval(() => this.writeOn(ws, { type: "ping" }), hb));
+                    intervals.push(setInterval(() => {
+                        if (Date.now() - lastRecv > hb * 2.5)
+                            end(new ImError("idle_timeout", `nothing from ${w.node_id} for ${hb * 2.5} ms`));
+                    }, Math.min(1000, hb / 2)));
+                    intervals.push(setInterval(() => this.flushAcks(), 100));
+                    if (this.syncEnabled()) {
+                        this.requestSync();
+                        if (w.resync_after_ms > 0)
+                            timers.push(setTimeout(() => this.requestSync(), w.resync_after_ms));
+                    }
+                    this.setState("connected");
+                    this.emit("connected", w);
+                    this.flushAcks(); // acks kept from the last connection
+                    return;
+                }
+                switch (f.type) {
+                    case "event":
+                        if (f.event)
+                            this.deliver(f.event, true);
+                        return;
+                    case "pong":
+                        return;
+                    case "refreshed":
+                        scheduleRefresh(f.expires_at_ms ?? 0);
+                        this.emit("refreshed", { expiresAtMs: f.expires_at_ms ?? 0 });
+                        return;
+                    case "send_result":
+                        this.answer(f);
+                        return;
+                    case "kick":
+                        return end(new ImError(ErrorCode.Kicked, f.error?.message ?? "the same terminal logged in elsewhere"));
+                    case "drain":
+                        return end(new ImError(ErrorCode.Draining, f.error?.message ?? "node draining"), f.reconnect_in_ms ?? 0);
+                    case "error":
+                        // The close frame follows; keep the richer error frame.
+                        frameErr = new ImError(f.error?.code ?? "error", f.error?.message ?? "");
+                        return;
+                    default:
+                        return end(new ImError("bad_frame", `unexpected ${f.type} frame`));
+                }
+            };
+        });
+    }
+    writeOn(ws, frame) {
+        // A closing socket silently discards what is sent: count it as not written.
+        if (ws.readyState !== OPEN)
+            return false;
+        try {
+            ws.send(JSON.stringify(frame));
+            return true;
+        }
+        catch {
+            return false;
+        }
+    }
+    // --- tokens --------------------------------------------------------------
+    async loginToken() {
+        if (!this.opts.tokenSource)
+            return this.token;
+        this.token = await withTimeout(this.opts.tokenSource(), 10_000, "token source");
+        return this.token;
+    }
+    /**
+     * When to refresh a token expiring at expMs: after four fifths of its
+     * remaining life and at least 30 s before expiry; for very short tokens
+     * after 1 s, or halfway when sooner (pkg/client's refreshDelay). -1: never.
+     */
+    refreshDelay(expMs) {
+        if (!this.opts.tokenSource || expMs <= 0)
+            return -1;
+        const left = expMs - Date.now();
+        let floor = 1000;
+        if (left > 0)
+            floor = Math.min(floor, Math.max(left / 2, 10));
+        return Math.max(Math.min(left * 4 / 5, left - 30_000), floor);
+    }
+    async refreshToken(ws) {
+        try {
+            const tok = await this.loginToken();
+            if (!this.writeOn(ws, { type: "refresh", token: tok }))
+                throw new Error("not connected");
+        }
+        catch (e) {
+            this.log("warn", "token refresh failed; retrying", errText(e));
+        }
+    }
+    // --- events, dedupe, acks -----------------------------------------------
+    deliver(ev, pushed) {
+        const { seen, sure } = this.seen.check(ev.conv_id, ev.seq);
+        let fresh = !seen;
+        if (!seen) {
+            if (this.opts.known)
+                fresh = !this.opts.known(ev);
+            else if (!sure)
+                this.stats.unsure++;
+        }
+        if (!fresh) {
+            this.stats.duplicates++;
+            return;
+        }
+        this.seen.add(ev.conv_id, ev.seq);
+        if (pushed) {
+            this.stats.pushed++;
+            // Every pushed event comes back by the next sync; syncing every
+            // SYNC_AFTER_PUSHES keeps those replays within the dedupe memory.
+            if (++this.pushedSinceSync % SYNC_AFTER_PUSHES === 0)
+                this.requestSync();
+        }
+        else {
+            this.stats.synced++;
+        }
+        // Delivered receipts are for messages from someone else only.
+        if (this.opts.autoAck !== false && ev.kind === "message" && ev.from !== this.user_)
+            this.queueAck(ev.conv_id, ev.seq);
+        this.emit("event", { event: ev, pushed });
+        this.emit(ev.kind, ev);
+    }
+    queueAck(conv, seq) {
+        const cur = this.acks.get(conv);
+        if (cur === undefined && this.acks.size >= MAX_PENDING_ACKS) {
+            this.stats.acksDropped++; // cumulative receipts: the next ack covers it
+            return;
+        }
+        if (cur === undefined || seq > cur)
+            this.acks.set(conv, seq);
+    }
+    /** Sends the queued acks (every 100 ms while connected); unwritten ones wait for the next connection. */
+    flushAcks() {
+        const ws = this.live;
+        if (!ws || this.acks.size === 0)
+            return;
+        const items = [...this.acks].map(([conv_id, seq]) => ({ conv_id, seq }));
+        this.acks.clear();
+        for (let i = 0; i < items.length; i += MAX_ACKS_PER_FRAME) {
+            const chunk = items.slice(i, i + MAX_ACKS_PER_FRAME);
+            if (!this.writeOn(ws, { type: "ack", acks: chunk })) {
+                for (const it of items.slice(i))
+                    this.queueAck(it.conv_id, it.seq);
+                return;
+            }
+            this.stats.acksSent += chunk.length;
+        }
+    }
+    // --- sync and resync -------------------------------------------------------
+    syncEnabled() {
+        return this.opts.sync !== false && !!this.opts.apiUrl;
+    }
+    requestSync() {
+        this.syncNow().catch((e) => this.log("warn", "sync failed", errText(e)));
+    }
+    /**
+     * Syncs from the cursor (page by page, then stores the cursor); resolves
+     * when a sync that started after this call is complete. Calls made while
+     * one waits to start share it.
+     */
+    syncNow() {
+        if (this.syncQueued)
+            return this.syncQueued;
+        const p = this.syncTail.then(() => {
+            this.syncQueued = null;
+            return this.syncAll();
+        });
+        this.syncQueued = p;
+        this.syncTail = p.catch(() => undefined);
+        return p;
+    }
+    async syncAll() {
+        const pushed = this.pushedSinceSync; // covered once this sync completes
+        let resyncs = 0, tries = 0, last;
+        while (tries < 5 && !this.closed) {
+            let page;
+            try {
+                page = await this.api.sync(this.cursor_);
+            }
+            catch (e) {
+                last = e;
+                if (e instanceof ImError && e.code === ErrorCode.CursorExpired && resyncs < 3) {
+                    resyncs++; // bounded: a server that keeps expiring fresh cursors is an error
+                    this.log("info", "sync cursor expired: resyncing");
+                    try {
+                        await this.resync();
+                        continue;
+                    }
+                    catch (e2) {
+                        last = e2;
+                    }
+                }
+                tries++;
+                this.log("warn", "sync failed", errText(last));
+                await this.sleep(tries * 300);
+                continue;
+            }
+            for (const ev of page.events ?? [])
+                this.deliver(ev, false);
+            if (page.next_cursor)
+                await this.setCursor(page.next_cursor);
+            if (!page.has_more) {
+                this.pushedSinceSync -= pushed;
+                this.emit("synced", { cursor: this.cursor_ });
+                return;
+            }
+        }
+        if (this.closed)
+            return;
+        throw last instanceof Error ? last : new Error(String(last));
+    }
+    /**
+     * Recovers from an expired cursor (docs/protocol.md, section 5): pulls
+     * every unread message, then takes the first page's sync_cursor (taken
+     * before the pull) as the cursor — stored only now, so a crash repeats
+     * the resync — and fetches the conversation list for the app.
+     */
+    async resync() {
+        let head = "", cursor = "";
+        for (let page = 0;; page++) {
+            if (page === 10_000)
+                throw new Error("while resyncing: more than 10000 unread pages");
+            const p = await this.api.unreadPage(cursor);
+            if (page === 0)
+                head = p.sync_cursor ?? "";
+            for (const ev of p.events ?? [])
+                this.deliver(ev, false);
+            if (!p.has_more || !p.next_cursor)
+                break;
+            cursor = p.next_cursor;
+        }
+        if (!head)
+            throw new Error("while resyncing: the unread pull gave no sync_cursor");
+        await this.setCursor(head);
+        this.stats.resyncs++;
+        let conversations = [];
+        try {
+            conversations = await this.api.conversations();
+        }
+        catch (e) {
+            this.log("warn", "conversation list after resync failed", errText(e));
+        }
+        this.emit("resync", { conversations });
+    }
+    async setCursor(c) {
+        this.cursor_ = c;
+        await this.storage.set(this.storageKey, c);
+    }
+    // --- sending -----------------------------------------------------------------
+    /**
+     * Sends a message over the socket. The same client_msg_id is used for
+     * every attempt (numbered 1, 2, …); an error that may have left it
+     * stored (unavailable, lost connection, timeout, 5xx, rate limit) is
+     * retried with backoff and jitter, waiting for a connection. The answer
+     * may lack `seq` (the API does not always know it yet).
+     */
+    async send(msg, opts = {}) {
+        const clientMsgId = msg.clientMsgId ?? newClientMsgId();
+        const attempts = opts.attempts ?? this.opts.sendAttempts ?? 6;
+        const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
+        let backoff = 200;
+        for (let attempt = 1;; attempt++) {
+            try {
+                const left = deadline - Date.now();
+                if (left <= 0)
+                    throw new ImError("timeout", "send deadline passed");
+                await this.waitConnected(left);
+                const req = { to: msg.to, client_msg_id: clientMsgId, type: msg.type ?? "text", body: msg.body };
+                return await this.sendOnce(req, attempt, Math.min(left, this.opts.sendAttemptTimeoutMs ?? 10_000));
+            }
+            catch (e) {
+                if (this.closed || !retryable(e) || attempt >= attempts || Date.now() >= deadline) {
+                    if (e instanceof ImError)
+                        e.clientMsgId = clientMsgId;
+                    throw e;
+                }
+                this.log("info", "send failed; retrying", { clientMsgId, attempt, err: errText(e) });
+                await this.sleep(Math.min(Math.random() * backoff + 50, Math.max(0, deadline - Date.now())));
+                backoff = Math.min(2 * backoff, 5000);
+            }
+        }
+    }
+    /** Sends a text message. */
+    sendText(to, text, opts) {
+        return this.send({ to, type: "text", body: { text }, clientMsgId: opts?.clientMsgId }, opts);
+    }
+    /** Sends an image by URL. */
+    sendImage(to, url, meta = {}, opts) {
+        return this.send({ to, type: "image", body: { url, ...meta } }, opts);
+    }
+    async sendOnce(req, attempt, timeoutMs) {
+        const withAttempt = this.attemptField;
+        try {
+            return await this.sendFrame(withAttempt ? { ...req, attempt } : req, timeoutMs);
+        }
+        catch (e) {
+            // A message tier older than the attempt contract refuses the field:
+            // the same attempt again without it (nothing was stored for a 400).
+            if (withAttempt && e instanceof ImError && e.code === ErrorCode.UnknownField && /attempt/.test(e.message)) {
+                this.attemptField = false;
+                this.log("info", "the message tier does not know the attempt field; sending without it");
+                return this.sendFrame(req, timeoutMs);
+            }
+            throw e;
+        }
+    }
+    sendFrame(req, timeoutMs) {
+        const ws = this.live;
+        if (!ws)
+            return Promise.reject(new ImError(ErrorCode.Unavailable, "not connected"));
+        const id = String(++this.reqId);
+        return new Promise((resolve, reject) => {
+            const timer = setTimeout(() => {
+                this.pending.delete(id);
+                reject(new ImError("timeout", `no send_result within ${timeoutMs} ms`));
+            }, timeoutMs);
+            this.pending.set(id, { resolve, reject, timer });
+            if (!this.writeOn(ws, { type: "send", id, send: req })) {
+                clearTimeout(timer);
+                this.pending.delete(id);
+                reject(new ImError(ErrorCode.Unavailable, "not connected"));
+            }
+        });
+    }
+    answer(f) {
+        const p = this.pending.get(f.id ?? "");
+        if (!p)
+            return; // timed out already
+        this.pending.delete(f.id ?? "");
+        clearTimeout(p.timer);
+        if (f.error)
+            p.reject(new ImError(f.error.code, f.error.message ?? "", f.status ?? 0));
+        else if (f.status === 200)
+            p.resolve(f.result);
+        else
+            p.reject(new ImError("http_" + f.status, JSON.stringify(f.result ?? null), f.status ?? 0));
+    }
+    failPending() {
+        const ps = [...this.pending.values()];
+        this.pending.clear();
+        for (const p of ps) {
+            clearTimeout(p.timer);
+            p.reject(new ImError(ErrorCode.Unavailable, "connection lost before the answer; retry with the same client_msg_id"));
+        }
+    }
+    // --- HTTP calls as this user ---------------------------------------------------
+    /** Marks conv read up to seq (conv: a conversation id, or the peer's user id). */
+    read(conv, seq) {
+        return this.api.read(this.conv(conv), seq);
+    }
+    /** Recalls this user's message at seq in conv. */
+    recall(conv, seq) {
+        return this.api.recall(this.conv(conv), seq);
+    }
+    /** One page of history, newest first. */
+    history(conv, opts) {
+        return this.api.history(this.conv(conv), opts);
+    }
+    /** Every unread message (all pages; does not move the sync cursor). */
+    async unread() {
+        return (await this.api.unread()).events;
+    }
+    /** The conversation list with read and delivered cursors (all pages). */
+    conversations() {
+        return this.api.conversations();
+    }
+    conv(c) {
+        return c.startsWith("p:") || !this.user_ ? c : convId(this.user_, c);
+    }
+}
+function retryable(e) {
+    if (!(e instanceof ImError))
+        return false;
+    if (["unavailable", "rate_limited", "timeout", "internal", ErrorCodeNetwork].includes(e.code))
+        return true;
+    return e.status === 0 || e.status === 429 || e.status >= 500;
+}
+/** A fresh client_msg_id (printable ASCII, no spaces, ≤ 64). */
+export function newClientMsgId() {
+    const c = globalThis.crypto;
+    if (c?.randomUUID)
+        return c.randomUUID();
+    return Date.now().toString(36) + "-" + Math.random().toString(36).slice(2) + Math.random().toString(36).slice(2);
+}
+function withTimeout(p, ms, what) {
+    return new Promise((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+        p.then((v) => { clearTimeout(t); resolve(v); }, (e) => { clearTimeout(t); reject(e); });
+    });
+}
