@@ -153,14 +153,15 @@ func TestCreateMakesEveryChild(t *testing.T) {
 		t.Errorf("message PDB maxUnavailable = %v, want 1", msgPDB.Spec.MaxUnavailable)
 	}
 
-	// Status: bootstrap done, tiers rolling (no kubelet here), selector set.
+	// Status: bootstrap done, tiers' first pods starting (no kubelet here),
+	// selector set.
 	// The reconcile that creates the Deployments patches the status after
 	// them, so a status still saying "bootstrap running" may be read here:
 	// wait for the patch.
-	eventually(t, waitFor, "status: bootstrap succeeded, tiers rolling out", func() error {
+	eventually(t, waitFor, "status: bootstrap succeeded, tiers being created", func() error {
 		c = s.cluster(t, ns, "chat")
 		p := c.GetCondition(v1alpha1.ConditionProgressing)
-		if p == nil || p.Status != metav1.ConditionTrue || p.Reason != v1alpha1.ReasonRollingOut || p.ObservedGeneration != c.Generation {
+		if p == nil || p.Status != metav1.ConditionTrue || p.Reason != v1alpha1.ReasonCreating || p.ObservedGeneration != c.Generation {
 			return fmt.Errorf("Progressing %+v", p)
 		}
 		if c.Status.Bootstrap.Phase != v1alpha1.BootstrapSucceeded {

@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
@@ -70,7 +71,20 @@ func (r *IMClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	desired := cluster.DeepCopy()
 	desired.SetDefaults()
 
-	obs := r.reconcileChildren(ctx, desired)
+	var obs observation
+	if desired.IsPaused() {
+		// Paused: change nothing, report what the children show.
+		obs = observation{bootstrap: desired.Status.Bootstrap, paused: true}
+	} else {
+		obs = r.reconcileChildren(ctx, desired)
+	}
+	if !transient(obs.err) {
+		// The status tells whether the tiers serve even when the
+		// reconcile stopped before them (an error, the pause).
+		if err := r.observeTiers(ctx, desired, &obs); err != nil && obs.err == nil {
+			obs.err = err
+		}
+	}
 	if transient(obs.err) {
 		// A stale cache (a child just created, an object just changed):
 		// not worth a Degraded condition; look again shortly.
@@ -98,7 +112,7 @@ func transient(err error) bool {
 // reconcileChildren creates, updates and deletes the children; it stops at
 // the first error, which it returns in the observation.
 func (r *IMClusterReconciler) reconcileChildren(ctx context.Context, c *v1alpha1.IMCluster) observation {
-	obs := observation{deployments: map[string]*appsv1.Deployment{}, bootstrap: c.Status.Bootstrap}
+	obs := observation{deployments: map[string]*appsv1.Deployment{}, applied: map[string]bool{}, bootstrap: c.Status.Bootstrap}
 	rd, err := renderConfig(c)
 	if err != nil {
 		obs.err = err
@@ -143,8 +157,28 @@ func (r *IMClusterReconciler) reconcileChildren(ctx context.Context, c *v1alpha1
 			return obs
 		}
 		obs.deployments[tier] = d
+		obs.applied[tier] = true
 	}
 	return obs
+}
+
+// observeTiers reads, from the cache, the Deployments of the tiers the
+// reconcile did not get to.
+func (r *IMClusterReconciler) observeTiers(ctx context.Context, c *v1alpha1.IMCluster, obs *observation) error {
+	if obs.deployments == nil {
+		obs.deployments = map[string]*appsv1.Deployment{}
+	}
+	for _, tier := range []string{TierMessage, TierPush} {
+		if obs.deployments[tier] != nil {
+			continue
+		}
+		d, err := r.tierDeployment(ctx, c, tier)
+		if err != nil {
+			return err
+		}
+		obs.deployments[tier] = d
+	}
+	return nil
 }
 
 // reconcileNetworkAndPolicy handles the Services and PodDisruptionBudgets.
@@ -175,8 +209,22 @@ type Options struct {
 	MaxConcurrentReconciles int
 }
 
+// pauseChanged passes an IMCluster update that sets or removes the pause
+// annotation (no spec change, so no new generation, yet it must be acted
+// on); other metadata changes are left out.
+var pauseChanged = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		o, ok1 := e.ObjectOld.(*v1alpha1.IMCluster)
+		n, ok2 := e.ObjectNew.(*v1alpha1.IMCluster)
+		return ok1 && ok2 && o.IsPaused() != n.IsPaused()
+	},
+	CreateFunc:  func(event.CreateEvent) bool { return false },
+	DeleteFunc:  func(event.DeleteEvent) bool { return false },
+	GenericFunc: func(event.GenericEvent) bool { return false },
+}
+
 // SetupWithManager registers the reconciler: it watches IMCluster spec
-// changes (generation), every change of an owned child, and the Secrets
+// changes (generation) and pause switches, every change of an owned child, and the Secrets
 // (owned or not) that an IMCluster's tiers read at start.
 func (r *IMClusterReconciler) SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	if opts.MaxConcurrentReconciles < 1 {
@@ -186,7 +234,7 @@ func (r *IMClusterReconciler) SetupWithManager(mgr ctrl.Manager, opts Options) e
 		return fmt.Errorf("while indexing IMClusters by Secret: %w", err)
 	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&v1alpha1.IMCluster{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		For(&v1alpha1.IMCluster{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, pauseChanged))).
 		Owns(&corev1.ConfigMap{}).
 		Owns(&corev1.Service{}).
 		Owns(&appsv1.Deployment{}).

@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
 	"github.com/imcluster/imcluster/api/v1alpha1"
@@ -134,60 +135,128 @@ func TestCassandraReplication(t *testing.T) {
 }
 
 func TestComputeStatus(t *testing.T) {
-	dep := func(replicas, ready int32, current bool) *appsv1.Deployment {
+	// dep: a Deployment of replicas with avail pods available; current:
+	// its status observed its generation; updated: pods at its template.
+	dep := func(replicas, avail int32, current bool) *appsv1.Deployment {
 		d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Generation: 2}}
 		d.Spec.Replicas = &replicas
-		d.Status = appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: replicas, UpdatedReplicas: replicas, ReadyReplicas: ready, AvailableReplicas: ready}
+		d.Spec.Template.Spec.Containers = []corev1.Container{{Name: "x", Image: "img:2"}}
+		d.Status = appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: replicas, UpdatedReplicas: replicas, ReadyReplicas: avail, AvailableReplicas: avail}
 		if !current {
 			d.Status.ObservedGeneration = 1
 		}
 		return d
 	}
+	rolling := func(replicas, updated, avail int32) *appsv1.Deployment {
+		d := dep(replicas, avail, true)
+		d.Status.Replicas, d.Status.UpdatedReplicas = replicas+1, updated
+		return d
+	}
+	settled := func(n int32) v1alpha1.TierStatus {
+		return v1alpha1.TierStatus{DesiredReplicas: n, SettledReplicas: n, Image: "img:1"}
+	}
 	done := v1alpha1.BootstrapStatus{Phase: v1alpha1.BootstrapSucceeded, SucceededHash: "h", Hash: "h"}
+	newBoot := v1alpha1.BootstrapStatus{Phase: v1alpha1.BootstrapRunning, SucceededHash: "h", Hash: "h2"}
+	tiers := func(msg, push *appsv1.Deployment) map[string]*appsv1.Deployment {
+		return map[string]*appsv1.Deployment{TierMessage: msg, TierPush: push}
+	}
 	tests := []struct {
 		name                        string
+		prev                        [2]v1alpha1.TierStatus // message, push
 		obs                         observation
 		ready, progressing, degrade metav1.ConditionStatus
-		readyReason                 string
+		readyReason, progressReason string
 	}{
-		{"bootstrap running", observation{bootstrap: v1alpha1.BootstrapStatus{Phase: v1alpha1.BootstrapRunning, Hash: "h"}, bootstrapHash: "h"},
-			"False", "True", "False", v1alpha1.ReasonBootstrapPending},
-		{"bootstrap failed", observation{bootstrap: v1alpha1.BootstrapStatus{Phase: v1alpha1.BootstrapFailed, Hash: "h", Message: "boom"}, bootstrapHash: "h"},
-			"False", "False", "True", v1alpha1.ReasonBootstrapFailed},
-		{"all ready", observation{bootstrap: done, bootstrapHash: "h", deployments: map[string]*appsv1.Deployment{TierMessage: dep(2, 2, true), TierPush: dep(3, 3, true)}},
-			"True", "False", "False", v1alpha1.ReasonAllReady},
-		{"stale deployment status", observation{bootstrap: done, bootstrapHash: "h", deployments: map[string]*appsv1.Deployment{TierMessage: dep(2, 2, false), TierPush: dep(3, 3, true)}},
-			"False", "True", "False", v1alpha1.ReasonRollingOut},
-		{"pod not ready", observation{bootstrap: done, bootstrapHash: "h", deployments: map[string]*appsv1.Deployment{TierMessage: dep(2, 2, true), TierPush: dep(3, 2, true)}},
-			"False", "True", "False", v1alpha1.ReasonRollingOut},
-		{"zero replicas is ready", observation{bootstrap: done, bootstrapHash: "h", deployments: map[string]*appsv1.Deployment{TierMessage: dep(0, 0, true), TierPush: dep(0, 0, true)}},
-			"True", "False", "False", v1alpha1.ReasonAllReady},
-		{"reconcile error", observation{bootstrap: done, bootstrapHash: "h", err: errors.New("Deployment x exists and is not controlled by IMCluster x")},
-			"False", "False", "True", v1alpha1.ReasonReconcileError},
-		{"missing deployment", observation{bootstrap: done, bootstrapHash: "h", deployments: map[string]*appsv1.Deployment{TierMessage: dep(2, 2, true)}},
-			"False", "True", "False", v1alpha1.ReasonRollingOut},
+		{"bootstrap running", [2]v1alpha1.TierStatus{}, observation{bootstrap: v1alpha1.BootstrapStatus{Phase: v1alpha1.BootstrapRunning, Hash: "h"}, bootstrapHash: "h"},
+			"False", "True", "False", v1alpha1.ReasonBootstrapPending, v1alpha1.ReasonBootstrapRunning},
+		{"first bootstrap failed", [2]v1alpha1.TierStatus{}, observation{bootstrap: v1alpha1.BootstrapStatus{Phase: v1alpha1.BootstrapFailed, Hash: "h", Message: "boom"}, bootstrapHash: "h"},
+			"False", "False", "True", v1alpha1.ReasonBootstrapFailed, v1alpha1.ReasonBootstrapFailed},
+		{"tiers starting", [2]v1alpha1.TierStatus{}, observation{bootstrap: done, bootstrapHash: "h", deployments: tiers(dep(2, 0, true), nil)},
+			"False", "True", "False", v1alpha1.ReasonCreating, v1alpha1.ReasonCreating},
+		{"all ready", [2]v1alpha1.TierStatus{}, observation{bootstrap: done, bootstrapHash: "h", deployments: tiers(dep(2, 2, true), dep(3, 3, true))},
+			"True", "False", "False", v1alpha1.ReasonAllReady, v1alpha1.ReasonStable},
+		{"scale-up: new pods starting, Ready stays", [2]v1alpha1.TierStatus{settled(2), settled(3)}, observation{bootstrap: done, bootstrapHash: "h", deployments: tiers(dep(2, 2, true), dep(6, 3, true))},
+			"True", "True", "False", v1alpha1.ReasonAllReady, v1alpha1.ReasonScaling},
+		{"scale-up not yet seen by the Deployment controller", [2]v1alpha1.TierStatus{settled(2), settled(3)}, observation{bootstrap: done, bootstrapHash: "h", deployments: tiers(dep(2, 2, true), dep(6, 3, false))},
+			"True", "True", "False", v1alpha1.ReasonAllReady, v1alpha1.ReasonScaling},
+		{"scale-down", [2]v1alpha1.TierStatus{settled(2), settled(3)}, observation{bootstrap: done, bootstrapHash: "h", deployments: tiers(dep(2, 2, true), dep(1, 3, false))},
+			"True", "True", "False", v1alpha1.ReasonAllReady, v1alpha1.ReasonScaling},
+		{"template change not yet seen", [2]v1alpha1.TierStatus{settled(2), settled(3)}, observation{bootstrap: done, bootstrapHash: "h", deployments: tiers(dep(2, 2, false), dep(3, 3, true))},
+			"True", "True", "False", v1alpha1.ReasonAllReady, v1alpha1.ReasonRollingOut},
+		{"rolling out, old pods serve", [2]v1alpha1.TierStatus{settled(2), settled(3)}, observation{bootstrap: done, bootstrapHash: "h", deployments: tiers(rolling(2, 1, 2), dep(3, 3, true))},
+			"True", "True", "False", v1alpha1.ReasonAllReady, v1alpha1.ReasonRollingOut},
+		{"new configuration bootstrapping, Ready stays", [2]v1alpha1.TierStatus{settled(2), settled(3)}, observation{bootstrap: newBoot, bootstrapHash: "h2", deployments: tiers(dep(2, 2, true), dep(3, 3, true))},
+			"True", "True", "False", v1alpha1.ReasonAllReady, v1alpha1.ReasonBootstrapRunning},
+		{"a pod lost within budget", [2]v1alpha1.TierStatus{settled(2), settled(3)}, observation{bootstrap: done, bootstrapHash: "h", deployments: tiers(dep(2, 2, true), dep(3, 2, true))},
+			"True", "False", "False", v1alpha1.ReasonAllReady, v1alpha1.ReasonStable},
+		{"tier below its minimum", [2]v1alpha1.TierStatus{settled(2), settled(3)}, observation{bootstrap: done, bootstrapHash: "h", deployments: tiers(dep(2, 2, true), dep(3, 1, true))},
+			"False", "False", "True", v1alpha1.ReasonTierUnavailable, v1alpha1.ReasonStable},
+		{"zero replicas is ready", [2]v1alpha1.TierStatus{}, observation{bootstrap: done, bootstrapHash: "h", deployments: tiers(dep(0, 0, true), dep(0, 0, true))},
+			"True", "False", "False", v1alpha1.ReasonAllReady, v1alpha1.ReasonStable},
+		{"reconcile error, tiers serve", [2]v1alpha1.TierStatus{settled(2), settled(3)}, observation{bootstrap: done, bootstrapHash: "h", err: errors.New("Deployment x exists and is not controlled by IMCluster x"), deployments: tiers(dep(2, 2, true), dep(3, 3, true))},
+			"True", "False", "True", v1alpha1.ReasonAllReady, v1alpha1.ReasonReconcileError},
+		{"deployment deleted under a settled tier", [2]v1alpha1.TierStatus{settled(2), settled(3)}, observation{bootstrap: done, bootstrapHash: "h", deployments: tiers(dep(2, 2, true), nil)},
+			"False", "False", "True", v1alpha1.ReasonTierUnavailable, v1alpha1.ReasonStable},
+		{"paused", [2]v1alpha1.TierStatus{settled(2), settled(3)}, observation{bootstrap: done, paused: true, deployments: tiers(dep(2, 2, true), dep(3, 3, false))},
+			"True", "False", "False", v1alpha1.ReasonAllReady, v1alpha1.ReasonPaused},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c := defaulted(nil)
 			c.Generation = 7
+			c.Status.Message, c.Status.Push = tc.prev[0], tc.prev[1]
 			st := computeStatus(c, tc.obs)
 			if st.ObservedGeneration != 7 {
 				t.Errorf("observedGeneration %d", st.ObservedGeneration)
 			}
+			c.Status = st
 			for typ, want := range map[string]metav1.ConditionStatus{
 				v1alpha1.ConditionReady: tc.ready, v1alpha1.ConditionProgressing: tc.progressing, v1alpha1.ConditionDegraded: tc.degrade,
 			} {
-				c.Status = st
 				cond := c.GetCondition(typ)
 				if cond == nil || cond.Status != want || cond.ObservedGeneration != 7 {
 					t.Errorf("%s = %+v, want %s", typ, cond, want)
 				}
 			}
 			if r := c.GetCondition(v1alpha1.ConditionReady); r.Reason != tc.readyReason {
-				t.Errorf("Ready reason %s, want %s", r.Reason, tc.readyReason)
+				t.Errorf("Ready reason %s (%s), want %s", r.Reason, r.Message, tc.readyReason)
+			}
+			if p := c.GetCondition(v1alpha1.ConditionProgressing); p.Reason != tc.progressReason {
+				t.Errorf("Progressing reason %s (%s), want %s", p.Reason, p.Message, tc.progressReason)
 			}
 		})
+	}
+}
+
+// The minimum of available pods at which a tier serves follows the PDB,
+// is at least one pod (0 when scaled to 0), and during a scale-up is
+// computed over the count the tier had settled at.
+func TestMinAvailable(t *testing.T) {
+	pct := func(s string) *intstr.IntOrString { v := intstr.FromString(s); return &v }
+	num := func(n int) *intstr.IntOrString { v := intstr.FromInt32(int32(n)); return &v }
+	tests := []struct {
+		name          string
+		pdb           v1alpha1.PDBSpec
+		want, settled int32
+		minAvail      int32
+	}{
+		{"default maxUnavailable 1 of 3", v1alpha1.PDBSpec{}, 3, 3, 2},
+		{"default of 1: still one pod", v1alpha1.PDBSpec{}, 1, 1, 1},
+		{"scaled to zero", v1alpha1.PDBSpec{}, 0, 3, 0},
+		{"scale-up 2 to 4 counts over 2", v1alpha1.PDBSpec{}, 4, 2, 1},
+		{"scale-down 3 to 1", v1alpha1.PDBSpec{}, 1, 3, 1},
+		{"never settled counts over want", v1alpha1.PDBSpec{}, 4, 0, 3},
+		{"minAvailable 2", v1alpha1.PDBSpec{MinAvailable: num(2)}, 5, 5, 2},
+		{"minAvailable above a settled base", v1alpha1.PDBSpec{MinAvailable: num(3)}, 4, 2, 2},
+		{"minAvailable 50% rounds up", v1alpha1.PDBSpec{MinAvailable: pct("50%")}, 5, 5, 3},
+		{"maxUnavailable 50% rounds up", v1alpha1.PDBSpec{MaxUnavailable: pct("50%")}, 5, 5, 2},
+		{"maxUnavailable 100%: still one pod", v1alpha1.PDBSpec{MaxUnavailable: pct("100%")}, 3, 3, 1},
+		{"PDB disabled: one pod", v1alpha1.PDBSpec{Enabled: ptr.To(false), MinAvailable: num(3)}, 5, 5, 1},
+	}
+	for _, tc := range tests {
+		if got := minAvailable(tc.pdb, tc.want, tc.settled); got != tc.minAvail {
+			t.Errorf("%s: minAvailable = %d, want %d", tc.name, got, tc.minAvail)
+		}
 	}
 }
 

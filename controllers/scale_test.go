@@ -156,10 +156,10 @@ func TestKubectlScale(t *testing.T) {
 		t.Fatalf("kubectl get imc: %v: %s", err, out)
 	}
 	header := strings.Fields(strings.SplitN(out, "\n", 2)[0])
-	if strings.Join(header, " ") != "NAME READY MESSAGE PUSH BOOTSTRAP AGE" {
+	if strings.Join(header, " ") != "NAME READY PROGRESSING DEGRADED MESSAGE PUSH BOOTSTRAP AGE" {
 		t.Errorf("printer columns: %q", out)
 	}
-	if !strings.Contains(out, "True") || !strings.Contains(out, "Succeeded") {
+	if !strings.Contains(out, "True") || !strings.Contains(out, "Stable") || !strings.Contains(out, "5/5") || !strings.Contains(out, "Succeeded") {
 		t.Errorf("kubectl get output: %q", out)
 	}
 }

@@ -1,16 +1,12 @@
 package controllers
 
 import (
-	"context"
 	"fmt"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/imcluster/imcluster/api/v1alpha1"
 )
@@ -20,65 +16,42 @@ type observation struct {
 	bootstrap     v1alpha1.BootstrapStatus
 	bootstrapHash string
 	deployments   map[string]*appsv1.Deployment // by tier; nil: not (yet) created
-	err           error                         // the reconcile's error, if any
+	// applied: the tiers whose Deployment this reconcile brought to the
+	// spec (their status.<tier>.observedGeneration becomes the cluster's).
+	applied map[string]bool
+	err     error // the reconcile's error, if any
 	// secretProblems: Secrets (or keys) a tier reads at start that are
 	// missing; that tier's Deployment was left as it is.
 	secretProblems []secretProblem
-}
-
-// tierRollout summarises a Deployment: done (at the current template with
-// every pod updated and available), ready (all desired pods ready) and
-// stuck (progress deadline exceeded).
-type tierRollout struct {
-	exists, done, ready, stuck bool
-	detail                     string
-}
-
-func rolloutOf(tier string, d *appsv1.Deployment) tierRollout {
-	if d == nil {
-		return tierRollout{detail: fmt.Sprintf("%s Deployment not created yet", tier)}
-	}
-	want := int32(1)
-	if d.Spec.Replicas != nil {
-		want = *d.Spec.Replicas
-	}
-	s := d.Status
-	t := tierRollout{exists: true}
-	t.done = s.ObservedGeneration >= d.Generation && s.UpdatedReplicas == want &&
-		s.Replicas == want && s.AvailableReplicas >= want
-	t.ready = t.done && s.ReadyReplicas >= want
-	for _, c := range s.Conditions {
-		if c.Type == appsv1.DeploymentProgressing && c.Status == corev1.ConditionFalse &&
-			c.Reason == "ProgressDeadlineExceeded" {
-			t.stuck = true
-			t.detail = fmt.Sprintf("%s rollout: %s", tier, c.Message)
-		}
-	}
-	if t.detail == "" {
-		t.detail = fmt.Sprintf("%s: %d/%d ready, %d updated", tier, s.ReadyReplicas, want, s.UpdatedReplicas)
-	}
-	return t
+	// paused: the pause annotation is set; nothing was changed.
+	paused bool
 }
 
 // computeStatus derives the status from what the reconcile observed.
 // Conditions keep their lastTransitionTime unless their status changes.
+//
+// The three conditions answer three questions, so that each can be
+// alerted on alone (docs/operator.md, "Status"):
+//   - Ready: can every tier serve? (bootstrapped once, each tier at its
+//     minimum of available pods) — not: is the spec fully applied.
+//   - Progressing: is a bootstrap, scale or rollout under way?
+//   - Degraded: does something need a human?
 func computeStatus(c *v1alpha1.IMCluster, obs observation) v1alpha1.IMClusterStatus {
 	st := *c.Status.DeepCopy()
 	st.ObservedGeneration = c.Generation
 	st.Bootstrap = obs.bootstrap
-	for _, tier := range []string{TierMessage, TierPush} {
-		ts := v1alpha1.TierStatus{Selector: labels.SelectorFromSet(selectorLabels(c, tier)).String()}
-		if d := obs.deployments[tier]; d != nil {
-			ts.Replicas, ts.ReadyReplicas, ts.UpdatedReplicas = d.Status.Replicas, d.Status.ReadyReplicas, d.Status.UpdatedReplicas
+	gen := func(tier string) int64 {
+		if obs.applied[tier] {
+			return c.Generation
 		}
-		if tier == TierMessage {
-			st.Message = ts
-		} else {
-			st.Push = ts
-		}
+		return 0
 	}
+	msg := assessTier(c, TierMessage, obs.deployments[TierMessage], c.Status.Message, gen(TierMessage))
+	push := assessTier(c, TierPush, obs.deployments[TierPush], c.Status.Push, gen(TierPush))
+	st.Message, st.Push = msg.status, push.status
+	tiers := []tierState{msg, push}
 
-	msg, push := rolloutOf(TierMessage, obs.deployments[TierMessage]), rolloutOf(TierPush, obs.deployments[TierPush])
+	everBootstrapped := obs.bootstrap.SucceededHash != ""
 	bootDone := obs.bootstrap.BootstrapDone(obs.bootstrapHash)
 	bootFailed := obs.bootstrap.Phase == v1alpha1.BootstrapFailed
 	secretsMissing := len(obs.secretProblems) > 0
@@ -86,6 +59,10 @@ func computeStatus(c *v1alpha1.IMCluster, obs observation) v1alpha1.IMClusterSta
 	if secretsMissing {
 		secretsMsg = truncate(secretProblemsMessage(obs.secretProblems))
 	}
+	stuck := pick(tiers, func(t tierState) bool { return t.stuck })
+	unavailable := pick(tiers, func(t tierState) bool { return t.unavailable })
+	notReady := pick(tiers, func(t tierState) bool { return !t.ready })
+	moving := pick(tiers, func(t tierState) bool { return t.motion != "" })
 
 	set := func(t string, s metav1.ConditionStatus, reason, message string) {
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{
@@ -99,8 +76,10 @@ func computeStatus(c *v1alpha1.IMCluster, obs observation) v1alpha1.IMClusterSta
 		set(v1alpha1.ConditionDegraded, metav1.ConditionTrue, v1alpha1.ReasonBootstrapFailed, obs.bootstrap.Message)
 	case secretsMissing:
 		set(v1alpha1.ConditionDegraded, metav1.ConditionTrue, v1alpha1.ReasonSecretMissing, secretsMsg)
-	case msg.stuck || push.stuck:
-		set(v1alpha1.ConditionDegraded, metav1.ConditionTrue, v1alpha1.ReasonProgressDeadline, join(msg, push, func(t tierRollout) bool { return t.stuck }))
+	case len(stuck) > 0:
+		set(v1alpha1.ConditionDegraded, metav1.ConditionTrue, v1alpha1.ReasonProgressDeadline, details(stuck))
+	case len(unavailable) > 0:
+		set(v1alpha1.ConditionDegraded, metav1.ConditionTrue, v1alpha1.ReasonTierUnavailable, details(unavailable))
 	case obs.err != nil:
 		set(v1alpha1.ConditionDegraded, metav1.ConditionTrue, v1alpha1.ReasonReconcileError, truncate(obs.err.Error()))
 	default:
@@ -109,6 +88,9 @@ func computeStatus(c *v1alpha1.IMCluster, obs observation) v1alpha1.IMClusterSta
 
 	// Progressing: the cluster is moving towards the spec.
 	switch {
+	case obs.paused:
+		set(v1alpha1.ConditionProgressing, metav1.ConditionFalse, v1alpha1.ReasonPaused,
+			fmt.Sprintf("reconciliation paused by the annotation %s=true: the operator changes no child; remove it to apply the spec", v1alpha1.AnnotationPaused))
 	case bootFailed:
 		set(v1alpha1.ConditionProgressing, metav1.ConditionFalse, v1alpha1.ReasonBootstrapFailed, "bootstrap failed; tiers keep their previous configuration")
 	case obs.err != nil:
@@ -117,45 +99,65 @@ func computeStatus(c *v1alpha1.IMCluster, obs observation) v1alpha1.IMClusterSta
 		set(v1alpha1.ConditionProgressing, metav1.ConditionFalse, v1alpha1.ReasonSecretMissing, secretsMsg)
 	case !bootDone:
 		set(v1alpha1.ConditionProgressing, metav1.ConditionTrue, v1alpha1.ReasonBootstrapRunning, "bootstrap Job "+obs.bootstrap.JobName+" is running")
-	case !msg.done || !push.done:
-		set(v1alpha1.ConditionProgressing, metav1.ConditionTrue, v1alpha1.ReasonRollingOut, join(msg, push, func(t tierRollout) bool { return !t.done }))
+	case len(stuck) > 0:
+		set(v1alpha1.ConditionProgressing, metav1.ConditionFalse, v1alpha1.ReasonProgressDeadline, details(stuck))
+	case len(moving) > 0:
+		set(v1alpha1.ConditionProgressing, metav1.ConditionTrue, motionReason(moving), details(moving))
 	default:
 		set(v1alpha1.ConditionProgressing, metav1.ConditionFalse, v1alpha1.ReasonStable, "every tier runs the current spec")
 	}
 
-	// Ready: bootstrapped, every tier at the current template and ready.
+	// Ready: every tier can serve.
 	switch {
-	case bootFailed:
+	case !everBootstrapped && bootFailed:
 		set(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonBootstrapFailed, obs.bootstrap.Message)
-	case obs.err != nil:
-		set(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonReconcileError, truncate(obs.err.Error()))
-	case !bootDone:
+	case !everBootstrapped:
 		set(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonBootstrapPending, "waiting for bootstrap Job "+obs.bootstrap.JobName)
-	case secretsMissing && (!msg.ready || !push.ready):
-		// Running pods keep what they read; only when pods are missing
-		// is the Secret the reason the cluster is not ready.
-		set(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonSecretMissing, secretsMsg)
-	case !msg.ready || !push.ready:
-		reason := v1alpha1.ReasonPodsNotReady
-		if !msg.done || !push.done {
-			reason = v1alpha1.ReasonRollingOut
+	case len(notReady) > 0:
+		reason := v1alpha1.ReasonCreating
+		switch {
+		case secretsMissing:
+			// Running pods keep what they read; when pods are missing
+			// the Secret is why new ones are not made.
+			reason = v1alpha1.ReasonSecretMissing
+		case len(unavailable) > 0:
+			reason = v1alpha1.ReasonTierUnavailable
 		}
-		set(v1alpha1.ConditionReady, metav1.ConditionFalse, reason, join(msg, push, func(t tierRollout) bool { return !t.ready }))
+		set(v1alpha1.ConditionReady, metav1.ConditionFalse, reason, details(notReady))
 	default:
-		set(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonAllReady, "every tier has all its pods ready")
+		set(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonAllReady, "every tier can serve: "+details(tiers))
 	}
 	return st
 }
 
-func join(a, b tierRollout, pick func(tierRollout) bool) string {
-	switch {
-	case pick(a) && pick(b):
-		return a.detail + "; " + b.detail
-	case pick(a):
-		return a.detail
-	default:
-		return b.detail
+// motionReason names the most disruptive motion under way.
+func motionReason(moving []tierState) string {
+	for _, r := range []string{v1alpha1.ReasonRollingOut, v1alpha1.ReasonScaling} {
+		for _, t := range moving {
+			if t.motion == r {
+				return r
+			}
+		}
 	}
+	return v1alpha1.ReasonCreating
+}
+
+func pick(ts []tierState, f func(tierState) bool) []tierState {
+	var out []tierState
+	for _, t := range ts {
+		if f(t) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func details(ts []tierState) string {
+	var parts []string
+	for _, t := range ts {
+		parts = append(parts, t.detail)
+	}
+	return truncate(strings.Join(parts, "; "))
 }
 
 // truncate keeps condition messages within the API's 32 KiB limit, and
@@ -166,50 +168,4 @@ func truncate(s string) string {
 		return s[:limit] + "..."
 	}
 	return s
-}
-
-// patchStatus writes status when it differs from what cluster holds, with
-// an optimistic lock (the patch carries cluster's resourceVersion, so a
-// concurrent writer makes it fail with a conflict rather than be
-// overwritten). It also emits events on Ready and Degraded transitions.
-func (r *IMClusterReconciler) patchStatus(ctx context.Context, cluster *v1alpha1.IMCluster, status v1alpha1.IMClusterStatus) error {
-	if equality.Semantic.DeepEqual(cluster.Status, status) {
-		return nil
-	}
-	before := cluster.DeepCopy()
-	r.transitionEvents(cluster, status)
-	cluster.Status = status
-	if err := r.Status().Patch(ctx, cluster, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
-		return fmt.Errorf("while patching the status of IMCluster %s: %w", cluster.Name, err)
-	}
-	statusPatches.Inc()
-	return nil
-}
-
-func (r *IMClusterReconciler) transitionEvents(cluster *v1alpha1.IMCluster, next v1alpha1.IMClusterStatus) {
-	status := func(conds []metav1.Condition, t string) (metav1.ConditionStatus, *metav1.Condition) {
-		c := meta.FindStatusCondition(conds, t)
-		if c == nil {
-			return metav1.ConditionUnknown, nil
-		}
-		return c.Status, c
-	}
-	was, _ := status(cluster.Status.Conditions, v1alpha1.ConditionReady)
-	is, c := status(next.Conditions, v1alpha1.ConditionReady)
-	if was != is && c != nil {
-		if is == metav1.ConditionTrue {
-			r.event(cluster, nil, corev1.EventTypeNormal, "Ready", "Reconcile", "%s", c.Message)
-		} else if was == metav1.ConditionTrue {
-			r.event(cluster, nil, corev1.EventTypeWarning, "NotReady", "Reconcile", "%s: %s", c.Reason, c.Message)
-		}
-	}
-	was, prev := status(cluster.Status.Conditions, v1alpha1.ConditionDegraded)
-	is, c = status(next.Conditions, v1alpha1.ConditionDegraded)
-	if was != is && is == metav1.ConditionTrue && c != nil {
-		r.event(cluster, nil, corev1.EventTypeWarning, "Degraded", "Reconcile", "%s: %s", c.Reason, c.Message)
-	} else if is == metav1.ConditionTrue && c != nil && c.Reason == v1alpha1.ReasonSecretMissing &&
-		(prev == nil || prev.Reason != c.Reason || prev.Message != c.Message) {
-		// Already Degraded, and now (also) a Secret is missing: say which.
-		r.event(cluster, nil, corev1.EventTypeWarning, "Degraded", "Reconcile", "%s: %s", c.Reason, c.Message)
-	}
 }

@@ -24,9 +24,14 @@ func TestConditionsFollowDeploymentStatus(t *testing.T) {
 	c := sampleCluster(ns, "cond")
 	s.bootstrapped(t, c)
 
-	if p := s.condition(t, ns, "cond", v1alpha1.ConditionProgressing, metav1.ConditionTrue); p.Reason != v1alpha1.ReasonRollingOut {
-		t.Errorf("Progressing reason while pods roll = %s", p.Reason)
+	// The first pods start: not ready yet, not trouble either.
+	if p := s.condition(t, ns, "cond", v1alpha1.ConditionProgressing, metav1.ConditionTrue); p.Reason != v1alpha1.ReasonCreating {
+		t.Errorf("Progressing reason while the first pods start = %s", p.Reason)
 	}
+	if r := s.condition(t, ns, "cond", v1alpha1.ConditionReady, metav1.ConditionFalse); r.Reason != v1alpha1.ReasonCreating {
+		t.Errorf("Ready reason while the first pods start = %s", r.Reason)
+	}
+	s.condition(t, ns, "cond", v1alpha1.ConditionDegraded, metav1.ConditionFalse)
 	s.markRolledOut(t, ns, "cond-message")
 	s.markRolledOut(t, ns, "cond-push")
 	ready := s.condition(t, ns, "cond", v1alpha1.ConditionReady, metav1.ConditionTrue)
@@ -44,19 +49,37 @@ func TestConditionsFollowDeploymentStatus(t *testing.T) {
 		t.Errorf("imcluster_operator_cluster_condition{condition=Ready} = %v, want 1", v)
 	}
 
-	// A push pod stops being ready: Ready goes False, not Degraded.
+	// A push pod stops being ready: within the PDB's budget (maxUnavailable
+	// 1 of 2), so Ready stays True and says so.
 	var d appsv1.Deployment
-	if err := s.get(ns, "cond-push", &d); err != nil {
-		t.Fatal(err)
+	setAvailable := func(n int32) {
+		t.Helper()
+		eventually(t, waitFor, "push Deployment status set", func() error {
+			if err := s.get(ns, "cond-push", &d); err != nil {
+				return err
+			}
+			d.Status.ReadyReplicas, d.Status.AvailableReplicas = n, n
+			return s.Client.Status().Update(context.Background(), &d)
+		})
 	}
-	d.Status.ReadyReplicas, d.Status.AvailableReplicas = 1, 1
-	if err := s.Client.Status().Update(context.Background(), &d); err != nil {
-		t.Fatal(err)
-	}
-	if r := s.condition(t, ns, "cond", v1alpha1.ConditionReady, metav1.ConditionFalse); !strings.Contains(r.Message, "push: 1/2 ready") {
-		t.Errorf("Ready message = %q", r.Message)
-	}
+	setAvailable(1)
+	eventually(t, waitFor, "Ready message shows 1/2 available", func() error {
+		r := s.cluster(t, ns, "cond").GetCondition(v1alpha1.ConditionReady)
+		if r == nil || r.Status != metav1.ConditionTrue || !strings.Contains(r.Message, "push: 1/2 available (minimum 1)") {
+			return fmt.Errorf("Ready = %+v", r)
+		}
+		return nil
+	})
 	s.condition(t, ns, "cond", v1alpha1.ConditionDegraded, metav1.ConditionFalse)
+
+	// The last one goes too: below the minimum, Ready False and Degraded.
+	setAvailable(0)
+	if r := s.condition(t, ns, "cond", v1alpha1.ConditionReady, metav1.ConditionFalse); r.Reason != v1alpha1.ReasonTierUnavailable || !strings.Contains(r.Message, "push: 0/2 available") {
+		t.Errorf("Ready = %s: %q", r.Reason, r.Message)
+	}
+	if deg := s.condition(t, ns, "cond", v1alpha1.ConditionDegraded, metav1.ConditionTrue); deg.Reason != v1alpha1.ReasonTierUnavailable {
+		t.Errorf("Degraded reason = %s", deg.Reason)
+	}
 
 	// The rollout exceeds its deadline: Degraded with that reason.
 	if err := s.get(ns, "cond-push", &d); err != nil {
@@ -69,7 +92,7 @@ func TestConditionsFollowDeploymentStatus(t *testing.T) {
 	if err := s.Client.Status().Update(context.Background(), &d); err != nil {
 		t.Fatal(err)
 	}
-	deg := s.condition(t, ns, "cond", v1alpha1.ConditionDegraded, metav1.ConditionTrue)
+	deg := s.conditionWith(t, ns, "cond", v1alpha1.ConditionDegraded, metav1.ConditionTrue, v1alpha1.ReasonProgressDeadline, "")
 	if v := testutil.ToFloat64(clusterCondition.WithLabelValues(ns, "cond", v1alpha1.ConditionDegraded)); v != 1 {
 		t.Errorf("imcluster_operator_cluster_condition{condition=Degraded} = %v, want 1", v)
 	}

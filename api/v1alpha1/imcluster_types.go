@@ -515,8 +515,14 @@ type BootstrapSpec struct {
 	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
 }
 
-// TierStatus is the observed state of one tier's Deployment.
+// TierStatus is the observed state of one tier, read from its Deployment,
+// so that a human or a dashboard need not open the Deployment.
 type TierStatus struct {
+	// DesiredReplicas is the tier's Deployment's replica count: the spec's,
+	// or the HorizontalPodAutoscaler's choice while autoscaling is set.
+	// +optional
+	DesiredReplicas int32 `json:"desiredReplicas"`
+
 	// Replicas is the number of pods the tier has (Deployment status).
 	// +optional
 	Replicas int32 `json:"replicas"`
@@ -528,6 +534,41 @@ type TierStatus struct {
 	// UpdatedReplicas is the number of pods at the current template.
 	// +optional
 	UpdatedReplicas int32 `json:"updatedReplicas"`
+
+	// AvailableReplicas is the number of available pods (ready, and
+	// counted by the Deployment as serving).
+	// +optional
+	AvailableReplicas int32 `json:"availableReplicas"`
+
+	// MinAvailable is the fewest available pods at which the tier counts
+	// as serving (the Ready condition): the PodDisruptionBudget's bound
+	// (maxUnavailable 1 unless set) over the replica count, at least one
+	// pod, 0 for a tier scaled to 0. During a scale-up it is computed over
+	// the count the tier had before (settledReplicas), so new pods still
+	// starting do not count against it.
+	// +optional
+	MinAvailable int32 `json:"minAvailable"`
+
+	// SettledReplicas is the replica count at which every pod of the tier
+	// was last available; the base of minAvailable while a scale-up is
+	// under way. 0 until the tier first settles.
+	// +optional
+	SettledReplicas int32 `json:"settledReplicas"`
+
+	// Pods is readyReplicas/desiredReplicas, for the printer columns.
+	// +optional
+	Pods string `json:"pods,omitempty"`
+
+	// Image of the tier's pod template (the image updatedReplicas run).
+	// +optional
+	Image string `json:"image,omitempty"`
+
+	// ObservedGeneration is the IMCluster generation whose spec the tier's
+	// Deployment was last brought to. It lags status.observedGeneration
+	// while the bootstrap of a new configuration runs, while a Secret the
+	// tier reads at start is missing, and while reconciliation is paused.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
 	// Selector is the label selector of the tier's pods, as a string (for
 	// the scale subresource and HPA).
@@ -577,7 +618,9 @@ type IMClusterStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Conditions: Ready, Progressing, Degraded.
+	// Conditions: Ready (every tier can serve), Progressing (a bootstrap,
+	// scale or rollout under way, or Paused), Degraded (needs a human).
+	// See docs/operator.md, "Status".
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -605,11 +648,15 @@ type IMClusterStatus struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:subresource:scale:specpath=.spec.push.replicas,statuspath=.status.push.replicas,selectorpath=.status.push.selector
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
-// +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.message.readyReplicas`,description="ready message pods"
-// +kubebuilder:printcolumn:name="Push",type=string,JSONPath=`.status.push.readyReplicas`,description="ready push pods"
+// +kubebuilder:printcolumn:name="Progressing",type=string,JSONPath=`.status.conditions[?(@.type=="Progressing")].reason`,description="what is under way (Stable when nothing)"
+// +kubebuilder:printcolumn:name="Degraded",type=string,JSONPath=`.status.conditions[?(@.type=="Degraded")].status`
+// +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.message.pods`,description="ready/desired message pods"
+// +kubebuilder:printcolumn:name="Push",type=string,JSONPath=`.status.push.pods`,description="ready/desired push pods"
 // +kubebuilder:printcolumn:name="Bootstrap",type=string,JSONPath=`.status.bootstrap.phase`
-// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
-// +kubebuilder:printcolumn:name="Image",type=string,JSONPath=`.spec.image`,priority=1
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Degraded")].reason`,priority=1,description="why Degraded (AsExpected when not)"
+// +kubebuilder:printcolumn:name="Message-Image",type=string,JSONPath=`.status.message.image`,priority=1
+// +kubebuilder:printcolumn:name="Push-Image",type=string,JSONPath=`.status.push.image`,priority=1
+// +kubebuilder:printcolumn:name="Boot-Hash",type=string,JSONPath=`.status.bootstrap.succeededHash`,priority=1,description="configuration hash last bootstrapped"
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 40",message="metadata.name must be at most 40 characters (child names add suffixes)"
 type IMCluster struct {
