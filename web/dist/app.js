@@ -73,9 +73,6 @@ async function login(s) {
         showError("chat", e);
     }
     await loadConversations();
-    const open = sessionStorage.getItem("imcluster.web.open");
-    if (open && convs.has(open))
-        await openConv(open);
 }
 function tokenExpired(tok) {
     try {
@@ -90,7 +87,6 @@ function logout() {
     client?.close();
     client = null;
     localStorage.removeItem(SESSION_KEY);
-    sessionStorage.removeItem("imcluster.web.open");
     location.reload();
 }
 // --- state -----------------------------------------------------------------------
@@ -203,7 +199,6 @@ async function markRead(c) {
 async function openConv(id) {
     const c = conv(id);
     current = c;
-    sessionStorage.setItem("imcluster.web.open", id);
     $("conv-title").textContent = c.peer;
     $("conv-title").dataset.peer = c.peer;
     $("compose").hidden = false;

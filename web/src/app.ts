@@ -95,8 +95,6 @@ async function login(s: Session): Promise<void> {
     showError("chat", e);
   }
   await loadConversations();
-  const open = sessionStorage.getItem("imcluster.web.open");
-  if (open && convs.has(open)) await openConv(open);
 }
 
 function tokenExpired(tok: string): boolean {
@@ -112,7 +110,6 @@ function logout(): void {
   client?.close();
   client = null;
   localStorage.removeItem(SESSION_KEY);
-  sessionStorage.removeItem("imcluster.web.open");
   location.reload();
 }
 
@@ -213,7 +210,6 @@ async function markRead(c: Conv): Promise<void> {
 async function openConv(id: string): Promise<void> {
   const c = conv(id);
   current = c;
-  sessionStorage.setItem("imcluster.web.open", id);
   $("conv-title").textContent = c.peer;
   $("conv-title").dataset.peer = c.peer;
   $("compose").hidden = false;

@@ -368,6 +368,9 @@ export class Client extends Emitter {
     }
     // --- events, dedupe, acks -----------------------------------------------
     deliver(ev, pushed) {
+        // The wire omits a ref_seq of 0 (a valid seq): receipts and recalls always carry one here.
+        if (ev.kind !== "message" && ev.ref_seq === undefined)
+            ev = { ...ev, ref_seq: 0 };
         const { seen, sure } = this.seen.check(ev.conv_id, ev.seq);
         let fresh = !seen;
         if (!seen) {
