@@ -151,6 +151,10 @@ func TestKubectlScale(t *testing.T) {
 	if out, err := s.run("wait", "-n", ns, "imcluster/scaled", "--for=condition=Ready", "--timeout=20s"); err != nil {
 		t.Fatalf("kubectl wait: %v: %s", err, out)
 	}
+	// The documented wait for a change fully applied.
+	if out, err := s.run("wait", "-n", ns, "imcluster/scaled", `--for=jsonpath={.status.conditions[?(@.type=="Progressing")].reason}=Stable`, "--timeout=20s"); err != nil {
+		t.Fatalf("kubectl wait for Progressing Stable: %v: %s", err, out)
+	}
 	out, err = s.run("get", "-n", ns, "imc", "scaled")
 	if err != nil {
 		t.Fatalf("kubectl get imc: %v: %s", err, out)
