@@ -17,7 +17,8 @@ BIN="$ROOT/bin"
 API=http://127.0.0.1:8080
 PUSH1=ws://127.0.0.1:8081/
 PUSH2=ws://127.0.0.1:8082/
-PROCS=(message-1 push-1 push-2)
+WEB=http://127.0.0.1:8090/
+PROCS=(message-1 push-1 push-2 web-1)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 step() { printf '    %s\n' "$*"; }
@@ -69,6 +70,17 @@ start_proc() { # name subcommand env...
 	step "$name started (pid $!, log ${RUN#"$ROOT"/}/$name.log)"
 }
 
+start_web() { # imctl web: the web chat page, with dev tokens (local only)
+	if pid_of web-1 >/dev/null; then
+		step "web-1 already running (pid $(pid_of web-1))"
+		return
+	fi
+	"$BIN/imctl" web --listen 127.0.0.1:8090 --api $API --push "$PUSH1,$PUSH2" --dev-tokens \
+		--user-key-file "$RUN/keys/user.key" >>"$RUN/web-1.log" 2>&1 &
+	echo $! >"$RUN/web-1.pid"
+	step "web-1 started (pid $!, log ${RUN#"$ROOT"/}/web-1.log)"
+}
+
 http_ok() { # url: true when it answers 200 (curl, or bash's /dev/tcp without it)
 	if command -v curl >/dev/null; then
 		curl -fsS -o /dev/null "$1" 2>/dev/null
@@ -114,7 +126,7 @@ cmd_start() {
 	# cursors point into a log that no longer exists, so they start over.
 	[[ "${IMC_FRESH:-0}" == 1 ]] && rm -rf "$RUN/cursors"
 	build
-	if pid_of message-1 >/dev/null || pid_of push-1 >/dev/null || pid_of push-2 >/dev/null; then
+	if pid_of message-1 >/dev/null || pid_of push-1 >/dev/null || pid_of push-2 >/dev/null || pid_of web-1 >/dev/null; then
 		say "Restarting the running dev processes on the new binaries"
 		cmd_stop
 	fi
@@ -133,12 +145,15 @@ cmd_start() {
 	wait_ready message-1 http://127.0.0.1:9180/readyz
 	wait_ready push-1 http://127.0.0.1:9181/readyz
 	wait_ready push-2 http://127.0.0.1:9182/readyz
+	start_web
+	wait_ready web-1 ${WEB}config.json
 	cmd_demo
 	cat <<EOF
 
 $(say "The cluster is running")
     message API     $API            (metrics http://127.0.0.1:9180/metrics)
     push nodes      $PUSH1  $PUSH2   (metrics :9181, :9182)
+    web chat page   $WEB            (imctl web; log in as any user: dev tokens)
     logs            ${RUN#"$ROOT"/}/*.log
 
   Connect your own client:
@@ -282,13 +297,13 @@ cmd_demo() {
 
 cmd_stop() {
 	local n pid
-	for n in push-1 push-2 message-1; do
+	for n in web-1 push-1 push-2 message-1; do
 		if pid=$(pid_of "$n"); then
 			kill -TERM "$pid" 2>/dev/null || true
 			step "$n: SIGTERM sent (pid $pid)"
 		fi
 	done
-	for n in push-1 push-2 message-1; do
+	for n in web-1 push-1 push-2 message-1; do
 		if pid=$(pid_of "$n"); then
 			local i
 			for i in $(seq 1 150); do
