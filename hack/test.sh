@@ -17,6 +17,23 @@ phase() { # NAME: prints how long the previous phase took
 }
 
 "$REPO_ROOT/hack/deps.sh" install kafka cassandra etcd kube helm
+# test/browser (the TypeScript SDK under node --test, the web page in
+# headless Chromium) needs node, npm and chromium: installed from Debian
+# when missing and possible (the tests install their npm packages).
+browser_tools=()
+command -v node >/dev/null && command -v npm >/dev/null || browser_tools+=(nodejs npm)
+command -v chromium >/dev/null || command -v chromium-browser >/dev/null || browser_tools+=(chromium)
+if ((${#browser_tools[@]})); then
+	if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+		log "installing ${browser_tools[*]} (apt-get) for test/browser"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get install -y --no-install-recommends "${browser_tools[@]}" >/dev/null ||
+			{ apt-get update -qq && apt-get install -y --no-install-recommends "${browser_tools[@]}" >/dev/null; } ||
+			log "could not install ${browser_tools[*]}: test/browser skips (fails under CI=true)"
+	else
+		log "${browser_tools[*]} missing: test/browser skips (fails under CI=true); install them with apt-get"
+	fi
+fi
 phase install
 
 started=()
