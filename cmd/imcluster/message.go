@@ -30,6 +30,11 @@ func init() {
 			if err != nil {
 				return err
 			}
+			// A process named explicitly (the pod name) is a static member
+			// of the consumer group; a hostname may be shared.
+			if cfg.GroupInstanceID == "" && os.Getenv(config.EnvNodeID) != "" {
+				cfg.GroupInstanceID = cfg.NodeID
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return runMessage(ctx, cfg, role)
@@ -72,6 +77,7 @@ func runMessage(ctx context.Context, cfg config.Message, role string) error {
 			}
 			// ── The real router is constructed here. ──
 			opt.Router = routeAdapter{route.New(route.Options{Directory: cache, Tokens: tokens, Log: log, Registry: prometheus.DefaultRegisterer})}
+			opt.RoutingReady = cache.WaitReady
 		}
 	}
 	if opt.Router == nil {

@@ -5,8 +5,11 @@
 // describes the endpoints.
 //
 // Send is idempotent per (from, ClientMsgID): retry with the same
-// ClientMsgID after any error, and the same message id comes back. A nil
-// error means the message is in the durable log (see the API's send doc).
+// ClientMsgID after any error, numbering the tries in Message.Attempt (1,
+// 2, 3, …), and the same message id comes back — it is derived from (from,
+// ClientMsgID). A nil error means the message is in the durable log (see
+// the API's send doc); Seq is set when the stored message's seq is known
+// (a first attempt, or a retry that found its message stored).
 package sdk
 
 import (
@@ -89,14 +92,20 @@ type Message struct {
 	ClientMsgID string               `json:"client_msg_id"`
 	Type        protocol.MessageType `json:"type"`
 	Body        protocol.Body        `json:"body"`
+	// Attempt numbers the tries of one ClientMsgID: 1 (or 0) for the
+	// first, 2, 3, … for retries. A retry may be answered from the stored
+	// message instead of being sent again.
+	Attempt int `json:"attempt,omitempty"`
 }
 
 // SendResult is the send endpoint's answer.
 type SendResult struct {
 	MsgID  string `json:"msg_id"`
 	ConvID string `json:"conv_id,omitempty"`
-	Seq    int64  `json:"seq,omitempty"`
+	Seq    *int64 `json:"seq,omitempty"` // nil: not known yet (a retry sent again)
 	AtMs   int64  `json:"sent_at_ms,omitempty"`
+	// Duplicate: a retry answered from the stored message.
+	Duplicate bool `json:"duplicate,omitempty"`
 }
 
 // SendPrivateMessage sends m on behalf of user from.

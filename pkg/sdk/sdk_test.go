@@ -40,7 +40,7 @@ func TestClientCallsTheAPI(t *testing.T) {
 	ctx := context.Background()
 	c := New(srv.URL, "svc")
 	res, err := c.SendPrivateMessage(ctx, "shop", Message{To: "amy", ClientMsgID: "o-1", Type: protocol.TypeText, Body: protocol.Body{Text: "your order shipped"}})
-	if err != nil || res.MsgID != "m1" || res.Seq != 7 {
+	if err != nil || res.MsgID != "m1" || res.Seq == nil || *res.Seq != 7 {
 		t.Fatalf("send: %+v %v", res, err)
 	}
 	if on, err := c.IsOnline(ctx, "amy"); err != nil || !on {

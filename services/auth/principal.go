@@ -30,8 +30,12 @@ type Authenticator struct {
 var ErrNoToken = errors.New("no bearer token")
 
 // Authenticate verifies the bearer token of an Authorization header value.
-// The token's kind claim picks the verifier, and only that verifier's key
-// is tried, so a token signed with another kind's key never passes.
+// Each configured verifier (user, service, internal) tries the token with
+// its own keys and accepts it only if the signature checks out with one of
+// them and the token's kind claim is its kind. So a token signed with one
+// kind's key and claiming another kind never passes; a verifier's key
+// that happens to equal another kind's would (keep the key files apart).
+// The error of the last verifier tried is returned.
 func (a *Authenticator) Authenticate(header string) (Principal, error) {
 	tok, ok := BearerToken(header)
 	if !ok {

@@ -22,6 +22,7 @@ const (
 	EnvKafkaPartitions   = "IM_KAFKA_PARTITIONS"
 	EnvKafkaReplication  = "IM_KAFKA_REPLICATION_FACTOR"
 	EnvKafkaGroup        = "IM_KAFKA_GROUP"
+	EnvKafkaInstanceID   = "IM_KAFKA_GROUP_INSTANCE_ID"
 	EnvKafkaTLSDir       = "IM_KAFKA_TLS_DIR"
 	EnvKafkaSASLUserFile = "IM_KAFKA_SASL_USERNAME_FILE"
 	EnvKafkaSASLPassFile = "IM_KAFKA_SASL_PASSWORD_FILE"
@@ -79,9 +80,15 @@ type Kafka struct {
 	Partitions        int32 // immutable once the topic exists: seq derives from it
 	ReplicationFactor int16
 	Group             string
-	TLSDir            string
-	SASLUserFile      string
-	SASLPassFile      string
+	// GroupInstanceID makes the pipeline a static group member (KIP-345):
+	// unique per process, stable across its restarts. Unset, the binary
+	// uses IM_NODE_ID when that is set (the pod name in Kubernetes), else
+	// none (dynamic membership: a hostname may be shared by several
+	// processes).
+	GroupInstanceID string
+	TLSDir          string
+	SASLUserFile    string
+	SASLPassFile    string
 }
 
 // Cassandra is the message store.
@@ -170,6 +177,7 @@ func LoadMessage(get Getenv) (Message, error) {
 		Partitions:        int32(num(get, EnvKafkaPartitions, 12, &errs)),
 		ReplicationFactor: int16(num(get, EnvKafkaReplication, 1, &errs)),
 		Group:             str(get, EnvKafkaGroup, "im-pipeline"),
+		GroupInstanceID:   str(get, EnvKafkaInstanceID, ""),
 		TLSDir:            str(get, EnvKafkaTLSDir, ""),
 		SASLUserFile:      str(get, EnvKafkaSASLUserFile, ""),
 		SASLPassFile:      str(get, EnvKafkaSASLPassFile, ""),

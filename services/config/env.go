@@ -18,6 +18,7 @@ func (m Message) Env() map[string]string {
 	putInt(e, EnvKafkaPartitions, int(m.Partitions))
 	putInt(e, EnvKafkaReplication, int(m.ReplicationFactor))
 	put(e, EnvKafkaGroup, m.Group)
+	put(e, EnvKafkaInstanceID, m.GroupInstanceID)
 	put(e, EnvKafkaTLSDir, m.Kafka.TLSDir)
 	put(e, EnvKafkaSASLUserFile, m.SASLUserFile)
 	put(e, EnvKafkaSASLPassFile, m.SASLPassFile)

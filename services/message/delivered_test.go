@@ -52,8 +52,8 @@ func TestDeliveredAckBeyondLastMessage(t *testing.T) {
 		{"far beyond, beside another device's valid ack and an empty conversation", func() []protocol.DeliveredAck {
 			return []protocol.DeliveredAck{ack("bob", "phone", seqs[1]+1_000_000), ack("bob", "web", seqs[0]), ack("carol", "tab", 0)}
 		}, 1, 2, seqs[0]},
-		{"a seq that exists but is no message (bob's delivered event)", func() []protocol.DeliveredAck {
-			return []protocol.DeliveredAck{ack("bob", "phone", row("bob").lastSeq)}
+		{"a seq that exists but is no message (bob's delivered event, in alice's row)", func() []protocol.DeliveredAck {
+			return []protocol.DeliveredAck{ack("bob", "phone", row("alice").lastSeq)}
 		}, 0, 1, -1},
 		{"the last message", func() []protocol.DeliveredAck {
 			return []protocol.DeliveredAck{ack("bob", "phone", seqs[1])}
@@ -77,9 +77,8 @@ func TestDeliveredAckBeyondLastMessage(t *testing.T) {
 			if s.want < 0 {
 				return
 			}
-			// Await the whole record, not alice's row alone: Persist
-			// writes both users' rows at once, and the next step reads
-			// bob's last_seq.
+			// Await the whole record: the next step reads alice's
+			// last_seq, which the receipt moved.
 			e.waitConsumed(t)
 			if got := row("alice").peerDelivered; got != s.want {
 				t.Fatalf("alice's peer_delivered_seq = %d, want %d", got, s.want)

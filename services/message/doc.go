@@ -11,15 +11,17 @@
 //
 // # The path of a message
 //
-// API: authenticate → validate everything → claim (sender, client_msg_id)
-// in Cassandra with a lightweight transaction → produce the Record (key =
-// conversation id) with acks=all → record the offset on the idempotency row →
-// answer msg_id and seq. Pipeline, per partition in offset order, one batch
-// per fetch: decode (undecodable → dead-letter topic with the reason) →
-// de-duplicate → persist (messages, both users' feeds and conversation rows;
-// transient errors retried with backoff, never skipped) → record the
-// partition's persisted offset → route (Router) → mark for commit. Offsets
-// are committed only after their effect, so a crash replays, never skips.
+// API (log first): authenticate → validate everything → derive msg_id from
+// (sender, client_msg_id) → produce the Record (key = conversation id) with
+// acks=all → answer msg_id (and seq when known; api's doc). Nothing but
+// Kafka before the answer: no Cassandra read or write, so sends go on while
+// Cassandra is down. Pipeline, per partition in offset order, one batch per
+// fetch: decode (undecodable → dead-letter topic with the reason) →
+// de-duplicate by msg_id (the first copy in log order wins) → persist
+// (messages and their msg_ids rows, feeds and conversation rows; transient
+// errors retried with backoff, never skipped) → record the partition's
+// persisted offset → route (Router) → mark for commit. Offsets are
+// committed only after their effect, so a crash replays, never skips.
 //
 // # seq is the Kafka offset
 //
@@ -48,18 +50,22 @@
 //   - Retention: records are needed only until committed; history lives in
 //     Cassandra.
 //
-// Dependency restarts. A broker restart fails the sends in flight (503, or
-// an error whose outcome is unknown): clients retry the same client_msg_id,
-// an unknown outcome waits out the idempotency lease and is produced again
-// as a Retry record, and the consumer group rejoins and replays from its
-// last commit. A Cassandra restart fails claims (503, nothing produced), the
-// pipeline's writes (retried, never skipped, nothing committed) and offsets
-// recorded after acks (a retry then waits out the lease). TestRestartKafka
-// and TestRestartCassandra (restart_test.go) prove no acked message is lost
-// or doubled: each runs the tier against a server of its own
+// Dependency restarts. A broker restart fails the sends in flight (503,
+// or an error whose outcome is unknown): clients retry the same
+// client_msg_id with the next attempt number, the pipeline keeps the first
+// copy in log order, and the consumer group rejoins and replays from its
+// last commit. A Cassandra outage does not touch sends: the API keeps
+// answering 200 (a retry's lookup gives up after a second and the retry is
+// produced again); the pipeline's writes fail and are retried with
+// backoff, nothing is committed, and it catches up when Cassandra is back;
+// reads (sync, history, unread) answer 503 with Retry-After meanwhile, and
+// /readyz stays ready (it reports Cassandra down). TestRestartKafka and
+// TestRestartCassandra (restart_test.go) prove no acked message is lost or
+// doubled: each runs the tier against a server of its own
 // (testdeps.PrivateKafka/PrivateCassandra, via hack/deps.sh), stops it
-// cleanly or SIGKILLs it amid ~400 sends from 12 concurrent retrying
-// senders, starts it again, and checks history, both participants' sync,
+// cleanly or SIGKILLs it amid sends from 12 concurrent retrying senders
+// (Cassandra: held down 60 s under a steady stream, and no send may be
+// refused), starts it again, and checks history, both participants' sync,
 // routing and late retries.
 //
 // A Cassandra crash is survived only if Cassandra's acknowledged writes are
@@ -72,30 +78,38 @@
 // commitlog_sync: batch/group; the private Cassandra uses batch (and no
 // -Dcassandra.unsafesystem, which would lose the test's fresh keyspace).
 //
+// Consumer group membership is static (KIP-345) when the process has a
+// stable unique name (IM_NODE_ID, the pod name): a message process that
+// crashes and restarts within the session timeout gets its partitions back
+// without a rebalance, and one that shuts down leaves the group explicitly,
+// so its partitions move at once. A batch stops retrying when its session
+// ends (a rebalance), so a batch stuck on a failing store does not hold the
+// group's rebalance into the session timeout.
+//
 // # Idempotent send, durably
 //
-// The (sender, client_msg_id) row is created by INSERT IF NOT EXISTS before
-// producing; the same key with another content hash answers 409. A retry
-// answers the stored msg_id (and seq, once the first attempt recorded its
-// offset). If the first attempt's outcome is unknown (it crashed between
-// claim and ack) the retry waits out a lease (api.DefaultIdemLease, longer
-// than a produce can stay in flight), then produces again with Retry set and
-// the original attempt's time. The pipeline checks only Retry records: it
-// searches the conversation's messages, newest first, back to the time the
-// original could have landed (model.MaxProduceDelay, model.MaxClockSkew), and
-// drops the copy if the original is there. The hot path writes nothing for
-// de-duplication.
+// msg_id = UUIDv5(sender, client_msg_id), so every attempt carries the same
+// id without asking anyone. Idempotency lives in the pipeline, the single
+// writer of each conversation's partition: the first copy of a msg_id in
+// log order is stored, later copies with the same content are dropped, and
+// later copies with other content are rejected (a rejected event in the
+// sender's feed). Earlier copies are found in the batch, in an in-memory
+// window of the msg_ids stored lately per partition, or by one plain point
+// read of the msg_ids table per msg_id not found there; the msg_ids row is
+// written beside the message with the lowest seq winning, so replays and a
+// zombie consumer cannot make a second stored copy (pipeline/dedupe.go).
+// There is no time bound: a copy days later is found like one a second
+// later. A produce held by a hung broker and landing after its retry is the
+// later copy and is dropped. The one case not settled: one client_msg_id
+// reused for two different recipients at the same instant (two partitions,
+// each writer may miss the other's row; both are stored).
 //
-// Known gap: "longer than a produce can stay in flight" holds for a broker
-// that answers, refuses or resets within its timeouts, and for a crashed
-// API process, but it is not enforced. sarama has no delivery timeout (the
-// Java client's delivery.timeout.ms), and its network timeouts are its 30 s
-// defaults, so against a broker that hangs, a live process could still hold
-// the first attempt when a retry produces again after the lease. If the
-// original then lands after the Retry record, both are stored. Closing it
-// means bounding the producer (timeouts, retries, its queue) below the lease
-// and testing that bound against a broker that stops answering.
-//
+// Rolling update from the release with the idempotency table: old API pods
+// still claim there and produce records with random msg_ids, which the new
+// pipeline stores like any other; a send whose attempts straddle an old and
+// a new pod carries two msg_ids and may be stored twice (the rollout's
+// window only). The table is dropped by the next release's migration.
+
 // # Sync is complete
 //
 // Every event is appended to both participants' feeds: Cassandra partitions
@@ -119,9 +133,13 @@
 // ≤ 2,048 (then 503 with Retry-After), pages ≤ 100, an unread page walks ≤
 // 2,000 conversations, delivered acks ≤ 1000 per call, presence lists ≤ 1000,
 // pipeline batches ≤ 1000 records, Cassandra batches ≤ 32 statements and
-// 40 KiB, pipeline writes in flight ≤ 96 per process, partitions ≤ 65,536
-// rows (bucket = offset >> 16), marker cache ≤ 200,000 keys, recent msg_ids
-// ≤ 4,096 per partition.
+// 40 KiB, pipeline writes and lookups in flight ≤ 96 per process,
+// partitions ≤ 65,536 rows (bucket = offset >> 16), marker cache ≤ 200,000
+// keys, the de-duplication window ≤ 4,096 msg_ids per partition, a send ≤
+// SendDeadline (12 s), attempt numbers ≤ 1,000. Records are checked in the
+// pipeline against the protocol's ceiling (model.MaxBodyCeiling), not the
+// configured send limit, so lowering IM_MAX_MESSAGE_BYTES never
+// dead-letters records acknowledged under the old limit.
 //
 // The feed is bounded in time: its rows expire after IM_FEED_RETENTION
 // (default 30 days, a per-write TTL), and a cursor older than that gets 410

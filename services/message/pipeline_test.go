@@ -88,7 +88,7 @@ func TestTopicRecreationGuard(t *testing.T) {
 		defer cancel()
 		c := &pipeline.Consumer{Kafka: e.cfg.Kafka, ClientID: "guard", Guard: e.st, Grace: time.Second,
 			Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Processor: &pipeline.Processor{Store: e.st, Router: pipeline.NopRouter{}, TopicID: topicID, MaxBody: 1024,
+			Processor: &pipeline.Processor{Store: e.st, Router: pipeline.NopRouter{}, TopicID: topicID,
 				Log: slog.New(slog.NewTextHandler(io.Discard, nil))}}
 		return c.Run(ctx)
 	}
@@ -110,7 +110,7 @@ func TestTopicRecreationGuard(t *testing.T) {
 	if err := func() error {
 		c := &pipeline.Consumer{Kafka: e2.cfg.Kafka, ClientID: "guard", Guard: e2.st, Grace: time.Second,
 			Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Processor: &pipeline.Processor{Store: e2.st, Router: pipeline.NopRouter{}, TopicID: "this-topic-id", MaxBody: 1024,
+			Processor: &pipeline.Processor{Store: e2.st, Router: pipeline.NopRouter{}, TopicID: "this-topic-id",
 				Log: slog.New(slog.NewTextHandler(io.Discard, nil))}}
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
@@ -154,7 +154,7 @@ func TestGuardTransientErrorNotFatal(t *testing.T) {
 	defer cancel()
 	c := &pipeline.Consumer{Kafka: e.cfg.Kafka, ClientID: "guard", Guard: g, Grace: time.Second,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Processor: &pipeline.Processor{Store: e.st, Router: pipeline.NopRouter{}, MaxBody: 1024,
+		Processor: &pipeline.Processor{Store: e.st, Router: pipeline.NopRouter{},
 			Log: slog.New(slog.NewTextHandler(io.Discard, nil))}}
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()

@@ -1,19 +1,16 @@
 package message_test
 
 import (
-	"context"
 	"os"
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/imcluster/imcluster/services/auth"
 	"github.com/imcluster/imcluster/services/config"
+	"github.com/imcluster/imcluster/services/message/api"
 	"github.com/imcluster/imcluster/services/message/internal/msgtest"
 	"github.com/imcluster/imcluster/services/message/mlog"
 	"github.com/imcluster/imcluster/services/message/model"
-	"github.com/imcluster/imcluster/services/message/store"
 	"github.com/imcluster/imcluster/services/protocol"
 )
 
@@ -39,15 +36,9 @@ func mustKey(t *testing.T, path string) []byte {
 	return b
 }
 
-type simSend struct {
-	rec model.Record
-}
-
-func (s simSend) msgID() string { return s.rec.MsgID }
-
 func (e *env) producer(t *testing.T) *mlog.Producer {
 	t.Helper()
-	p, err := mlog.NewProducer(e.cfg.Kafka, e.cfg.Topic, "test")
+	p, err := mlog.NewProducer(e.cfg.Kafka, e.cfg.Topic, "test", api.SendDeadline)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,38 +46,16 @@ func (e *env) producer(t *testing.T) *mlog.Producer {
 	return p
 }
 
-func simulateClaimOnly(t *testing.T, e *env, from, to, cmid, body string, at time.Time) simSend {
-	t.Helper()
-	b := &protocol.Body{Text: body}
-	rec := model.Record{Kind: protocol.KindMessage, ConvID: model.ConvID(from, to), From: from, AtMs: at.UnixMilli(),
-		MsgID: uuid.NewString(), ClientMsgID: cmid, Type: protocol.TypeText, Body: b}
-	_, applied, err := e.st.ClaimIdempotency(context.Background(), from, cmid, store.Idem{MsgID: rec.MsgID, ConvID: rec.ConvID,
-		Hash: model.ContentHash(to, protocol.TypeText, b), CreatedMs: rec.AtMs})
-	if err != nil || !applied {
-		t.Fatalf("claim: applied=%v %v", applied, err)
-	}
-	return simSend{rec}
+// record is the message record the API produces for a send by from at at.
+func record(from, to, cmid, body string, at time.Time) model.Record {
+	return model.Record{Kind: protocol.KindMessage, ConvID: model.ConvID(from, to), From: from, AtMs: at.UnixMilli(),
+		MsgID: model.MessageID(from, cmid), ClientMsgID: cmid, Type: protocol.TypeText, Body: &protocol.Body{Text: body}}
 }
 
-// simulateCrashedAttempt claims the key and produces the record, but never
-// records the offset: an API process that died right after the ack.
-func simulateCrashedAttempt(t *testing.T, e *env, from, to, cmid, body string, at time.Time) simSend {
+// produceRecord puts r into the log as an API process would (a copy of a
+// send whose answer was lost, or held).
+func produceRecord(t *testing.T, e *env, r model.Record) {
 	t.Helper()
-	s := simulateClaimOnly(t, e, from, to, cmid, body, at)
-	v, err := s.rec.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := e.producer(t).Produce(s.rec.ConvID, v); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-func produceRetry(t *testing.T, e *env, s simSend) {
-	t.Helper()
-	r := s.rec
-	r.Retry = true
 	v, err := r.Encode()
 	if err != nil {
 		t.Fatal(err)

@@ -12,15 +12,32 @@ type SendRequest struct {
 	ClientMsgID string      `json:"client_msg_id"`
 	Type        MessageType `json:"type"`
 	Body        *Body       `json:"body"`
+	// Attempt numbers the tries of one client_msg_id: 1 (or absent) for the
+	// first, 2, 3, … for retries. A retry may cost the API one plain read
+	// to answer with the stored message; a first attempt never reads.
+	// Clients that do not count may always send 0: every try is then a
+	// first attempt, and the pipeline still stores the message once.
+	Attempt int `json:"attempt,omitempty"`
 }
 
-// SendResponse answers a send.
+// MaxAttempt bounds SendRequest.Attempt.
+const MaxAttempt = 1000
+
+// SendResponse answers a send: the message is in the durable log. MsgID is
+// always set and is the same for every attempt of one (sender,
+// client_msg_id). Seq is set only when the API knows the stored message's
+// seq: a first attempt's own place in the log (unless the client_msg_id
+// was used before without marking the try a retry — the pipeline then
+// keeps the earlier copy), or a retry that found the stored message. A
+// retry produced again answers without Seq; the sender's devices get the
+// message's event (with its seq) from push or sync.
 type SendResponse struct {
 	MsgID    string `json:"msg_id"`
 	ConvID   string `json:"conv_id"`
-	Seq      *int64 `json:"seq,omitempty"` // the message's seq, when known
+	Seq      *int64 `json:"seq,omitempty"`
 	SentAtMs int64  `json:"sent_at_ms"`
-	// Duplicate is true when this answers a retry of an earlier send.
+	// Duplicate is true when this answers a retry whose message was
+	// already stored (nothing was produced again).
 	Duplicate bool `json:"duplicate,omitempty"`
 }
 

@@ -8,6 +8,13 @@ const (
 	KindRead      Kind = "read"      // From read the conversation up to RefSeq
 	KindRecall    Kind = "recall"    // From recalled the message at RefSeq
 	KindDelivered Kind = "delivered" // From's device received up to RefSeq
+	// KindRejected goes only to the sender's devices: the send of
+	// Message.ClientMsgID was accepted into the log but not stored, because
+	// the same client_msg_id had been used earlier in log order for other
+	// content (error code idempotency_clash). RefSeq is the seq of the
+	// message stored under that id when it is in this conversation (0
+	// otherwise). Message carries the rejected content.
+	KindRejected Kind = "rejected"
 )
 
 // MessageType is the type of a message's content.

@@ -108,16 +108,20 @@ func TestE2E(t *testing.T) {
 		if err != nil || r1.Status != 200 {
 			t.Fatalf("send over socket: %v %+v", err, r1)
 		}
-		r2, err := carol.Send(ctx, req) // a retry: same message id
+		// Pushed implies stored: once dan has it, a retry finds it.
+		dan.await(t, "dan to get carol's message", 15*time.Second, func() bool { return hasText(dan.events, "over the socket") })
+		req.Attempt = 2
+		r2, err := carol.Send(ctx, req) // a retry: same message id, answered from the store
 		if err != nil {
 			t.Fatal(err)
 		}
 		var m1, m2 client.SendResponse
 		_ = json.Unmarshal(r1.Result, &m1)
 		_ = json.Unmarshal(r2.Result, &m2)
-		if m1.MsgID == "" || m1.MsgID != m2.MsgID || !m2.Duplicate {
+		if m1.MsgID == "" || m1.MsgID != m2.MsgID || !m2.Duplicate || m2.Seq == nil || m1.Seq == nil || *m2.Seq != *m1.Seq {
 			t.Fatalf("retry answered %s, first %s", r2.Result, r1.Result)
 		}
+		req.Attempt = 3
 		req.Body = &protocol.Body{Text: "other content"}
 		_, err = carol.Send(ctx, req)
 		var se *client.ServerError

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
+	"github.com/imcluster/imcluster/services/message/mlog"
 
 	"github.com/imcluster/imcluster/services/auth"
 	"github.com/imcluster/imcluster/services/message/model"
@@ -36,7 +36,7 @@ type fakeProducer struct {
 	recs []model.Record
 }
 
-func (p *fakeProducer) Produce(key string, v []byte, _ ...sarama.RecordHeader) (int32, int64, error) {
+func (p *fakeProducer) Produce(key string, v []byte, _ ...mlog.Header) (int32, int64, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	r, err := model.Decode(v, 1<<20)
@@ -87,8 +87,16 @@ func newTestServer(t *testing.T) (*httptest.Server, *fakeProducer, map[auth.Kind
 
 func call(t *testing.T, ts *httptest.Server, method, path, tok, body string) (int, string, map[string]any) {
 	t.Helper()
+	return callWith(t, ts, method, path, tok, body, nil)
+}
+
+func callWith(t *testing.T, ts *httptest.Server, method, path, tok, body string, hdr map[string]string) (int, string, map[string]any) {
+	t.Helper()
 	req, _ := http.NewRequest(method, ts.URL+path, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+tok)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -221,43 +229,5 @@ func TestMaxInFlight(t *testing.T) {
 	close(bs.release)
 	if st := <-done; st != 200 {
 		t.Fatalf("first request: %d", st)
-	}
-}
-
-type slowRecordStore struct {
-	Store
-	release chan struct{}
-}
-
-func (s *slowRecordStore) ClaimIdempotency(_ context.Context, _, _ string, want store.Idem) (store.Idem, bool, error) {
-	return want, true, nil
-}
-
-func (s *slowRecordStore) SetProduced(context.Context, string, string, int32, int64) error {
-	<-s.release
-	return nil
-}
-
-// The send's answer reaches the client before the offset is recorded.
-func TestSendAnswersBeforeRecordingOffset(t *testing.T) {
-	authn, tok := userAuth(t, "alice")
-	st := &slowRecordStore{release: make(chan struct{})}
-	srv := &Server{Auth: authn, Store: st, Producer: &fakeProducer{}, MaxMessageBytes: 1024,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	ts := httptest.NewServer(srv.Handler())
-	defer ts.Close()
-	defer close(st.release) // runs first: the handler finishes, then the server closes
-	done := make(chan int, 1)
-	go func() {
-		st, _, _ := call(t, ts, "POST", "/v1/messages", tok, `{"to":"bob","client_msg_id":"c1","type":"text","body":{"text":"hi"}}`)
-		done <- st
-	}()
-	select {
-	case st := <-done:
-		if st != 200 {
-			t.Fatalf("send: %d", st)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the answer waited for recording the offset")
 	}
 }

@@ -8,17 +8,32 @@
 //
 // What a send's 200 promises: the record is in the Kafka log, acknowledged
 // with acks=all by an idempotent producer, so it will be persisted and
-// delivered (or synced) by the pipeline. When the answer carries seq, that is
-// the message's final place in its conversation (seq = the record's offset).
-// A retry of the same (sender, client_msg_id) answers the same msg_id; it
-// carries seq when the first attempt recorded its offset. The first attempt
-// records it just after answering (the ack does not wait for that write), so
-// a retry finding no offset yet looks again until that write has had its
-// time (≤ 6 s).
-// It answers 503 unavailable with Retry-After while a first attempt whose
-// outcome is unknown may still be in flight (at most IdemLease), so a retry
-// can never race its original into the log.
+// delivered (or synced) by the pipeline — or, if the same (sender,
+// client_msg_id) was used earlier in log order, de-duplicated against it.
+// The send touches nothing but Kafka before it answers (no Cassandra read
+// or write), so sends go on while Cassandra is down. The answer always
+// carries msg_id, derived from (sender, client_msg_id) (model.MessageID):
+// every attempt, through any pod, gets the same one. It carries seq when
+// the API knows the stored message's seq:
 //
+//   - a first attempt (attempt absent, 0 or 1): its own offset, which is the
+//     message's seq unless the client reused the client_msg_id without
+//     marking a retry — then the pipeline keeps the earlier copy (same
+//     content) or rejects this one (other content: a rejected event goes
+//     to the sender's devices);
+//   - a retry (attempt > 1) whose stored message one plain read finds: its
+//     seq, with duplicate=true, and nothing is produced; 409
+//     idempotency_clash if it was stored with other content;
+//   - a retry the read does not find (not stored yet, or the store is slow
+//     or down): produced again, answered without seq; the pipeline keeps
+//     the first copy in log order and the sender's devices get the
+//     message's event with its seq.
+//
+// A send ends within SendDeadline: the producer's timeouts and retries are
+// bounded below it (mlog.CheckProducerConfig), so an error answer (503)
+// means the produce failed or its outcome is unknown — retry with the same
+// client_msg_id and the next attempt number.
+
 // Sync answers 410 cursor_expired for a cursor the device must not continue
 // from: older than the feed retention (the store's check), or ahead of the
 // log — a position beyond a partition's log end (high watermark), which

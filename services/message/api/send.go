@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/imcluster/imcluster/services/auth"
 	"github.com/imcluster/imcluster/services/message/model"
 	"github.com/imcluster/imcluster/services/message/store"
@@ -51,6 +49,20 @@ func (s *Server) validateSend(user string, req *SendRequest) *apiError {
 	return nil
 }
 
+// HeaderAttempt carries SendRequest.Attempt for clients that cannot add a
+// body field (the body field wins when both are set).
+const HeaderAttempt = "Idempotency-Attempt"
+
+// retryReadTimeout bounds a retry's read of its stored message: the send
+// must not wait on a slow or absent Cassandra (it produces instead).
+const retryReadTimeout = time.Second
+
+// send is log-first: authenticate → validate → produce (acks=all) →
+// answer. A first attempt touches nothing but Kafka. A retry (attempt > 1)
+// may pay one plain read to find its stored message and answer with it
+// (or 409 for other content); when the read finds nothing or fails, the
+// retry is produced again and the pipeline keeps the first copy in log
+// order (services/message/pipeline/dedupe.go).
 func (s *Server) send(w http.ResponseWriter, r *http.Request) *apiError {
 	c, e := s.authenticate(r, true)
 	if e != nil {
@@ -63,95 +75,81 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) *apiError {
 	if e := s.validateSend(c.user, &req); e != nil {
 		return e
 	}
+	attempt, e := sendAttempt(r, req.Attempt)
+	if e != nil {
+		return e
+	}
 	conv := model.ConvID(c.user, req.To)
-	hash := model.ContentHash(req.To, req.Type, req.Body)
-	id, err := uuid.NewV7()
-	if err != nil {
-		return errf(http.StatusInternalServerError, protocol.ErrInternal, err.Error())
-	}
-	now := s.Now().UnixMilli()
-	t0 := time.Now()
-	row, first, err := s.Store.ClaimIdempotency(r.Context(), c.user, req.ClientMsgID,
-		store.Idem{MsgID: id.String(), ConvID: conv, Hash: hash, CreatedMs: now})
-	mSendStage.WithLabelValues("claim").Observe(time.Since(t0).Seconds())
-	if err != nil {
-		return unavailable(err)
-	}
-	if !first && !row.SameContent(hash) {
-		return errf(http.StatusConflict, protocol.ErrIdempotencyClash, "client_msg_id was used for different content")
-	}
-	resp := SendResponse{MsgID: row.MsgID, ConvID: row.ConvID, SentAtMs: row.CreatedMs, Duplicate: !first}
-	leaseLeft := s.IdemLease.Milliseconds() - (now - row.CreatedMs) // of the first attempt
-	if !first && !row.Produced && leaseLeft > 0 {
-		// The first attempt may be recording its offset right now (it
-		// answers before recording): look again for a moment.
-		row = s.awaitProduced(r.Context(), c.user, req.ClientMsgID, row)
-	}
-	if !first {
-		switch {
-		case row.Produced:
-			resp.Seq = &row.Off
+	msgID := model.MessageID(c.user, req.ClientMsgID)
+	resp := SendResponse{MsgID: msgID, ConvID: conv, SentAtMs: s.Now().UnixMilli()}
+	retry := attempt > 1
+	if retry {
+		found, e := s.storedCopy(r.Context(), msgID, model.ContentHash(req.To, req.Type, req.Body))
+		if e != nil {
+			return e
+		}
+		if found != nil {
+			resp.Seq, resp.SentAtMs, resp.Duplicate = &found.Seq, found.AtMs, true
+			mSends.WithLabelValues("retry_found").Inc()
 			writeJSON(w, http.StatusOK, resp)
 			return nil
-		case leaseLeft > 0:
-			w.Header().Set("Retry-After", strconv.FormatInt(leaseLeft/1000+1, 10))
-			return errf(http.StatusServiceUnavailable, protocol.ErrUnavailable,
-				"an earlier attempt with this client_msg_id is still in progress; retry later")
 		}
 	}
-	// First attempt, or a retry whose first attempt's outcome stays
-	// unknown past the lease: produce (again). The pipeline de-duplicates
-	// Retry records against the conversation's messages.
-	rec := model.Record{Kind: protocol.KindMessage, ConvID: row.ConvID, From: c.user, DeviceID: c.device, AtMs: row.CreatedMs,
-		MsgID: row.MsgID, ClientMsgID: req.ClientMsgID, Type: req.Type, Body: req.Body, Retry: !first}
-	t0 = time.Now()
-	part, off, err := s.produce(&rec)
+	rec := model.Record{Kind: protocol.KindMessage, ConvID: conv, From: c.user, DeviceID: c.device, AtMs: resp.SentAtMs,
+		MsgID: msgID, ClientMsgID: req.ClientMsgID, Type: req.Type, Body: req.Body, Retry: retry}
+	t0 := time.Now()
+	_, off, err := s.produce(&rec)
 	mSendStage.WithLabelValues("produce").Observe(time.Since(t0).Seconds())
 	if err != nil {
 		return unavailable(err)
 	}
-	if !first {
-		writeJSON(w, http.StatusOK, resp)
-		return nil
+	if retry {
+		// This copy may land behind the first: its offset is not
+		// necessarily the message's seq.
+		mSends.WithLabelValues("retry_produced").Inc()
+	} else {
+		resp.Seq = &off
+		mSends.WithLabelValues("first").Inc()
 	}
-	// Answer first, then record the offset for retries (they wait for it
-	// briefly, see awaitProduced): the ack does not wait for this write.
-	resp.Seq = &off
-	writeJSONNow(w, http.StatusOK, resp)
-	t0 = time.Now()
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), recordTimeout)
-	defer cancel()
-	if err := s.Store.SetProduced(ctx, c.user, req.ClientMsgID, part, off); err != nil {
-		// The record is in the log; a later retry waits out the lease and
-		// the pipeline de-duplicates it.
-		s.Log.Warn("could not record produced offset", "err", err)
-	}
-	mSendStage.WithLabelValues("record_offset").Observe(time.Since(t0).Seconds())
+	writeJSON(w, http.StatusOK, resp)
 	return nil
 }
 
-// recordTimeout bounds recording the produced offset after the answer.
-const recordTimeout = 5 * time.Second
-
-// awaitProduced re-reads the idempotency row, until the first attempt has
-// recorded where its record landed or could no longer be doing so. A read
-// that fails (a transient Cassandra error; reads are safe to repeat) is
-// made again within the same deadline: giving up at it would send the
-// client away for the rest of the lease although its ack is recorded.
-func (s *Server) awaitProduced(ctx context.Context, sender, cmid string, row store.Idem) store.Idem {
-	deadline := time.Now().Add(recordTimeout + time.Second)
-	for wait := 10 * time.Millisecond; time.Now().Before(deadline); wait = min(2*wait, 200*time.Millisecond) {
-		select {
-		case <-ctx.Done():
-			return row
-		case <-time.After(wait):
+// sendAttempt reads the attempt number from the body or the header.
+func sendAttempt(r *http.Request, body int) (int, *apiError) {
+	n := body
+	if h := r.Header.Get(HeaderAttempt); n == 0 && h != "" {
+		v, err := strconv.Atoi(h)
+		if err != nil {
+			return 0, badRequest(protocol.ErrInvalidField, HeaderAttempt+" must be a number")
 		}
-		again, err := s.Store.ReadIdempotency(ctx, sender, cmid)
-		if err == nil && again.Produced {
-			return again
-		}
+		n = v
 	}
-	return row
+	if n < 0 || n > protocol.MaxAttempt {
+		return 0, badRequest(protocol.ErrInvalidField, "attempt must be in [0, "+strconv.Itoa(protocol.MaxAttempt)+"]")
+	}
+	return n, nil
+}
+
+// storedCopy looks up a retry's stored message: nil when it is not stored
+// (yet) or the store did not answer in time — the retry is then produced
+// again — and 409 when the client_msg_id is stored with other content.
+func (s *Server) storedCopy(ctx context.Context, msgID string, hash []byte) (*store.StoredID, *apiError) {
+	ctx, cancel := context.WithTimeout(ctx, retryReadTimeout)
+	defer cancel()
+	t0 := time.Now()
+	found, ok, err := s.Store.LookupMessageID(ctx, msgID)
+	mSendStage.WithLabelValues("retry_lookup").Observe(time.Since(t0).Seconds())
+	switch {
+	case err != nil:
+		s.Log.Debug("retry lookup failed; producing again", "msg_id", msgID, "err", err)
+		return nil, nil
+	case !ok:
+		return nil, nil
+	case !found.SameContent(hash):
+		return nil, errf(http.StatusConflict, protocol.ErrIdempotencyClash, "client_msg_id was used for different content")
+	}
+	return &found, nil
 }
 
 func (s *Server) produce(rec *model.Record) (int32, int64, error) {

@@ -7,27 +7,29 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/imcluster/imcluster/services/auth"
+	"github.com/imcluster/imcluster/services/message/mlog"
 	"github.com/imcluster/imcluster/services/message/model"
 	"github.com/imcluster/imcluster/services/message/store"
 	"github.com/imcluster/imcluster/services/presence"
 	"github.com/imcluster/imcluster/services/protocol"
 )
 
-// Producer writes records to the log and answers after acks=all.
+// Producer writes records to the log. Produce returns the record's
+// partition and offset once the brokers acknowledged it with acks=all (an
+// error: it may or may not be in the log), within the send deadline
+// (mlog.CheckProducerConfig). Safe for concurrent use.
 type Producer interface {
-	Produce(key string, value []byte, headers ...sarama.RecordHeader) (int32, int64, error)
+	Produce(key string, value []byte, headers ...mlog.Header) (int32, int64, error)
 }
 
-// Store is what the API reads and writes in Cassandra.
+// Store is what the API reads in Cassandra (the send path reads only for a
+// retry, LookupMessageID). Safe for concurrent use.
 type Store interface {
-	ClaimIdempotency(ctx context.Context, sender, cmid string, want store.Idem) (store.Idem, bool, error)
-	SetProduced(ctx context.Context, sender, cmid string, part int32, off int64) error
-	ReadIdempotency(ctx context.Context, sender, cmid string) (store.Idem, error)
+	LookupMessageID(ctx context.Context, msgID string) (store.StoredID, bool, error)
 	Message(ctx context.Context, conv string, seq int64) (protocol.Event, bool, error)
 	Conversation(ctx context.Context, user, conv string) (store.ConvState, bool, error)
 	Conversations(ctx context.Context, user, after string, inclusive bool, limit int) ([]store.ConvState, error)
@@ -47,12 +49,11 @@ const (
 	maxAcks         = protocol.MaxDeliveryBatch
 )
 
-// DefaultIdemLease is how long after a first send attempt its outcome may
-// still be unknown: as long as the producer can keep a record in flight
-// (mlog: 3 retries of a 5 s broker-side request timeout plus backoff, when
-// the broker answers; a broker that hangs is the known gap in the message
-// package's doc).
-const DefaultIdemLease = model.MaxProduceDelay
+// SendDeadline is how long a send may take before its answer: the
+// producer is configured to finish or fail within it
+// (mlog.CheckProducerConfig), and it is below the SDK's and the push
+// tier's 15 s call timeouts, so their callers see the API's answer.
+const SendDeadline = 12 * time.Second
 
 // Server is the message tier's HTTP API.
 type Server struct {
@@ -63,7 +64,6 @@ type Server struct {
 	Partitions      int
 	MaxMessageBytes int
 	RecallWindow    time.Duration
-	IdemLease       time.Duration
 	Log             *slog.Logger
 	Now             func() time.Time
 	// MaxInFlight bounds the requests served at once (0: DefaultMaxInFlight);
@@ -91,13 +91,20 @@ var mRequests = promauto.NewHistogramVec(prometheus.HistogramOpts{
 	Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 }, []string{"route", "status"})
 
-// mSendStage times the stages of a send: the idempotency claim (LWT), the
-// produce (acks=all), and recording the produced offset.
+// mSendStage times the stages of a send: the produce (acks=all) and a
+// retry's lookup of its stored message.
 var mSendStage = promauto.NewHistogramVec(prometheus.HistogramOpts{
 	Name:    "imcluster_message_send_stage_seconds",
-	Help:    "Time per stage of a send (claim, produce, record_offset).",
+	Help:    "Time per stage of a send (produce, retry_lookup).",
 	Buckets: prometheus.ExponentialBuckets(0.00025, 1.5, 30),
 }, []string{"stage"})
+
+// mSends counts accepted sends by path: first (attempt <= 1, produced),
+// retry_found (answered from the stored message), retry_produced.
+var mSends = promauto.NewCounterVec(prometheus.CounterOpts{
+	Name: "imcluster_message_sends_total",
+	Help: "Accepted sends by path (first, retry_found, retry_produced).",
+}, []string{"path"})
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request) *apiError
 
@@ -118,9 +125,6 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 func (s *Server) Handler() http.Handler {
 	if s.Now == nil {
 		s.Now = time.Now
-	}
-	if s.IdemLease == 0 {
-		s.IdemLease = DefaultIdemLease
 	}
 	if s.MaxInFlight <= 0 {
 		s.MaxInFlight = DefaultMaxInFlight

@@ -58,8 +58,8 @@ func main() {
 			rawKafka()
 		case "cassandra":
 			rawCassandra()
-		case "lwt":
-			lwt()
+		case "lookup":
+			lookup()
 		case "produce":
 			syncProduce()
 		case "send":

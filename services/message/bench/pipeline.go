@@ -7,6 +7,7 @@ import (
 	"runtime/pprof"
 	"time"
 
+	"github.com/imcluster/imcluster/services/message/api"
 	"github.com/imcluster/imcluster/services/message/mlog"
 	"github.com/imcluster/imcluster/services/message/model"
 	"github.com/imcluster/imcluster/services/message/server"
@@ -18,7 +19,7 @@ import (
 func pipelinePhase() {
 	cfg := baseConfig("pipe")
 	defer setup(cfg)()
-	p, err := mlog.NewProducer(cfg.Kafka, cfg.Topic, "bench")
+	p, err := mlog.NewProducer(cfg.Kafka, cfg.Topic, "bench", api.SendDeadline)
 	if err != nil {
 		fail(err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/IBM/sarama"
 
+	"github.com/imcluster/imcluster/services/message/api"
 	"github.com/imcluster/imcluster/services/message/mlog"
 	"github.com/imcluster/imcluster/services/message/model"
 	"github.com/imcluster/imcluster/services/message/store"
@@ -83,9 +84,10 @@ func closedLoop(name string, conc int, d time.Duration, f func(w, i int) error) 
 	fmt.Printf("%s: %d in flight: %.0f ops/s, latency p50 %s p99 %s\n", name, conc, float64(len(lat))/el.Seconds(), ms(pct(lat, 0.5)), ms(pct(lat, 0.99)))
 }
 
-// lwt: the send path's idempotency claim alone (INSERT IF NOT EXISTS).
-func lwt() {
-	cfg := baseConfig("lwt")
+// lookup: the pipeline's de-duplication read alone (a msg_ids point read
+// of a msg_id not stored, as for every new message), per batch of 64.
+func lookup() {
+	cfg := baseConfig("lookup")
 	defer setup(cfg)()
 	st, err := store.Open(cfg.Cassandra, cfg.Topic, *flagPartitions)
 	if err != nil {
@@ -93,9 +95,12 @@ func lwt() {
 	}
 	defer st.Close()
 	for _, conc := range []int{1, 16, 64} {
-		closedLoop(fmt.Sprintf("cassandra_lwt_claim(conc=%d)", conc), conc, *flagRaw/2, func(w, i int) error {
-			_, _, err := st.ClaimIdempotency(context.Background(), fmt.Sprint("s", w), fmt.Sprintf("c%d-%d-%d", conc, w, i),
-				store.Idem{MsgID: "m", ConvID: "p:a:b", Hash: []byte{1}, CreatedMs: 1})
+		closedLoop(fmt.Sprintf("cassandra_msgid_lookup_64(conc=%d)", conc), conc, *flagRaw/2, func(w, i int) error {
+			ids := make([]string, 64)
+			for k := range ids {
+				ids[k] = model.MessageID(fmt.Sprint("s", w), fmt.Sprintf("c%d-%d-%d-%d", conc, w, i, k))
+			}
+			_, err := st.LookupMessageIDs(context.Background(), ids)
 			return err
 		})
 	}
@@ -105,7 +110,7 @@ func lwt() {
 func syncProduce() {
 	cfg := baseConfig("prod")
 	defer setup(cfg)()
-	p, err := mlog.NewProducer(cfg.Kafka, cfg.Topic, "bench")
+	p, err := mlog.NewProducer(cfg.Kafka, cfg.Topic, "bench", api.SendDeadline)
 	if err != nil {
 		fail(err)
 	}

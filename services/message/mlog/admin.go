@@ -14,11 +14,24 @@ import (
 // differs from the configured one: seq and routing depend on it.
 var ErrPartitionMismatch = errors.New("topic partition count differs from configuration")
 
+// ErrUnsafeTopic is returned when an existing topic's settings would let an
+// acknowledged record be lost with one broker: acks=all means only "every
+// in-sync replica has it", and that is one replica when
+// min.insync.replicas is 1; an unclean leader election may elect a replica
+// without it.
+var ErrUnsafeTopic = errors.New("topic settings would lose acknowledged records")
+
 // TopicInfo describes an existing topic.
 type TopicInfo struct {
-	ID         string // Kafka topic id; changes when the topic is re-created
-	Partitions int32
+	ID                string // Kafka topic id; changes when the topic is re-created
+	Partitions        int32
+	ReplicationFactor int // replicas of partition 0
 }
+
+// MinInsyncReplicas is the min.insync.replicas imcluster requires (and
+// sets on the topics it creates) for a replication factor: rf-1, so one
+// broker may be down while sends go on, and at least 2 once rf >= 3.
+func MinInsyncReplicas(rf int) int { return max(1, rf-1) }
 
 // Admin wraps a sarama cluster admin.
 type Admin struct {
@@ -57,7 +70,13 @@ func (a *Admin) Describe(topic string) (TopicInfo, bool, error) {
 	case md[0].Err != sarama.ErrNoError:
 		return TopicInfo{}, false, fmt.Errorf("while describing topic %s: %w", topic, md[0].Err)
 	}
-	return TopicInfo{ID: md[0].Uuid.String(), Partitions: int32(len(md[0].Partitions))}, true, nil
+	info := TopicInfo{ID: md[0].Uuid.String(), Partitions: int32(len(md[0].Partitions))}
+	for _, p := range md[0].Partitions {
+		if p.ID == 0 {
+			info.ReplicationFactor = len(p.Replicas)
+		}
+	}
+	return info, true, nil
 }
 
 // EnsureTopic creates topic with the given partitions and replication
@@ -78,10 +97,9 @@ func (a *Admin) EnsureTopic(topic string, partitions int32, rf int16, retention 
 	if retention != "" {
 		detail.ConfigEntries["retention.ms"] = &retention
 	}
-	if rf > 1 {
-		minISR := fmt.Sprint(rf - 1)
-		detail.ConfigEntries["min.insync.replicas"] = &minISR
-	}
+	minISR, unclean := fmt.Sprint(MinInsyncReplicas(int(rf))), "false"
+	detail.ConfigEntries["min.insync.replicas"] = &minISR
+	detail.ConfigEntries["unclean.leader.election.enable"] = &unclean
 	err = a.ca.CreateTopic(topic, detail, false)
 	if errors.Is(err, sarama.ErrTopicAlreadyExists) {
 		return a.EnsureTopic(topic, partitions, rf, retention)
@@ -128,7 +146,37 @@ func (a *Admin) CheckTopic(topic string, partitions int32) (TopicInfo, error) {
 	if info.Partitions != partitions {
 		return info, fmt.Errorf("%w: %s has %d partitions, configured %d", ErrPartitionMismatch, topic, info.Partitions, partitions)
 	}
-	return info, nil
+	return info, a.checkDurability(topic, info.ReplicationFactor)
+}
+
+// checkDurability refuses a topic (created by bootstrap, Strimzi or a
+// human) whose min.insync.replicas is below MinInsyncReplicas of its
+// replication factor, or that allows unclean leader elections.
+func (a *Admin) checkDurability(topic string, rf int) error {
+	entries, err := a.ca.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: topic,
+		ConfigNames: []string{"min.insync.replicas", "unclean.leader.election.enable"}})
+	if err != nil {
+		return fmt.Errorf("while reading the settings of topic %s: %w", topic, err)
+	}
+	return checkSettings(topic, rf, entries)
+}
+
+func checkSettings(topic string, rf int, entries []sarama.ConfigEntry) error {
+	for _, e := range entries {
+		switch e.Name {
+		case "min.insync.replicas":
+			var n int
+			if _, err := fmt.Sscan(e.Value, &n); err != nil || n < MinInsyncReplicas(rf) {
+				return fmt.Errorf("%w: %s has min.insync.replicas=%s with replication factor %d, want >= %d",
+					ErrUnsafeTopic, topic, e.Value, rf, MinInsyncReplicas(rf))
+			}
+		case "unclean.leader.election.enable":
+			if e.Value != "false" {
+				return fmt.Errorf("%w: %s has unclean.leader.election.enable=%s, want false", ErrUnsafeTopic, topic, e.Value)
+			}
+		}
+	}
+	return nil
 }
 
 // DeleteTopic deletes topic (tests).

@@ -70,6 +70,27 @@ func tlsConfig(dir string) (*tls.Config, error) {
 	return tc, nil
 }
 
+// Bounds of one produce. sarama has no delivery timeout (the Java
+// client's delivery.timeout.ms), so a produce ends only when an attempt
+// succeeds or the last one fails; each attempt is bounded by the network
+// timeouts, and the number of attempts by Producer.Retry.Max. These
+// values keep the worst case (ProduceBound) below the API's send deadline,
+// so a send either is in the log or failed when its answer goes out —
+// never still in flight behind an error answer for long.
+const (
+	produceDialTimeout  = 1 * time.Second
+	produceWriteTimeout = 1 * time.Second
+	// produceAckTimeout is how long the broker waits for the in-sync
+	// replicas (Producer.Timeout); the read timeout must exceed it.
+	produceAckTimeout  = 2 * time.Second
+	produceReadTimeout = 3 * time.Second
+	produceRetries     = 1
+	produceBackoff     = 100 * time.Millisecond
+	// produceMetadataTimeout bounds a metadata refresh between attempts
+	// (a moved leader), retries included.
+	produceMetadataTimeout = 1 * time.Second
+)
+
 // ProducerConfig returns the idempotent, acks=all producer configuration.
 func ProducerConfig(cfg config.Kafka, clientID string) (*sarama.Config, error) {
 	sc, err := SaramaConfig(cfg, clientID)
@@ -78,12 +99,16 @@ func ProducerConfig(cfg config.Kafka, clientID string) (*sarama.Config, error) {
 	}
 	sc.Producer.Idempotent = true
 	sc.Producer.RequiredAcks = sarama.WaitForAll
-	sc.Producer.Retry.Max = 3
-	sc.Producer.Retry.Backoff = 100 * time.Millisecond
+	sc.Producer.Retry.Max = produceRetries
+	sc.Producer.Retry.Backoff = produceBackoff
 	sc.Net.MaxOpenRequests = 1
+	sc.Net.DialTimeout = produceDialTimeout
+	sc.Net.WriteTimeout = produceWriteTimeout
+	sc.Net.ReadTimeout = produceReadTimeout
+	sc.Metadata.Timeout = produceMetadataTimeout
 	sc.Producer.Return.Successes = true
 	sc.Producer.Return.Errors = true
-	sc.Producer.Timeout = 5 * time.Second
+	sc.Producer.Timeout = produceAckTimeout
 	sc.Producer.Compression = sarama.CompressionNone
 	sc.Producer.MaxMessageBytes = 2 << 20
 	// Send as soon as the previous request returns: concurrent sends batch
@@ -92,6 +117,34 @@ func ProducerConfig(cfg config.Kafka, clientID string) (*sarama.Config, error) {
 	sc.Producer.Flush.MaxMessages = 1000
 	return sc, nil
 }
+
+// ProduceBound is the longest one produce with sc can take: every attempt
+// dials, writes and waits for its answer, and every retry first waits its
+// backoff and a metadata refresh.
+func ProduceBound(sc *sarama.Config) time.Duration {
+	attempts := time.Duration(sc.Producer.Retry.Max + 1)
+	perAttempt := sc.Net.DialTimeout + sc.Net.WriteTimeout + sc.Net.ReadTimeout
+	return attempts*perAttempt + time.Duration(sc.Producer.Retry.Max)*(sc.Producer.Retry.Backoff+sc.Metadata.Timeout)
+}
+
+// CheckProducerConfig refuses a configuration under which a produce could
+// outlive deadline (the send's), or time out on the client while the
+// broker still waits for replicas.
+func CheckProducerConfig(sc *sarama.Config, deadline time.Duration) error {
+	if sc.Net.ReadTimeout <= sc.Producer.Timeout {
+		return fmt.Errorf("producer read timeout %v must exceed the broker's ack timeout %v", sc.Net.ReadTimeout, sc.Producer.Timeout)
+	}
+	if sc.Metadata.Timeout <= 0 {
+		return errors.New("producer metadata timeout must be set (a refresh is otherwise unbounded)")
+	}
+	if b := ProduceBound(sc); b >= deadline {
+		return fmt.Errorf("a produce may take %v, not below the send deadline %v", b, deadline)
+	}
+	return nil
+}
+
+// Header is one record header.
+type Header struct{ Key, Value string }
 
 // Producer produces records synchronously. It owns its sarama client, which
 // also answers LogEnds (logend.go): one client serves both.
@@ -103,10 +156,14 @@ type Producer struct {
 	readEnds func() ([]int64, error)
 }
 
-// NewProducer connects an idempotent producer for topic.
-func NewProducer(cfg config.Kafka, topic, clientID string) (*Producer, error) {
+// NewProducer connects an idempotent producer for topic whose produces end
+// within deadline (CheckProducerConfig).
+func NewProducer(cfg config.Kafka, topic, clientID string, deadline time.Duration) (*Producer, error) {
 	sc, err := ProducerConfig(cfg, clientID)
 	if err != nil {
+		return nil, err
+	}
+	if err := CheckProducerConfig(sc, deadline); err != nil {
 		return nil, err
 	}
 	client, err := sarama.NewClient(cfg.Brokers, sc)
@@ -123,12 +180,14 @@ func NewProducer(cfg config.Kafka, topic, clientID string) (*Producer, error) {
 
 // Produce writes one record and returns its partition and offset once the
 // broker acknowledged it with acks=all.
-func (p *Producer) Produce(key string, value []byte, headers ...sarama.RecordHeader) (int32, int64, error) {
+func (p *Producer) Produce(key string, value []byte, headers ...Header) (int32, int64, error) {
 	msg := &sarama.ProducerMessage{
-		Topic:   p.topic,
-		Key:     sarama.StringEncoder(key),
-		Value:   sarama.ByteEncoder(value),
-		Headers: headers,
+		Topic: p.topic,
+		Key:   sarama.StringEncoder(key),
+		Value: sarama.ByteEncoder(value),
+	}
+	for _, h := range headers {
+		msg.Headers = append(msg.Headers, sarama.RecordHeader{Key: []byte(h.Key), Value: []byte(h.Value)})
 	}
 	part, off, err := p.sp.SendMessage(msg)
 	if err != nil {
@@ -146,6 +205,15 @@ func (p *Producer) ProduceBatch(keys []string, values [][]byte) error {
 	}
 	if err := p.sp.SendMessages(msgs); err != nil {
 		return fmt.Errorf("while producing %d records to %s: %w", len(values), p.topic, err)
+	}
+	return nil
+}
+
+// Ping refreshes the topic's metadata: nil when a broker answers and
+// knows the topic (readiness: sends can be taken).
+func (p *Producer) Ping() error {
+	if err := p.client.RefreshMetadata(p.topic); err != nil {
+		return fmt.Errorf("while reaching Kafka: %w", err)
 	}
 	return nil
 }

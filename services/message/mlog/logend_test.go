@@ -28,7 +28,7 @@ func TestProducerLogEnds(t *testing.T) {
 			t.Logf("delete topic: %v", err)
 		}
 	})
-	p, err := mlog.NewProducer(cfg, cfg.Topic, "test-logend")
+	p, err := mlog.NewProducer(cfg, cfg.Topic, "test-logend", 12*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -123,3 +123,24 @@ func TestContentHash(t *testing.T) {
 		t.Fatal("content hash not a function of content")
 	}
 }
+
+func TestMessageIDIsDeterministicAndDistinct(t *testing.T) {
+	tests := []struct {
+		a, b     [2]string
+		wantSame bool
+	}{
+		{[2]string{"alice", "c1"}, [2]string{"alice", "c1"}, true},
+		{[2]string{"alice", "c1"}, [2]string{"bob", "c1"}, false},
+		{[2]string{"alice", "c1"}, [2]string{"alice", "c2"}, false},
+		{[2]string{"ab", "c"}, [2]string{"a", "bc"}, false}, // the separator keeps pairs apart
+	}
+	for _, tt := range tests {
+		x, y := MessageID(tt.a[0], tt.a[1]), MessageID(tt.b[0], tt.b[1])
+		if (x == y) != tt.wantSame {
+			t.Errorf("MessageID(%v)=%s, MessageID(%v)=%s, want same=%v", tt.a, x, tt.b, y, tt.wantSame)
+		}
+		if len(x) != 36 || x[14] != '5' {
+			t.Errorf("MessageID(%v) = %q, want a UUIDv5", tt.a, x)
+		}
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 	"unicode/utf8"
 
 	"github.com/imcluster/imcluster/services/auth"
@@ -16,17 +15,6 @@ import (
 // RecordVersion is the version of the Record encoding.
 const RecordVersion = 1
 
-// Time bounds of the retry de-duplication. A produce is never in flight
-// longer than MaxProduceDelay (the API's idempotency lease is that long), and
-// the clocks of API processes differ by less than MaxClockSkew. A Retry record
-// carries the original attempt's AtMs, so its original, if it landed, landed
-// after AtMs - MaxClockSkew and before any message sent before
-// AtMs - MaxProduceDelay - MaxClockSkew: the pipeline searches only that far.
-const (
-	MaxProduceDelay = 30 * time.Second
-	MaxClockSkew    = 60 * time.Second
-)
-
 // Limits shared by the API and the pipeline.
 const (
 	MaxClientMsgIDLen = 64
@@ -34,6 +22,12 @@ const (
 	MaxURLLen         = 2048
 	MaxNameLen        = 256
 	MaxMIMELen        = 128
+	// MaxBodyCeiling is the largest message body the protocol admits,
+	// whatever IM_MAX_MESSAGE_BYTES says (config refuses more). The API
+	// enforces the configured limit; the pipeline checks records against
+	// this ceiling only, so lowering the limit never dead-letters records
+	// that were already acknowledged under a higher one.
+	MaxBodyCeiling = 1 << 20
 )
 
 // Record is one conversation change in the Kafka log (key = ConvID). The
@@ -52,9 +46,10 @@ type Record struct {
 	ClientMsgID string               `json:"client_msg_id,omitempty"`
 	Type        protocol.MessageType `json:"type,omitempty"`
 	Body        *protocol.Body       `json:"body,omitempty"`
-	// Retry marks a message record produced again by an API retry whose
-	// first attempt never recorded its offset: the pipeline checks such
-	// records (only those) against the durable idempotency row.
+	// Retry marks a record produced by a send the client marked as a
+	// retry (attempt > 1) whose stored message the API could not find. It
+	// is informational (metrics): the pipeline de-duplicates every message
+	// record by MsgID, marked or not.
 	Retry bool `json:"retry,omitempty"`
 
 	// Kinds read, recall, delivered: the seq referred to.
@@ -73,7 +68,8 @@ func (r *Record) Encode() ([]byte, error) {
 	return json.Marshal(r)
 }
 
-// Decode parses and validates a record; maxBody bounds the body's encoding.
+// Decode parses and validates a record; maxBody bounds the body's encoding
+// (the pipeline passes MaxBodyCeiling).
 func Decode(b []byte, maxBody int) (Record, error) {
 	var r Record
 	dec := json.NewDecoder(bytes.NewReader(b))

@@ -34,10 +34,18 @@ var ErrTopicRecreated = errors.New("log topic was re-created or truncated")
 
 // Consumer runs the consumer group that feeds the Processor.
 type Consumer struct {
-	Kafka     config.Kafka
-	ClientID  string
-	Processor *Processor
-	Guard     GuardStore
+	Kafka    config.Kafka
+	ClientID string
+	// InstanceID, if set, makes this a static member of the group
+	// (KIP-345): a process that restarts with the same id within the
+	// session timeout gets its partitions back without a rebalance, so a
+	// crash-restart stalls only its own partitions, and only until it is
+	// back. It must be unique per process and stable across restarts (the
+	// pod name). A static member leaves the group explicitly on shutdown
+	// (sarama does not), so a rollout's new pods take over at once.
+	InstanceID string
+	Processor  *Processor
+	Guard      GuardStore
 	// Grace is how long a batch in progress may take to finish after
 	// shutdown began before it is abandoned (handed back uncommitted).
 	Grace time.Duration
@@ -77,6 +85,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 	sc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategySticky()}
 	sc.Consumer.Group.Session.Timeout = 10 * time.Second
 	sc.Consumer.Group.Heartbeat.Interval = 3 * time.Second
+	if c.InstanceID != "" {
+		sc.Consumer.Group.InstanceId = c.InstanceID
+	}
 	client, err := sarama.NewClient(c.Kafka.Brokers, sc)
 	if err != nil {
 		return fmt.Errorf("while connecting the Kafka consumer: %w", err)
@@ -86,7 +97,12 @@ func (c *Consumer) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("while joining consumer group %s: %w", c.Kafka.Group, err)
 	}
-	defer group.Close()
+	defer func() {
+		_ = group.Close()
+		if c.InstanceID != "" {
+			c.leaveStatic(client)
+		}
+	}()
 	go func() {
 		for err := range group.Errors() {
 			c.Log.Warn("consumer group error", "err", err)
@@ -230,12 +246,42 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 				break drain
 			}
 		}
-		if err := h.c.Processor.Process(h.work, batch); err != nil {
-			// Only when the grace period ran out: hand the batch back.
+		// The session's end (a rebalance, or shutdown) stops retries, so a
+		// batch stuck on a failing store hands its partition back instead
+		// of holding the whole group's rebalance into the session timeout.
+		if err := h.c.Processor.ProcessSession(h.work, sess.Context(), batch); err != nil {
+			// The session ended (or the grace ran out) before the batch
+			// could finish: hand it back uncommitted; it replays wherever
+			// the partition goes.
 			h.c.Log.Warn("batch handed back uncommitted", "partition", claim.Partition(), "from", batch[0].Off, "err", err)
 			return nil
 		}
 		sess.MarkMessage(last, "")
+	}
+}
+
+// leaveStatic removes this static member from the group, so its partitions
+// move at once instead of after the session timeout.
+func (c *Consumer) leaveStatic(client sarama.Client) {
+	coord, err := client.Coordinator(c.Kafka.Group)
+	if err == nil {
+		id := c.InstanceID
+		var resp *sarama.LeaveGroupResponse
+		resp, err = coord.LeaveGroup(&sarama.LeaveGroupRequest{Version: 3, GroupId: c.Kafka.Group,
+			Members: []sarama.MemberIdentity{{GroupInstanceId: &id}}})
+		if err == nil && resp.Err != sarama.ErrNoError {
+			err = resp.Err
+		}
+		if err == nil {
+			for _, m := range resp.Members {
+				if m.Err != sarama.ErrNoError && m.Err != sarama.ErrUnknownMemberId {
+					err = m.Err
+				}
+			}
+		}
+	}
+	if err != nil {
+		c.Log.Warn("could not leave the consumer group; partitions move after the session timeout", "err", err)
 	}
 }
 

@@ -5,12 +5,12 @@
 //
 //	decode      undecodable or invalid records → dead-letter topic with the
 //	            reason (headers reason, partition, offset); never blocking
-//	de-duplicate  message records marked Retry (an API retry whose first
-//	            attempt's outcome was unknown) are dropped when their msg_id is
-//	            already persisted at another offset: an in-memory recent set,
-//	            then a search of the conversation's messages back to the
-//	            original attempt's time window — only for those records, so
-//	            the hot path has no read
+//	de-duplicate  by msg_id, in log order (dedupe.go): the first copy is
+//	            stored, a later copy with the same content dropped, one with
+//	            other content rejected (the sender's devices get a rejected
+//	            event); earlier copies are found in the batch, an in-memory
+//	            window per partition, or one plain point read of the msg_ids
+//	            table per msg_id not found there (reads of a batch concurrent)
 //	persist     store.Persist (idempotent, keyed by offset); transient errors
 //	            are retried with backoff, never skipped; if the batch fails
 //	            permanently (store.IsPermanent: Cassandra refuses the data
@@ -22,6 +22,11 @@
 //	commit      the batch's last offset is marked only after all of the
 //	            above; sarama commits marked offsets (every 500 ms and when
 //	            a session ends)
+//
+// Records are validated against the protocol's ceiling, not the configured
+// send limit, so a lowered limit never dead-letters acknowledged records.
+// A batch stops retrying when its consumer session ends (a rebalance); it
+// is handed back uncommitted and replays wherever the partition goes.
 //
 // A crash replays from the last commit: same offsets, same rows, same seqs;
 // devices de-duplicate repeated pushes by (conv_id, seq). On shutdown the

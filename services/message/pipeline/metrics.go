@@ -8,7 +8,7 @@ import (
 var (
 	mRecords = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "imcluster_pipeline_records_total",
-		Help: "Log records handled by the pipeline, by result (persisted, duplicate, dead_letter).",
+		Help: "Log records handled by the pipeline, by result (persisted, duplicate, rejected, dead_letter).",
 	}, []string{"result"})
 	mBatchSeconds = promauto.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "imcluster_pipeline_stage_seconds",
@@ -25,3 +25,8 @@ var (
 		Help: "Transient failures retried with backoff, by stage.",
 	}, []string{"stage"})
 )
+
+var mLookups = promauto.NewCounter(prometheus.CounterOpts{
+	Name: "imcluster_pipeline_msgid_lookups_total",
+	Help: "msg_ids read from Cassandra for de-duplication (those not in the batch or the in-memory window).",
+})

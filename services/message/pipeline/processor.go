@@ -1,30 +1,35 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
-	"github.com/IBM/sarama"
-
+	"github.com/imcluster/imcluster/services/message/mlog"
 	"github.com/imcluster/imcluster/services/message/model"
 	"github.com/imcluster/imcluster/services/message/store"
 	"github.com/imcluster/imcluster/services/protocol"
 )
 
-// Store is what the pipeline needs from Cassandra.
+// Store is what the pipeline needs from Cassandra. Every method may be
+// called concurrently (for different partitions) and must be idempotent:
+// the pipeline retries failures and replays batches.
 type Store interface {
+	// Persist writes the effect of items of one partition, in offset order.
 	Persist(ctx context.Context, items []store.Item) error
-	FindMessage(ctx context.Context, conv, msgID string, before, notBeforeMs int64) (int64, error)
+	// LookupMessageIDs returns where each of ids is stored, if it is.
+	LookupMessageIDs(ctx context.Context, ids []string) (map[string]store.StoredID, error)
+	// SetPartitionState records the partition's highest persisted offset.
 	SetPartitionState(ctx context.Context, part int32, topicID string, maxOff int64) error
 }
 
-// DeadLetter takes records that can never be processed.
+// DeadLetter takes records that can never be processed; it returns once
+// the record is durable (acks=all).
 type DeadLetter interface {
-	Produce(key string, value []byte, headers ...sarama.RecordHeader) (int32, int64, error)
+	Produce(key string, value []byte, headers ...mlog.Header) (int32, int64, error)
 }
 
 // Record is one log record as the pipeline sees it.
@@ -43,13 +48,11 @@ type Processor struct {
 	Router     Router
 	DeadLetter DeadLetter
 	TopicID    string
-	MaxBody    int
 	Log        *slog.Logger
 	// Permanent classifies persist errors (nil: store.IsPermanent).
 	Permanent func(error) bool
 
-	mu     sync.Mutex
-	recent map[int32]*recentIDs
+	window window
 }
 
 // Backoff bounds of the transient-error retries.
@@ -61,10 +64,11 @@ var (
 // errPermanent wraps an error retrying cannot fix.
 type errPermanent struct{ error }
 
-// retry runs f until it succeeds or ctx is done. Transient errors are
-// never skipped; errors perm accepts (if perm is set) end it at once,
-// wrapped in errPermanent.
-func (p *Processor) retry(ctx context.Context, stage string, f func() error, perm ...func(error) bool) error {
+// retry runs f until it succeeds, ctx is done, or giveUp is done (the
+// partition was revoked: a batch must not retry into the next owner's
+// session). Transient errors are never skipped; errors perm accepts (if
+// perm is set) end it at once, wrapped in errPermanent.
+func (p *Processor) retry(ctx, giveUp context.Context, stage string, f func() error, perm ...func(error) bool) error {
 	wait := BackoffMin
 	for {
 		err := f()
@@ -74,14 +78,16 @@ func (p *Processor) retry(ctx context.Context, stage string, f func() error, per
 		if len(perm) > 0 && perm[0](err) {
 			return errPermanent{err}
 		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("while %s: %w (gave up: %w)", stage, err, ctx.Err())
+		if ctx.Err() != nil || giveUp.Err() != nil {
+			return fmt.Errorf("while %s: %w (gave up: %w)", stage, err, cmp.Or(ctx.Err(), giveUp.Err()))
 		}
 		mRetries.WithLabelValues(stage).Inc()
 		p.Log.Warn("pipeline stage failed, retrying", "stage", stage, "err", err, "wait", wait)
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("while %s: %w", stage, ctx.Err())
+		case <-giveUp.Done():
+			return fmt.Errorf("while %s: %w", stage, giveUp.Err())
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, BackoffMax)
@@ -92,50 +98,35 @@ func (p *Processor) retry(ctx context.Context, stage string, f func() error, per
 // every record is persisted, routed, or dead-lettered — the caller may then
 // commit — and an error only when ctx is done (nothing may be committed).
 func (p *Processor) Process(ctx context.Context, recs []Record) error {
+	return p.ProcessSession(ctx, ctx, recs)
+}
+
+// ProcessSession is Process for a consumer session: ctx bounds the work in
+// flight (the shutdown grace), giveUp ends retrying (the session ended, so
+// the partition may belong to another process now). After an error nothing
+// may be committed; the batch replays, with the same effect, wherever the
+// partition goes.
+func (p *Processor) ProcessSession(ctx, giveUp context.Context, recs []Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
 	start := time.Now()
 	mBatchSize.Observe(float64(len(recs)))
 	part := recs[0].Part
-	items := make([]store.Item, 0, len(recs))
-	inBatch := map[string]bool{}
-	dups := 0
-	for _, r := range recs {
-		rec, err := model.Decode(r.Value, p.MaxBody)
-		if err == nil && string(r.Key) != rec.ConvID {
-			err = fmt.Errorf("record key %q is not its conversation %q", r.Key, rec.ConvID)
-		}
-		if err != nil {
-			if err := p.deadLetter(ctx, r, err); err != nil {
-				return err
-			}
-			continue
-		}
-		if rec.Kind == protocol.KindMessage {
-			dup := inBatch[rec.MsgID]
-			if !dup && rec.Retry {
-				dup, err = p.isDuplicate(ctx, r, &rec)
-				if err != nil {
-					return err
-				}
-			}
-			if dup {
-				dups++
-				continue
-			}
-			inBatch[rec.MsgID] = true
-		}
-		items = append(items, store.Item{Part: r.Part, Off: r.Off, Rec: rec})
+	items, err := p.decode(ctx, giveUp, recs)
+	if err != nil {
+		return err
 	}
-	mRecords.WithLabelValues("duplicate").Add(float64(dups))
+	if items, err = p.dedupe(ctx, giveUp, part, items); err != nil {
+		return err
+	}
 	t := time.Now()
-	items, err := p.persist(ctx, items, recs)
+	items, err = p.persist(ctx, giveUp, items, recs)
 	if err != nil {
 		return err
 	}
 	mBatchSeconds.WithLabelValues("persist").Observe(time.Since(t).Seconds())
-	p.remember(part, items)
+	p.window.remember(part, items)
 	// The partition's persisted head is recorded beside the routing, not
 	// before it: the batch is persisted either way, and the delivery need
 	// not wait a Cassandra round trip for bookkeeping (the start-up guard
@@ -143,7 +134,7 @@ func (p *Processor) Process(ctx context.Context, recs []Record) error {
 	last := recs[len(recs)-1].Off
 	stateDone := make(chan error, 1)
 	go func() {
-		stateDone <- p.retry(ctx, "partition_state", func() error { return p.Store.SetPartitionState(ctx, part, p.TopicID, last) })
+		stateDone <- p.retry(ctx, giveUp, "partition_state", func() error { return p.Store.SetPartitionState(ctx, part, p.TopicID, last) })
 	}()
 	t = time.Now()
 	if err := p.route(ctx, items); err != nil {
@@ -158,6 +149,28 @@ func (p *Processor) Process(ctx context.Context, recs []Record) error {
 	return nil
 }
 
+// decode parses recs; undecodable or invalid ones go to the dead-letter
+// topic. Records are checked against the protocol's ceiling, not the
+// configured send limit: they were acknowledged under whatever limit held
+// when they were sent.
+func (p *Processor) decode(ctx, giveUp context.Context, recs []Record) ([]store.Item, error) {
+	items := make([]store.Item, 0, len(recs))
+	for _, r := range recs {
+		rec, err := model.Decode(r.Value, model.MaxBodyCeiling)
+		if err == nil && string(r.Key) != rec.ConvID {
+			err = fmt.Errorf("record key %q is not its conversation %q", r.Key, rec.ConvID)
+		}
+		if err != nil {
+			if err := p.deadLetter(ctx, giveUp, r, err); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		items = append(items, store.Item{Part: r.Part, Off: r.Off, Rec: rec})
+	}
+	return items, nil
+}
+
 // route hands items to the router (nothing to do for none).
 func (p *Processor) route(ctx context.Context, items []store.Item) error {
 	if len(items) == 0 {
@@ -165,7 +178,18 @@ func (p *Processor) route(ctx context.Context, items []store.Item) error {
 	}
 	routed := make([]Routed, len(items))
 	for i, it := range items {
-		routed[i] = Routed{Event: it.Rec.Event(it.Off), Users: []string{it.Rec.From, it.Rec.To()}, ExceptDevice: it.Rec.DeviceID}
+		ev := it.Rec.Event(it.Off)
+		switch {
+		case it.Rejected:
+			// Every device of the sender, the sending one included: its
+			// send was answered with success.
+			ev.Kind, ev.RefSeq = protocol.KindRejected, it.StoredSeq
+			routed[i] = Routed{Event: ev, Users: []string{it.Rec.From}}
+		case it.Rec.Kind == protocol.KindDelivered:
+			routed[i] = Routed{Event: ev, Users: []string{it.Rec.To()}}
+		default:
+			routed[i] = Routed{Event: ev, Users: []string{it.Rec.From, it.Rec.To()}, ExceptDevice: it.Rec.DeviceID}
+		}
 	}
 	if err := p.Router.Route(ctx, routed); err != nil {
 		return fmt.Errorf("while routing: %w", err)
@@ -176,12 +200,12 @@ func (p *Processor) route(ctx context.Context, items []store.Item) error {
 // persist writes items; if the batch fails permanently, it writes them one
 // by one, in order, and dead-letters the records that fail permanently on
 // their own. It returns the items persisted.
-func (p *Processor) persist(ctx context.Context, items []store.Item, recs []Record) ([]store.Item, error) {
+func (p *Processor) persist(ctx, giveUp context.Context, items []store.Item, recs []Record) ([]store.Item, error) {
 	perm := p.Permanent
 	if perm == nil {
 		perm = store.IsPermanent
 	}
-	err := p.retry(ctx, "persist", func() error { return p.Store.Persist(ctx, items) }, perm)
+	err := p.retry(ctx, giveUp, "persist", func() error { return p.Store.Persist(ctx, items) }, perm)
 	var pe errPermanent
 	if !errors.As(err, &pe) {
 		return items, err
@@ -193,9 +217,9 @@ func (p *Processor) persist(ctx context.Context, items []store.Item, recs []Reco
 	}
 	kept := items[:0:0]
 	for _, it := range items {
-		err := p.retry(ctx, "persist", func() error { return p.Store.Persist(ctx, []store.Item{it}) }, perm)
+		err := p.retry(ctx, giveUp, "persist", func() error { return p.Store.Persist(ctx, []store.Item{it}) }, perm)
 		if errors.As(err, &pe) {
-			if err := p.deadLetter(ctx, byOff[it.Off], pe.error); err != nil {
+			if err := p.deadLetter(ctx, giveUp, byOff[it.Off], pe.error); err != nil {
 				return nil, err
 			}
 			continue
@@ -208,35 +232,14 @@ func (p *Processor) persist(ctx context.Context, items []store.Item, recs []Reco
 	return kept, nil
 }
 
-// isDuplicate decides whether a Retry message record was already persisted
-// at another offset: the in-memory recent set first, then a search of the
-// conversation's messages back to the original attempt's time window (only
-// for retried records; see model.MaxProduceDelay).
-func (p *Processor) isDuplicate(ctx context.Context, r Record, rec *model.Record) (bool, error) {
-	if p.seen(r.Part, rec.MsgID, r.Off) {
-		return true, nil
-	}
-	var seq int64
-	err := p.retry(ctx, "dedupe", func() error {
-		var err error
-		notBefore := rec.AtMs - (model.MaxProduceDelay + model.MaxClockSkew).Milliseconds()
-		seq, err = p.Store.FindMessage(ctx, rec.ConvID, rec.MsgID, r.Off, notBefore)
-		return err
-	})
-	if err != nil {
-		return false, err
-	}
-	return seq >= 0 && seq != r.Off, nil
-}
-
-func (p *Processor) deadLetter(ctx context.Context, r Record, why error) error {
+func (p *Processor) deadLetter(ctx, giveUp context.Context, r Record, why error) error {
 	p.Log.Warn("dead-lettering record", "partition", r.Part, "offset", r.Off, "reason", why)
-	headers := []sarama.RecordHeader{
-		{Key: []byte("reason"), Value: []byte(why.Error())},
-		{Key: []byte("partition"), Value: []byte(fmt.Sprint(r.Part))},
-		{Key: []byte("offset"), Value: []byte(fmt.Sprint(r.Off))},
+	headers := []mlog.Header{
+		{Key: "reason", Value: why.Error()},
+		{Key: "partition", Value: fmt.Sprint(r.Part)},
+		{Key: "offset", Value: fmt.Sprint(r.Off)},
 	}
-	err := p.retry(ctx, "dead_letter", func() error {
+	err := p.retry(ctx, giveUp, "dead_letter", func() error {
 		_, _, err := p.DeadLetter.Produce(string(r.Key), r.Value, headers...)
 		return err
 	})
@@ -244,49 +247,4 @@ func (p *Processor) deadLetter(ctx context.Context, r Record, why error) error {
 		mRecords.WithLabelValues("dead_letter").Inc()
 	}
 	return err
-}
-
-// recentIDs remembers the msg_ids persisted lately on one partition, so a
-// retried record right behind its original needs no Cassandra read.
-type recentIDs struct {
-	ids  map[string]int64
-	ring []string
-	next int
-}
-
-const recentPerPartition = 4096
-
-func (p *Processor) seen(part int32, msgID string, off int64) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	r := p.recent[part]
-	if r == nil {
-		return false
-	}
-	o, ok := r.ids[msgID]
-	return ok && o != off
-}
-
-func (p *Processor) remember(part int32, items []store.Item) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.recent == nil {
-		p.recent = map[int32]*recentIDs{}
-	}
-	r := p.recent[part]
-	if r == nil {
-		r = &recentIDs{ids: map[string]int64{}, ring: make([]string, recentPerPartition)}
-		p.recent[part] = r
-	}
-	for _, it := range items {
-		if it.Rec.Kind != protocol.KindMessage {
-			continue
-		}
-		if old := r.ring[r.next]; old != "" {
-			delete(r.ids, old)
-		}
-		r.ring[r.next] = it.Rec.MsgID
-		r.ids[it.Rec.MsgID] = it.Off
-		r.next = (r.next + 1) % len(r.ring)
-	}
 }

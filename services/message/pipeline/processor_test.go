@@ -10,8 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
-
+	"github.com/imcluster/imcluster/services/message/mlog"
 	"github.com/imcluster/imcluster/services/message/model"
 	"github.com/imcluster/imcluster/services/message/store"
 	"github.com/imcluster/imcluster/services/protocol"
@@ -24,7 +23,8 @@ type fakeStore struct {
 	poison    int64 // Persist of a batch holding this offset fails permanently
 	failures  int   // Persist fails this many times first
 	persisted []store.Item
-	seqs      map[string]int64 // msg_id -> seq
+	ids       map[string]store.StoredID // msg_ids rows: the lowest seq wins, as in Cassandra
+	lookups   int
 	log       *[]string
 }
 
@@ -42,21 +42,27 @@ func (f *fakeStore) Persist(_ context.Context, items []store.Item) error {
 	}
 	f.persisted = append(f.persisted, items...)
 	for _, it := range items {
-		if it.Rec.Kind == protocol.KindMessage {
-			f.seqs[it.Rec.MsgID] = it.Off
+		if it.Rec.Kind == protocol.KindMessage && !it.Rejected {
+			if old, ok := f.ids[it.Rec.MsgID]; !ok || it.Off < old.Seq {
+				f.ids[it.Rec.MsgID] = store.StoredID{ConvID: it.Rec.ConvID, Seq: it.Off, Hash: it.Hash, AtMs: it.Rec.AtMs}
+			}
 		}
 	}
 	*f.log = append(*f.log, "persist")
 	return nil
 }
 
-func (f *fakeStore) FindMessage(_ context.Context, _, msgID string, before, _ int64) (int64, error) {
+func (f *fakeStore) LookupMessageIDs(_ context.Context, ids []string) (map[string]store.StoredID, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if s, ok := f.seqs[msgID]; ok && s < before {
-		return s, nil
+	f.lookups += len(ids)
+	out := map[string]store.StoredID{}
+	for _, id := range ids {
+		if s, ok := f.ids[id]; ok {
+			out[id] = s
+		}
 	}
-	return -1, nil
+	return out, nil
 }
 
 func (f *fakeStore) SetPartitionState(context.Context, int32, string, int64) error { return nil }
@@ -79,8 +85,8 @@ func (r *fakeRouter) Route(ctx context.Context, b []Routed) error {
 
 type fakeDLQ struct{ reasons []string }
 
-func (d *fakeDLQ) Produce(_ string, _ []byte, h ...sarama.RecordHeader) (int32, int64, error) {
-	d.reasons = append(d.reasons, string(h[0].Value))
+func (d *fakeDLQ) Produce(_ string, _ []byte, h ...mlog.Header) (int32, int64, error) {
+	d.reasons = append(d.reasons, h[0].Value)
 	return 0, 0, nil
 }
 
@@ -100,11 +106,11 @@ func message(from, to, cmid, id string, retry bool) model.Record {
 
 func newProc() (*Processor, *fakeStore, *fakeRouter, *fakeDLQ, *[]string) {
 	var log []string
-	st := &fakeStore{seqs: map[string]int64{}, log: &log}
+	st := &fakeStore{ids: map[string]store.StoredID{}, log: &log}
 	rt := &fakeRouter{log: &log}
 	dlq := &fakeDLQ{}
 	BackoffMin, BackoffMax = time.Millisecond, 5*time.Millisecond
-	return &Processor{Store: st, Router: rt, DeadLetter: dlq, MaxBody: 1024, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, st, rt, dlq, &log
+	return &Processor{Store: st, Router: rt, DeadLetter: dlq, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, st, rt, dlq, &log
 }
 
 func TestProcessOrderRetryDedupeDeadLetter(t *testing.T) {
@@ -137,7 +143,7 @@ func TestProcessOrderRetryDedupeDeadLetter(t *testing.T) {
 	if err := p.Process(context.Background(), []Record{rec(t, 20, message("alice", "bob", "c1", "m1", true))}); err != nil {
 		t.Fatal(err)
 	}
-	p.recent = nil // as after a restart: only the durable check remains
+	p.window = window{} // as after a restart: only the durable check remains
 	if err := p.Process(context.Background(), []Record{rec(t, 21, message("alice", "bob", "c1", "m1", true))}); err != nil {
 		t.Fatal(err)
 	}

@@ -52,10 +52,11 @@ type Options struct {
 	// KeyReloadInterval is how often the key files and the TLS pair Run
 	// loads are re-read for rotation (0: auth.DefaultReloadInterval).
 	KeyReloadInterval time.Duration
-	// IdemLease is the API's idempotency lease (0: api.DefaultIdemLease).
-	// It must exceed how long a produce can stay in flight; tests whose
-	// broker fails fast shorten it.
-	IdemLease time.Duration
+	// RoutingReady, if set, blocks until the router can route (the
+	// presence cache has listed the push tier): the pipeline starts only
+	// then, so its first batches are not routed against an empty cache
+	// (every push skipped, devices waiting for their next sync).
+	RoutingReady func(ctx context.Context) error
 }
 
 // Run serves until ctx is done, then drains: the HTTP server stops taking
@@ -105,7 +106,8 @@ func Run(ctx context.Context, cfg config.Message, opt Options) error {
 		apiTLS = tlsconf.ServerConfig(certFile)
 	}
 
-	var ready []func() bool
+	checks := &readiness{}
+	var routingReady atomic.Bool
 	mux := http.NewServeMux()
 	var srv *api.Server
 	var keyFiles []*auth.KeyFile // to watch for rotation
@@ -115,19 +117,20 @@ func Run(ctx context.Context, cfg config.Message, opt Options) error {
 			return err
 		}
 		keyFiles = files
-		prod, err := mlog.NewProducer(cfg.Kafka, cfg.Topic, cfg.NodeID)
+		prod, err := mlog.NewProducer(cfg.Kafka, cfg.Topic, cfg.NodeID, api.SendDeadline)
 		if err != nil {
 			return err
 		}
 		defer prod.Close()
 		srv = &api.Server{Auth: authn, Store: st, Producer: prod, Presence: opt.Directory, Partitions: int(cfg.Partitions),
-			MaxMessageBytes: cfg.MaxMessageBytes, RecallWindow: cfg.RecallWindow, IdemLease: opt.IdemLease, Log: log, Now: opt.Now,
+			MaxMessageBytes: cfg.MaxMessageBytes, RecallWindow: cfg.RecallWindow, Log: log, Now: opt.Now,
 			LogEnds: prod} // the producer's client reads the log ends too
 		mux.Handle("/", srv.Handler())
+		checks.add("kafka", true, func() error { return prod.Ping() })
 	}
 	var cons *pipeline.Consumer
 	if runPipeline {
-		dlq, err := mlog.NewProducer(cfg.Kafka, cfg.DLQTopic, cfg.NodeID+"-dlq")
+		dlq, err := mlog.NewProducer(cfg.Kafka, cfg.DLQTopic, cfg.NodeID+"-dlq", api.SendDeadline)
 		if err != nil {
 			return err
 		}
@@ -136,29 +139,24 @@ func Run(ctx context.Context, cfg config.Message, opt Options) error {
 		if router == nil {
 			router = pipeline.NopRouter{}
 		}
-		cons = &pipeline.Consumer{Kafka: cfg.Kafka, ClientID: cfg.NodeID, Guard: st, Grace: cfg.ShutdownGrace, Log: log,
-			Processor: &pipeline.Processor{Store: st, Router: router, DeadLetter: dlq, TopicID: info.ID, MaxBody: cfg.MaxMessageBytes, Log: log}}
-		if runAPI {
-			ready = append(ready, cons.Joined)
-		} else {
-			ready = append(ready, cons.Ready)
-		}
+		cons = &pipeline.Consumer{Kafka: cfg.Kafka, ClientID: cfg.NodeID, InstanceID: cfg.GroupInstanceID, Guard: st,
+			Grace: cfg.ShutdownGrace, Log: log,
+			Processor: &pipeline.Processor{Store: st, Router: router, DeadLetter: dlq, TopicID: info.ID, Log: log}}
+		// A process that serves the API must not flap with rebalances: it
+		// is ready once it joined; a pipeline-only process while it holds
+		// a session.
+		checks.addFlag("pipeline", true, map[bool]func() bool{true: cons.Joined, false: cons.Ready}[runAPI])
+		checks.addFlag("routing", true, routingReady.Load)
 	}
-	var storeOK atomic.Bool
-	storeOK.Store(true)
-	ready = append(ready, storeOK.Load)
+	// Cassandra is reported but does not gate readiness: sends never
+	// touch it, and a pod taken out of its Service during a Cassandra
+	// outage would refuse the sends the log could take. Reads answer 503
+	// with Retry-After meanwhile.
+	checks.add("cassandra", false, st.Ping)
 	health := http.NewServeMux()
 	health.Handle("/metrics", promhttp.Handler())
 	health.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	health.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		for _, r := range ready {
-			if !r() {
-				http.Error(w, "not ready\n", http.StatusServiceUnavailable)
-				return
-			}
-		}
-		_, _ = w.Write([]byte("ok\n"))
-	})
+	health.HandleFunc("/readyz", checks.serve)
 	for _, p := range []string{"/metrics", "/healthz", "/readyz"} {
 		mux.Handle(p, health)
 	}
@@ -176,21 +174,9 @@ func Run(ctx context.Context, cfg config.Message, opt Options) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); certFile.Watch(ctx, opt.KeyReloadInterval, log) }()
 	}
-	// Cassandra liveness for /readyz.
+	// Dependency checks for /readyz, every readyCheckInterval.
 	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(5 * time.Second)
-		defer t.Stop()
-		for {
-			storeOK.Store(st.Ping() == nil)
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-		}
-	}()
+	go func() { defer wg.Done(); checks.run(ctx) }()
 	serve := func(addr string, h http.Handler, announce bool, tc *tls.Config) error {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
@@ -235,6 +221,12 @@ func Run(ctx context.Context, cfg config.Message, opt Options) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if opt.RoutingReady != nil {
+				if err := opt.RoutingReady(ctx); err != nil {
+					return // shutting down before the first listing
+				}
+			}
+			routingReady.Store(true)
 			if err := cons.Run(ctx); err != nil {
 				errs <- err
 			}

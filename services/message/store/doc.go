@@ -19,6 +19,13 @@
 //     rows it has not seen may have expired (retention.go). History, markers
 //     and conversations do not expire.
 //   - Seq columns of conversations are max-registers (USING TIMESTAMP value+1).
+//   - msg_ids rows (dedupe.go) are written beside their message USING
+//     TIMESTAMP 2^62 - seq: the lowest seq of a msg_id wins, whatever the
+//     order of writes. Only the pipeline writes them; the API reads one for
+//     a send marked as a retry.
 //   - Every query is prepared (gocql prepares and caches each statement) and
-//     routed token-aware; every read is bounded by a LIMIT.
+//     routed token-aware. Reads are bounded: point reads by full primary
+//     key, or a LIMIT (the feed's and history's range reads), except
+//     PersistedHeads, which reads the partition_state rows of one topic (one
+//     row per Kafka partition).
 package store

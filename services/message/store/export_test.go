@@ -35,6 +35,3 @@ func StoredConvBuckets(ctx context.Context, st *Store, conv string) ([]int32, er
 func StoredFeedBuckets(ctx context.Context, st *Store, user string, part int32) ([]int32, error) {
 	return st.readBuckets(ctx, "feed", `SELECT bucket FROM feed_buckets WHERE user_id = ? AND part = ?`, user, part)
 }
-
-// Uncertain reports whether err leaves a claim's outcome unknown.
-var Uncertain = uncertain

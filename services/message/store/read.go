@@ -228,8 +228,14 @@ func scanFeed(sc *gocql.Iter) (protocol.Event, bool) {
 		// with the same TTL): the entry itself has expired.
 		return protocol.Event{Seq: off}, true
 	}
-	if k == protocol.KindMessage {
+	if k == protocol.KindMessage || k == protocol.KindRejected {
 		ev := messageEvent(str(conv), off, str(msgID), str(cmid), str(from), str(dev), str(typ), body, recalled != nil && *recalled, at)
+		if k == protocol.KindRejected {
+			ev.Kind = k
+			if ref != nil {
+				ev.RefSeq = *ref
+			}
+		}
 		return ev, true
 	}
 	ev := protocol.Event{Kind: k, ConvID: str(conv), Seq: off, From: str(from), DeviceID: str(dev)}

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/gocql/gocql"
-
 	"github.com/imcluster/imcluster/services/message/internal/msgtest"
 	"github.com/imcluster/imcluster/services/message/model"
 	"github.com/imcluster/imcluster/services/message/store"
@@ -106,79 +104,67 @@ func TestPersistAndRead(t *testing.T) {
 	}
 }
 
-// FindMessage (the pipeline's check of Retry records) finds a message by
-// msg_id below a seq and stops at the time bound.
-func TestFindMessage(t *testing.T) {
+// msg_ids rows: written with the message, found by a point read, and the
+// lowest seq wins whatever the order of writes (a zombie consumer writing
+// a later copy's row late, or a replay).
+func TestMessageIDRowsLowestSeqWins(t *testing.T) {
 	cfg := msgtest.Config(t, 1)
 	msgtest.Keyspace(t, cfg)
 	st := msgtest.Store(t, cfg)
 	ctx := context.Background()
 	conv := model.ConvID("alice", "bob")
-	var items []store.Item
-	// Two buckets; sent_at grows with seq: 1000, 1001, ...
-	for i, off := range []int64{5, 6, model.BucketStart(1) + 1, model.BucketStart(1) + 2} {
-		items = append(items, store.Item{Part: 0, Off: off, Rec: msg(conv, "alice", "x", 1000+int64(i))})
+	m := msg(conv, "alice", "x", 1000)
+	m.MsgID = model.MessageID("alice", m.ClientMsgID)
+	hash := model.ContentHash("bob", m.Type, m.Body)
+	later := store.Item{Part: 0, Off: 9, Rec: m, Hash: hash}
+	earlier := store.Item{Part: 0, Off: 5, Rec: m, Hash: hash}
+	for _, it := range []store.Item{later, earlier, later} {
+		if err := st.Persist(ctx, []store.Item{it}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := st.Persist(ctx, items); err != nil {
+	got, err := st.LookupMessageIDs(ctx, []string{m.MsgID, model.MessageID("alice", "never-sent")})
+	if err != nil {
 		t.Fatal(err)
 	}
-	id := func(i int) string { return items[i].Rec.MsgID }
-	cases := []struct {
-		msgID     string
-		before    int64
-		notBefore int64
-		want      int64
-	}{
-		{id(0), 1 << 40, 0, 5},            // across buckets
-		{id(3), 1 << 40, 0, items[3].Off}, // newest
-		{id(3), items[3].Off, 0, -1},      // only below before
-		{id(0), 1 << 40, 1002, -1},        // stopped by the time bound
-		{id(1), 1 << 40, 1001, 6},         // at the bound: still searched
-		{"nope", 1 << 40, 0, -1},          // absent
-	}
-	for i, c := range cases {
-		got, err := st.FindMessage(ctx, conv, c.msgID, c.before, c.notBefore)
-		if err != nil || got != c.want {
-			t.Errorf("case %d: FindMessage = %d %v, want %d", i, got, err, c.want)
-		}
+	if len(got) != 1 || got[m.MsgID].Seq != 5 || got[m.MsgID].ConvID != conv || !got[m.MsgID].SameContent(hash) || got[m.MsgID].AtMs != 1000 {
+		t.Fatalf("lookup = %+v, want only %s at seq 5 with its hash and time", got, m.MsgID)
 	}
 }
 
-// A claim made again after its outcome was unknown (a CAS write timeout)
-// finds its own row: applied, not a duplicate of itself. Another attempt
-// (another msg_id) still gets the existing row.
-func TestClaimAgainAfterUnknownOutcome(t *testing.T) {
+// A rejected send writes only the sender's feed entry (kind rejected); a
+// delivered receipt only the peer's.
+func TestRejectedAndDeliveredFeedOneUser(t *testing.T) {
 	cfg := msgtest.Config(t, 1)
 	msgtest.Keyspace(t, cfg)
 	st := msgtest.Store(t, cfg)
 	ctx := context.Background()
-	want := store.Idem{MsgID: "m-1", ConvID: model.ConvID("alice", "bob"), Hash: []byte{1}, CreatedMs: 1000}
-	for i := range 2 {
-		got, applied, err := st.ClaimIdempotency(ctx, "alice", "c-1", want)
-		if err != nil || !applied || got.MsgID != want.MsgID {
-			t.Fatalf("claim %d of the same attempt: %+v applied=%v %v, want applied", i, got, applied, err)
+	conv := model.ConvID("alice", "bob")
+	m := msg(conv, "alice", "other content", 1000)
+	del := model.Record{V: 1, Kind: protocol.KindDelivered, ConvID: conv, From: "bob", DeviceID: "phone", AtMs: 1001, RefSeq: 3}
+	items := []store.Item{
+		{Part: 0, Off: 7, Rec: m, Rejected: true, StoredSeq: 3},
+		{Part: 0, Off: 8, Rec: del},
+	}
+	if err := st.Persist(ctx, items); err != nil {
+		t.Fatal(err)
+	}
+	feed := func(user string) []protocol.Event {
+		p, err := st.Sync(ctx, user, model.NewSyncCursor(1), 100)
+		if err != nil {
+			t.Fatal(err)
 		}
+		return p.Events
 	}
-	other := want
-	other.MsgID = "m-2"
-	got, applied, err := st.ClaimIdempotency(ctx, "alice", "c-1", other)
-	if err != nil || applied || got.MsgID != want.MsgID {
-		t.Fatalf("claim of another attempt: %+v applied=%v %v, want the first's row", got, applied, err)
+	a, b := feed("alice"), feed("bob")
+	if len(a) != 2 || a[0].Kind != protocol.KindRejected || a[0].RefSeq != 3 || a[0].Message == nil ||
+		a[0].Message.Body.Text != "other content" || a[1].Kind != protocol.KindDelivered {
+		t.Fatalf("alice's feed %+v: want the rejected send (ref_seq 3, its body) and bob's delivered receipt", a)
 	}
-	cases := []struct {
-		err  error
-		want bool
-	}{
-		{fmt.Errorf("while claiming: %w", &gocql.RequestErrWriteTimeout{WriteType: "CAS"}), true},
-		{&gocql.RequestErrCASWriteUnknown{}, true},
-		{&gocql.RequestErrUnavailable{}, true},
-		{fmt.Errorf("x: %w", gocql.ErrTimeoutNoResponse), true},
-		{&gocql.RequestErrWriteFailure{}, false},
-		{context.Canceled, false},
+	if len(b) != 0 {
+		t.Fatalf("bob's feed %+v: want nothing (his own receipt and alice's rejected send are not his)", b)
 	}
-	for _, c := range cases {
-		if got := store.Uncertain(c.err); got != c.want {
-			t.Errorf("uncertain(%T %v) = %v, want %v", c.err, c.err, got, c.want)
-		}
+	if _, ok, err := st.Message(ctx, conv, 7); err != nil || ok {
+		t.Fatalf("the rejected send is in history: %v %v", ok, err)
 	}
 }

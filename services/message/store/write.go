@@ -19,6 +19,14 @@ type Item struct {
 	Part int32
 	Off  int64
 	Rec  model.Record
+	// Hash is the content hash of a message record (model.ContentHash),
+	// stored in its msg_ids row.
+	Hash []byte
+	// Rejected marks a message record whose msg_id was stored earlier in
+	// log order with other content: only the sender's feed gets an entry
+	// (kind rejected, ref_seq StoredSeq), nothing else is written.
+	Rejected  bool
+	StoredSeq int64
 }
 
 // Bounds of the write path.
@@ -93,8 +101,10 @@ func nullable(s string) any {
 }
 
 // Persist writes the effect of items (one partition, offset order): message
-// rows, both participants' feeds and conversation rows, and recalls. It is
-// idempotent; on error the caller retries it whole.
+// rows and their msg_ids rows, both participants' feeds and conversation
+// rows (a delivered receipt: the peer's only; a rejected send: the
+// sender's feed only), and recalls. It is idempotent; on error the caller
+// retries it whole.
 func (st *Store) Persist(ctx context.Context, items []Item) error {
 	if len(items) == 0 {
 		return nil
@@ -131,6 +141,7 @@ func (st *Store) Persist(ctx context.Context, items []Item) error {
 	}
 	msgRows := map[string][]stmt{} // per (conv, bucket): one partition
 	var recalls []stmt             // after the feed inserts of the same batch
+	var msgIDs []stmt              // one partition each
 	type convBucket struct {
 		conv string
 		b    int32
@@ -146,12 +157,27 @@ func (st *Store) Persist(ctx context.Context, items []Item) error {
 		ts := it.Off + 1
 		body, bodyLen := bodyJSON(r.Body)
 		b := model.Bucket(it.Off) // of the feed entries and the message row
-		for _, u := range []string{from, to} {
+		feed := func(u string, kind protocol.Kind, ref int64) {
 			w := work(u)
 			w.buckets[b] = append(w.buckets[b], stmt{cqlInsertFeed, []any{
-				u, part, b, it.Off, string(r.Kind), r.ConvID, from, nullable(r.DeviceID), r.RefSeq, r.AtMs,
+				u, part, b, it.Off, string(kind), r.ConvID, from, nullable(r.DeviceID), ref, r.AtMs,
 				nullable(r.MsgID), nullable(r.ClientMsgID), nullable(string(r.Type)), nullable(body), ts, st.ret.ttl}, 200 + bodyLen})
 		}
+		switch {
+		case it.Rejected:
+			feed(from, protocol.KindRejected, it.StoredSeq) // the sender's devices only
+			continue
+		case r.Kind == protocol.KindDelivered:
+			// Only the peer (whose messages were delivered) needs it: the
+			// acking user's own feed and conversation row stay as they are.
+			feed(to, r.Kind, r.RefSeq)
+			ct := conv(to, r.ConvID, from)
+			set(ct, colLast, it.Off)
+			set(ct, colPeerDelivered, r.RefSeq)
+			continue
+		}
+		feed(from, r.Kind, r.RefSeq)
+		feed(to, r.Kind, r.RefSeq)
 		cf, ct := conv(from, r.ConvID, to), conv(to, r.ConvID, from)
 		set(cf, colLast, it.Off)
 		set(ct, colLast, it.Off)
@@ -161,14 +187,13 @@ func (st *Store) Persist(ctx context.Context, items []Item) error {
 			msgRows[k] = append(msgRows[k], stmt{cqlInsertMessage, []any{
 				r.ConvID, b, it.Off, r.MsgID, r.ClientMsgID, from, nullable(r.DeviceID), string(r.Type), body, r.AtMs, ts}, 200 + bodyLen})
 			convBuckets[convBucket{r.ConvID, b}] = struct{}{}
+			msgIDs = append(msgIDs, stmt{cqlInsertMsgID, []any{r.MsgID, r.ConvID, it.Off, it.Hash, r.AtMs, msgIDTimestamp(it.Off)}, 64})
 			set(cf, colLastMsg, it.Off)
 			set(ct, colLastMsg, it.Off)
 			set(cf, colRead, it.Off) // sending implies having read the conversation
 		case protocol.KindRead:
 			set(cf, colRead, r.RefSeq)
 			set(ct, colPeerRead, r.RefSeq)
-		case protocol.KindDelivered:
-			set(ct, colPeerDelivered, r.RefSeq)
 		case protocol.KindRecall:
 			rb := model.Bucket(r.RefSeq)
 			recalls = append(recalls, stmt{cqlRecallMessage, []any{ts, r.ConvID, rb, r.RefSeq}, 64})
@@ -202,6 +227,9 @@ func (st *Store) Persist(ctx context.Context, items []Item) error {
 	g.SetLimit(writeConcurrency)
 	for _, rows := range msgRows {
 		g.Go(func() error { return st.batches(gctx, rows) })
+	}
+	for _, s := range msgIDs {
+		g.Go(func() error { return st.exec(gctx, s) })
 	}
 	for u, w := range users {
 		g.Go(func() error { return st.writeFeed(gctx, u, part, w.buckets) })

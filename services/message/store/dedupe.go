@@ -1,0 +1,86 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+
+	"github.com/gocql/gocql"
+	"golang.org/x/sync/errgroup"
+)
+
+// StoredID is where the message of one msg_id is stored: the msg_ids row
+// the pipeline writes beside the message row.
+type StoredID struct {
+	ConvID string
+	Seq    int64
+	Hash   []byte // model.ContentHash of the stored content
+	AtMs   int64  // when the stored copy was accepted (unix ms)
+}
+
+// SameContent reports whether hash matches the stored content's hash.
+func (s StoredID) SameContent(hash []byte) bool { return bytes.Equal(s.Hash, hash) }
+
+const (
+	cqlInsertMsgID = `INSERT INTO msg_ids (msg_id, conv_id, seq, hash, sent_at_ms) VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ?`
+	cqlSelectMsgID = `SELECT conv_id, seq, hash, sent_at_ms FROM msg_ids WHERE msg_id = ?`
+	// lookupConcurrency bounds the point reads one LookupMessageIDs runs at
+	// once (they also take slots of MaxWritesInFlight).
+	lookupConcurrency = 32
+)
+
+// msgIDTimestamp makes the earliest copy in log order win: a row written
+// for a lower seq has the higher write timestamp.
+func msgIDTimestamp(seq int64) int64 { return 1<<62 - seq }
+
+// LookupMessageID reads where msgID is stored (a plain point read at the
+// session's consistency). ok is false when it is not stored (yet).
+func (st *Store) LookupMessageID(ctx context.Context, msgID string) (StoredID, bool, error) {
+	var s StoredID
+	var at *int64
+	err := st.s.Query(cqlSelectMsgID, msgID).WithContext(ctx).Scan(&s.ConvID, &s.Seq, &s.Hash, &at)
+	switch {
+	case err == gocql.ErrNotFound:
+		return StoredID{}, false, nil
+	case err != nil:
+		return StoredID{}, false, fmt.Errorf("while reading msg_id %s: %w", msgID, err)
+	}
+	if at != nil {
+		s.AtMs = *at
+	}
+	return s, true, nil
+}
+
+// LookupMessageIDs reads several msg_ids at once (concurrent point reads,
+// each routed to its replica) and returns the stored ones. It fails as a
+// whole if any read fails: the caller retries it.
+func (st *Store) LookupMessageIDs(ctx context.Context, ids []string) (map[string]StoredID, error) {
+	found := make(map[string]StoredID, len(ids))
+	if len(ids) == 0 {
+		return found, nil
+	}
+	res := make([]StoredID, len(ids))
+	ok := make([]bool, len(ids))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(lookupConcurrency)
+	for i, id := range ids {
+		g.Go(func() error {
+			release, err := st.acquire(gctx)
+			if err != nil {
+				return err
+			}
+			defer release()
+			res[i], ok[i], err = st.LookupMessageID(gctx, id)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	for i, id := range ids {
+		if ok[i] {
+			found[id] = res[i]
+		}
+	}
+	return found, nil
+}
