@@ -50,7 +50,8 @@ func init() {
 // tls.key) when dir is set.
 func pushEtcdClient(endpoints []string, dir string) (*clientv3.Client, error) {
 	cfg := clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second,
-		DialKeepAliveTime: 10 * time.Second, DialKeepAliveTimeout: 5 * time.Second}
+		DialKeepAliveTime: 10 * time.Second, DialKeepAliveTimeout: 5 * time.Second,
+		DialOptions: presence.DialOptions()} // reconnect within ~1 s of etcd being back
 	if dir != "" {
 		ca, err := os.ReadFile(filepath.Join(dir, "ca.crt"))
 		if err != nil {
@@ -177,12 +178,20 @@ func runPush(ctx context.Context, cfg config.Push) error {
 		return fmt.Errorf("while listening on %s: %w", cfg.InternalAddr, err)
 	}
 	var ready atomic.Bool
+	var registrar *presence.Registrar
 	health := http.NewServeMux()
 	health.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	health.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	health.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !ready.Load() {
 			http.Error(w, "not ready\n", http.StatusServiceUnavailable)
+			return
+		}
+		// Without a current lease, logins fail and routers may not see
+		// this node's sessions: not ready until the registration is back
+		// (the registrar re-registers on its own once etcd answers).
+		if !registrar.Healthy() {
+			http.Error(w, "not ready: presence lease not current (etcd unreachable?)\n", http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))
@@ -212,7 +221,9 @@ func runPush(ctx context.Context, cfg config.Push) error {
 	}
 	defer etcd.Close()
 	node := presence.Node{ID: cfg.NodeID, DeliverURL: pushAdvertise(cfg, inLn)}
-	registrar := presence.NewRegistrar(etcd, cfg.EtcdPrefix, node, cfg.PresenceLeaseTTL, srv.Kick, log)
+	registrar = presence.NewRegistrar(etcd, cfg.EtcdPrefix, node, cfg.PresenceLeaseTTL, srv.Kick, log)
+	registrar.OnResync(srv.Resync) // lease lost, or a router skipped a batch: devices sync
+	reg.MustRegister(registrar.Collectors()...)
 	srv.SetPresence(registrar)
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err = registrar.Start(sctx)

@@ -76,6 +76,11 @@ type Config struct {
 	// history where it needs it (docs/protocol.md, section 5).
 	OnResync func()
 
+	// OnSyncHint, if set, runs when the node says pushes to this session
+	// may have been dropped (a sync frame, docs/protocol.md section 5);
+	// the client then syncs by itself within the frame's sync_within_ms.
+	OnSyncHint func(reason string)
+
 	NoAutoAck bool // do not ack message events from others
 	NoSync    bool // do not sync after login (bench: push only)
 
@@ -150,6 +155,7 @@ type Client struct {
 	synced    atomic.Int64
 	dropped   atomic.Int64
 	resyncs   atomic.Int64
+	hints     atomic.Int64 // sync frames received
 	unsure    atomic.Int64 // handed on without Known while memory could not tell
 	// pushedSinceSync counts the pushed events since the start of the
 	// last completed sync.
@@ -395,6 +401,8 @@ func (c *Client) session(url string) (wait time.Duration, err error) {
 			if ch != nil {
 				ch <- sendAnswer{status: f.Status, result: f.Result, err: f.Error}
 			}
+		case protocol.FrameSync:
+			c.syncHint(f)
 		case protocol.FrameKick:
 			return wait, ErrKicked
 		case protocol.FrameDrain:
@@ -444,6 +452,27 @@ func (c *Client) background(stop <-chan struct{}, expCh <-chan int64, hb, resync
 		}
 	}
 }
+
+// syncHint handles a sync frame: pushes to this session may have been
+// dropped, so the client syncs from its cursor at a random moment within
+// the frame's sync_within_ms (a node tells all its devices at once; the
+// spread keeps them from syncing at once). Requests coalesce with any
+// sync under way: one more sync runs after it, so the sync that follows
+// the hint reads after the hint was sent.
+func (c *Client) syncHint(f *protocol.ServerFrame) {
+	c.hints.Add(1)
+	if c.cfg.OnSyncHint != nil {
+		c.cfg.OnSyncHint(f.Reason)
+	}
+	if f.SyncWithinMs <= 0 {
+		c.requestSync()
+		return
+	}
+	time.AfterFunc(rand.N(time.Duration(f.SyncWithinMs)*time.Millisecond), c.requestSync)
+}
+
+// SyncHints returns how many sync frames the node sent this client.
+func (c *Client) SyncHints() int64 { return c.hints.Load() }
 
 func frameErr(f *protocol.ServerFrame) error {
 	if f.Error != nil {

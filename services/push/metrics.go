@@ -14,6 +14,7 @@ type metrics struct {
 	fdExhausted, refreshes                 prometheus.Counter
 	closedWith                             *prometheus.CounterVec
 	sends                                  *prometheus.CounterVec
+	syncHints                              *prometheus.CounterVec
 	blockingReaders                        prometheus.Gauge
 	reg                                    prometheus.Registerer
 }
@@ -39,6 +40,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "closed_total", Help: "Connections closed, by reason (error code)."}, []string{"reason"}),
 		sends: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "imcluster", Subsystem: "push",
 			Name: "forwarded_sends_total", Help: "Sends forwarded to the message tier, by status class."}, []string{"status"}),
+		syncHints: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "imcluster", Subsystem: "push",
+			Name: "sync_hints_total", Help: "Sync frames sent to devices (pushes may have been dropped), by reason."}, []string{"reason"}),
 		blockingReaders: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "imcluster", Subsystem: "push",
 			Name: "blocking_readers", Help: "Connections read by a goroutine of their own (TLS, or no epoll) instead of the poller."}),
 		reg: reg,
@@ -46,7 +49,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg != nil {
 		reg.MustRegister(m.accepted, m.logins, m.kicks, m.slowConsumers, m.framesIn, m.framesOut,
 			m.delivered, m.missed, m.acksForwarded, m.acksDropped, m.fdExhausted, m.refreshes, m.closedWith, m.sends,
-			m.blockingReaders)
+			m.blockingReaders, m.syncHints)
 		// The followed key and certificate files' reload metrics live in
 		// the default registry; this server may serve another one.
 		if err := filewatch.Register(reg); err != nil {

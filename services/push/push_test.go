@@ -40,6 +40,9 @@ type cluster struct {
 	signer *auth.Signer
 	msg    *fakeMessage
 	nodes  map[string]*node
+	// deliverURL, if set, gives the URL a node registers for deliveries
+	// (its own internal listener's is given).
+	deliverURL func(id, own string) string
 }
 
 type node struct {
@@ -116,7 +119,12 @@ func (c *cluster) startNode(id string, mod func(*push.Options)) *node {
 		t.Fatal(err)
 	}
 	in := httptest.NewServer(srv.InternalHandler())
-	reg := presence.NewRegistrar(c.cli, c.prefix, presence.Node{ID: id, DeliverURL: in.URL}, 3*time.Second, srv.Kick, nil)
+	deliverURL := in.URL
+	if c.deliverURL != nil {
+		deliverURL = c.deliverURL(id, in.URL)
+	}
+	reg := presence.NewRegistrar(c.cli, c.prefix, presence.Node{ID: id, DeliverURL: deliverURL}, 3*time.Second, srv.Kick, nil)
+	reg.OnResync(srv.Resync)
 	srv.SetPresence(reg)
 	if err := reg.Start(context.Background()); err != nil {
 		t.Fatal(err)

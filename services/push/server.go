@@ -46,6 +46,9 @@ type Options struct {
 	Heartbeat      time.Duration // expected client heartbeat interval
 	SendQueue      int           // frames queued per connection before slow_consumer
 	ResyncAfter    time.Duration // told to devices: sync again this long after login
+	// SyncSpread is the window within which devices told to sync (a sync
+	// frame: Resync) each pick a random moment (default 5s).
+	SyncSpread time.Duration
 
 	FrameRate        float64 // frames/s a connection may send on average
 	FrameBurst       int
@@ -78,6 +81,9 @@ func (o *Options) defaults() {
 	}
 	if o.ResyncAfter <= 0 {
 		o.ResyncAfter = 2 * time.Second
+	}
+	if o.SyncSpread <= 0 {
+		o.SyncSpread = 5 * time.Second
 	}
 	if o.FrameRate <= 0 {
 		o.FrameRate = 50
