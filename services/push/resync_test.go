@@ -43,7 +43,10 @@ func awaitHint(t *testing.T, reasons chan string, want string, within time.Durat
 	return time.Time{}
 }
 
-func fastSync(o *push.Options) { o.SyncSpread = 100 * time.Millisecond; o.ResyncAfter = 500 * time.Millisecond }
+func fastSync(o *push.Options) {
+	o.SyncSpread = 100 * time.Millisecond
+	o.ResyncAfter = 500 * time.Millisecond
+}
 
 // A router that skips a batch for a node that does not answer in time
 // (its delivery listener wedged, its WebSocket side alive) leaves a hint
