@@ -68,6 +68,14 @@ type BenchResult struct {
 	SendAckMs     Percentiles `json:"send_ack_ms"`
 	SendDeliverMs Percentiles `json:"send_deliver_ms"`
 
+	// Server CPU over the window from the first send to the last
+	// delivery (or the end of --settle): every server process of the
+	// stack found on this machine (message, push, Kafka, Cassandra, etcd).
+	ServerCPU      []ProcessCPU `json:"server_cpu,omitempty"`
+	CPUPerMsgMs    float64      `json:"cpu_ms_per_delivered_message,omitempty"`
+	CPUWindowSecs  float64      `json:"cpu_window_seconds,omitempty"`
+	ServerCPUCores float64      `json:"server_cpu_cores,omitempty"`
+
 	Memory []NodeMemory `json:"push_memory,omitempty"`
 	Notes  []string     `json:"notes,omitempty"`
 }
@@ -323,6 +331,7 @@ func runBench(ctx context.Context, o benchOpts) error {
 		latMu               sync.Mutex
 	)
 	ssem := make(chan struct{}, o.concurrency)
+	cpuBefore := snapshotServerCPU()
 	start := time.Now()
 	end := start.Add(o.duration)
 	stopProgress = progress(func() string {
@@ -380,6 +389,14 @@ func runBench(ctx context.Context, o benchOpts) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	stopProgress()
+	window := time.Since(start).Seconds()
+	res.ServerCPU, res.CPUWindowSecs = nil, window
+	if procs, total := snapshotServerCPU().since(cpuBefore, window); len(procs) > 0 {
+		res.ServerCPU, res.ServerCPUCores = procs, total/window
+		if d := delivered.Load(); d > 0 {
+			res.CPUPerMsgMs = total * 1000 / float64(d)
+		}
+	}
 
 	res.DurationSecs = sendSecs
 	res.Sent, res.Acked, res.SendErrors = nSent.Load(), nAcked.Load(), nErr.Load()
@@ -527,6 +544,14 @@ func report(r BenchResult, asJSON bool) error {
 		fmt.Printf("delivered %d (%.0f/s), lost %d, duplicated %d, reordered %d\n", r.Delivered, r.DelivPerSec, r.Lost, r.Duplicated, r.Reordered)
 		fmt.Printf("send→ack     ms: p50 %.1f  p90 %.1f  p99 %.1f  max %.1f\n", r.SendAckMs.P50, r.SendAckMs.P90, r.SendAckMs.P99, r.SendAckMs.Max)
 		fmt.Printf("send→deliver ms: p50 %.1f  p90 %.1f  p99 %.1f  max %.1f\n", r.SendDeliverMs.P50, r.SendDeliverMs.P90, r.SendDeliverMs.P99, r.SendDeliverMs.Max)
+		if len(r.ServerCPU) > 0 {
+			var parts []string
+			for _, p := range r.ServerCPU {
+				parts = append(parts, fmt.Sprintf("%s %.2f", p.Name, p.Cores))
+			}
+			fmt.Printf("server CPU over %.1fs: %.2f cores (%s); %.2f ms per delivered message\n",
+				r.CPUWindowSecs, r.ServerCPUCores, strings.Join(parts, ", "), r.CPUPerMsgMs)
+		}
 	}
 	for _, m := range r.Memory {
 		fmt.Printf("push %s: %d connections, RSS %.1f→%.1f MiB (%.2f KiB/conn), heap in use %.1f→%.1f MiB (%.2f KiB/conn), %d goroutines\n",
