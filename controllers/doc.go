@@ -34,13 +34,22 @@
 // only. A child changed by hand is corrected at the next spec change (or when
 // deleted: it is recreated at once).
 //
-// Status: observedGeneration and the conditions Ready, Progressing and
-// Degraded are derived from the children on every reconcile, and patched with
-// an optimistic lock only when they changed.
+// Status: observedGeneration, per-tier status and the conditions Ready,
+// Progressing and Degraded are derived from the children on every
+// reconcile, and patched with an optimistic lock only when they changed.
+// They are split by concern so that alerting can trust them: Ready means
+// every tier can serve (its PodDisruptionBudget's minimum of available
+// pods), so scaling and rollouts keep it True and show in Progressing;
+// Degraded and Warning events are for trouble only (docs/operator.md,
+// "Status").
+//
+// Pause: the annotation imcluster.io/paused=true makes the reconcile write
+// no child, only the status (Progressing=False, reason Paused).
 //
 // Files by concern: imcluster_controller.go (entry point, watches, RBAC),
 // render_*.go (desired objects), create.go (create/update/delete of
 // children), scale.go (replica counts and autoscaling), bootstrap.go (the
-// gate), secrets.go (the Secrets that roll a tier), status.go (conditions
-// and the status patch), metrics.go.
+// gate), secrets.go (the Secrets that roll a tier), status.go (the
+// conditions), status_tiers.go (each tier's state and minimum),
+// status_events.go (the status patch and its events), metrics.go.
 package controllers

@@ -12,7 +12,10 @@
 //     builds an object by hand (tests, the reconciler before the apiserver has
 //     seen it) sees the values the apiserver would set.
 //   - imcluster_conditions.go: condition types and reasons (Ready,
-//     Progressing, Degraded) and helpers to read them.
+//     Progressing, Degraded) and helpers to read them. Ready means every
+//     tier can serve, not that the spec is fully applied: routine scaling
+//     and rollouts show in Progressing, trouble in Degraded.
+//   - imcluster_annotations.go: the pause annotation (imcluster.io/paused).
 //
 // Scaling: the scale subresource drives the push tier
 // (`kubectl scale imcluster/NAME --replicas=N` sets spec.push.replicas). Push
