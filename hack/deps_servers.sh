@@ -29,13 +29,46 @@ launch() {
 	date +%s.%N >"$dir/started_at"
 }
 
+# server_alive PID: the process lives and is not on its way out. After a
+# kill -9 a big JVM takes a while to exit (SIGKILL pending, still R or D
+# while its memory is unmapped), then stays a zombie until its parent (init
+# here) reaps it; kill -0 succeeds all that time, so `start` right after a
+# kill -9 took it for running and did nothing (issue 11).
+server_alive() {
+	local p=$1 st pnd
+	pid_alive "$p" || return 1
+	st="$(awk '/^State:/{print $2}' "/proc/$p/status" 2>/dev/null)"
+	[[ -z $st || $st == Z || $st == X ]] && return 1
+	for pnd in $(awk '/^(ShdPnd|SigPnd):/{print $2}' "/proc/$p/status" 2>/dev/null); do
+		(((16#$pnd & 0x100) != 0)) && return 1 # SIGKILL pending: exiting
+	done
+	return 0
+}
+
+# live_pid COMPONENT: the pid recorded at start, if that process still
+# lives and is not exiting (pid_of, but a killed or zombie process is not).
+live_pid() {
+	local p
+	p="$(pid_of "$1")" || return 1
+	server_alive "$p" || return 1
+	echo "$p"
+}
+
 # prepare COMPONENT: returns 1 when it is already running (nothing to do).
+# A recorded process that is exiting or a zombie (killed) is waited out:
+# its listening sockets close as it exits, then the server starts again on
+# the same data.
 prepare() {
-	local c=$1 dir="$IMC_RUN_DIR/$1" port
+	local c=$1 dir="$IMC_RUN_DIR/$1" port pid
 	port="$(server_port "$c")"
-	if pid_of "$c" >/dev/null; then
-		log "$c already running (pid $(pid_of "$c"))"
+	if pid="$(live_pid "$c")"; then
+		log "$c already running (pid $pid)"
 		return 1
+	fi
+	if pid="$(pid_of "$c")"; then
+		log "$c (pid $pid) is exiting or dead; starting it again once port $port is free"
+		rm -f "$dir/pid"
+		wait_port_free "$port" 60 || die "$c: port $port still in use 60s after pid $pid was killed"
 	fi
 	port_open "$port" && die "$c: port $port is in use by a process hack/deps.sh did not start; stop it or set IMC_${c^^}_PORT"
 	[[ "${IMC_FRESH:-0}" == 1 ]] && rm -rf "$dir"
@@ -226,9 +259,9 @@ wait_etcd() { wait_server etcd; }
 wait_server() {
 	local c=$1 dir="$IMC_RUN_DIR/$1" pid
 	install_depcheck
-	pid="$(pid_of "$c")" || { tail_log "$c"; die "$c is not running"; }
+	pid="$(live_pid "$c")" || { tail_log "$c"; die "$c is not running"; }
 	if ! "$DEPCHECK_BIN" -q -timeout "$(ready_timeout "$c")s" "$c" "127.0.0.1:$(server_port "$c")" 2>"$dir/depcheck.err" ||
-		! pid_alive "$pid"; then
+		! server_alive "$pid"; then
 		tail_log "$c"
 		cat "$dir/depcheck.err" >&2
 		stop_server "$c"
@@ -251,10 +284,10 @@ stop_server() {
 	log "stopping $c (pid $pid)"
 	kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
 	for ((i = 0; i < 300; i++)); do
-		pid_alive "$pid" || break
+		server_alive "$pid" || break
 		sleep 0.1
 	done
-	if pid_alive "$pid"; then
+	if server_alive "$pid"; then
 		log "$c did not stop in 30s; killing"
 		kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
 		sleep 0.5
@@ -269,7 +302,7 @@ status_of() {
 	kube) [[ -x "$ENVTEST_DIR/kube-apiserver" ]] && echo "kube: installed (KUBEBUILDER_ASSETS=$ENVTEST_DIR)" || echo "kube: not installed" ;;
 	helm) [[ -x "$HELM_BIN" ]] && echo "helm: installed ($HELM_BIN)" || echo "helm: not installed" ;;
 	*)
-		if pid="$(pid_of "$c")"; then
+		if pid="$(live_pid "$c")"; then
 			echo "$c: running, pid $pid, 127.0.0.1:$(server_port "$c"), rss $(($(awk '/VmRSS/{print $2}' "/proc/$pid/status") / 1024)) MiB, log $IMC_RUN_DIR/$c/server.log"
 		elif port_open "$(server_port "$c")"; then
 			echo "$c: port $(server_port "$c") open, but not started by hack/deps.sh"
