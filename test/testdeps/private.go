@@ -46,7 +46,16 @@ func PrivateKafka(t testing.TB) *Private {
 // Cassandra replays its commit log only up to the last sync).
 func PrivateCassandra(t testing.TB) *Private {
 	t.Helper()
-	return startPrivate(t, "cassandra", []string{"IMC_CASSANDRA_UNSAFE_SYSTEM=false", "IMC_CASSANDRA_COMMITLOG_SYNC=batch"},
+	return PrivateCassandraWith(t)
+}
+
+// PrivateCassandraWith is PrivateCassandra with hack/deps.sh settings
+// (IMC_CASSANDRA_*=value) that override its durable defaults, e.g. to show
+// what a kill -9 does to a node run without them.
+func PrivateCassandraWith(t testing.TB, env ...string) *Private {
+	t.Helper()
+	env = append([]string{"IMC_CASSANDRA_UNSAFE_SYSTEM=false", "IMC_CASSANDRA_COMMITLOG_SYNC=batch"}, env...)
+	return startPrivate(t, "cassandra", env,
 		"IMC_CASSANDRA_PORT", "IMC_CASSANDRA_STORAGE_PORT", "IMC_CASSANDRA_JMX_PORT")
 }
 
@@ -98,26 +107,72 @@ func (p *Private) Start() error { return p.run("start", false) }
 func (p *Private) Kill() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	b, err := os.ReadFile(filepath.Join(p.runDir, p.component, "pid"))
+	pid, err := p.pid()
 	if err != nil {
-		return fmt.Errorf("while reading the pid of private %s: %w", p.component, err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 1 {
-		return fmt.Errorf("private %s: bad pid file %q", p.component, b)
+		return err
 	}
 	if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil {
 		return fmt.Errorf("while killing private %s (pid %d): %w", p.component, pid, err)
 	}
-	// Not our child (setsid detached it), so poll until it is reaped.
+	// Not our child (setsid detached it), so poll until it is gone or a
+	// zombie (init may reap it late; it holds no socket any more).
 	deadline := time.Now().Add(30 * time.Second)
-	for syscall.Kill(pid, 0) == nil {
+	for syscall.Kill(pid, 0) == nil && !zombie(pid) {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("private %s (pid %d) still alive 30s after SIGKILL", p.component, pid)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	return nil
+}
+
+// Pause freezes the server (SIGSTOP to its process group): it keeps its
+// connections and ports but answers nothing, as a hung broker or a
+// partitioned node does, until Resume.
+func (p *Private) Pause() error { return p.signal(syscall.SIGSTOP) }
+
+// Resume lets a paused server run again (SIGCONT).
+func (p *Private) Resume() error { return p.signal(syscall.SIGCONT) }
+
+func (p *Private) signal(sig syscall.Signal) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pid, err := p.pid()
+	if err != nil {
+		return err
+	}
+	if err := syscall.Kill(-pid, sig); err != nil {
+		return fmt.Errorf("while sending %v to private %s (pid %d): %w", sig, p.component, pid, err)
+	}
+	return nil
+}
+
+// pid reads the server's pid file (the leader of its process group).
+func (p *Private) pid() (int, error) {
+	b, err := os.ReadFile(filepath.Join(p.runDir, p.component, "pid"))
+	if err != nil {
+		return 0, fmt.Errorf("while reading the pid of private %s: %w", p.component, err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		return 0, fmt.Errorf("private %s: bad pid file %q", p.component, b)
+	}
+	return pid, nil
+}
+
+// zombie reports whether pid has exited and awaits its reaping.
+func zombie(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true // gone
+	}
+	// pid (comm) S ...: the state follows the last ')'.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 || i+2 >= len(b) {
+		return false
+	}
+	st := b[i+2]
+	return st == 'Z' || st == 'X'
 }
 
 // Restart stops and starts the server, keeping its data.
