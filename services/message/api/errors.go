@@ -3,7 +3,6 @@ package api
 import (
 	"encoding/json"
 	"net/http"
-	"strconv"
 
 	"github.com/imcluster/imcluster/services/protocol"
 )
@@ -28,19 +27,14 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// writeJSONNow writes v with a Content-Length and flushes it, so the client
-// has the whole answer while the handler goes on with follow-up work.
-func writeJSONNow(w http.ResponseWriter, status int, v any) {
-	b, _ := json.Marshal(v)
-	b = append(b, '\n')
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
-	w.WriteHeader(status)
-	_, _ = w.Write(b)
-	_ = http.NewResponseController(w).Flush()
-}
+// unavailableRetryAfter is the Retry-After (seconds) of a 503 that set
+// none: a dependency (Cassandra for reads, Kafka for sends) is failing, and
+// the tier recovers on its own once it is back.
+const unavailableRetryAfter = "2"
 
 func writeErr(w http.ResponseWriter, e *apiError) {
+	if e.status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", unavailableRetryAfter)
+	}
 	writeJSON(w, e.status, protocol.Error{Code: e.code, Message: e.msg})
 }

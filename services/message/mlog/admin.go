@@ -29,9 +29,15 @@ type TopicInfo struct {
 }
 
 // MinInsyncReplicas is the min.insync.replicas imcluster requires (and
-// sets on the topics it creates) for a replication factor: rf-1, so one
-// broker may be down while sends go on, and at least 2 once rf >= 3.
-func MinInsyncReplicas(rf int) int { return max(1, rf-1) }
+// sets on the topics it creates) for a replication factor: 2 once rf >= 3
+// (an acknowledged record is on two brokers, and one broker may be down
+// while sends go on), else 1.
+func MinInsyncReplicas(rf int) int {
+	if rf >= 3 {
+		return 2
+	}
+	return 1
+}
 
 // Admin wraps a sarama cluster admin.
 type Admin struct {

@@ -172,6 +172,7 @@ type Client struct {
 // Resp is an API answer.
 type Resp struct {
 	Status int
+	Header http.Header
 	Body   []byte
 }
 
@@ -231,5 +232,5 @@ func (c Client) Do(t testing.TB, method, path, token string, body any, hdr ...st
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return Resp{Status: resp.StatusCode, Body: b}
+	return Resp{Status: resp.StatusCode, Header: resp.Header, Body: b}
 }
