@@ -37,6 +37,13 @@ func PrivateKafka(t testing.TB) *Private {
 	return startPrivate(t, "kafka", nil, "IMC_KAFKA_PORT", "IMC_KAFKA_CONTROLLER_PORT")
 }
 
+// PrivateEtcd starts a private single-member etcd (hack/deps.sh's, so
+// with its settings), or skips/fails t when it cannot be built or run.
+func PrivateEtcd(t testing.TB) *Private {
+	t.Helper()
+	return startPrivate(t, "etcd", nil, "IMC_ETCD_PORT", "IMC_ETCD_PEER_PORT")
+}
+
 // PrivateCassandra starts a private single-node Cassandra, or skips/fails t
 // when the tools to run it are missing. Unlike the shared one it is made
 // to survive Kill: it runs without -Dcassandra.unsafesystem (which skips
