@@ -3,8 +3,10 @@ package message_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -63,6 +65,28 @@ func TestDeadLetter(t *testing.T) {
 		case <-time.After(30 * time.Second):
 			t.Fatalf("dead letter %d missing", i)
 		}
+	}
+}
+
+// A backlog of records acknowledged under a higher size limit is stored
+// after the limit was lowered (IM_MAX_MESSAGE_BYTES is the API's limit for
+// new sends, not the pipeline's for records already acked), while the API
+// refuses a new send of the same size.
+func TestLoweredLimitKeepsTheBacklog(t *testing.T) {
+	e := newEnv(t, 1, func(c *cfgT) { c.MaxMessageBytes = 256 })
+	conv := model.ConvID("alice", "bob")
+	big := strings.Repeat("x", 8<<10)
+	for i := range 3 {
+		produceRecord(t, e, record("alice", "bob", fmt.Sprint("big-", i), big, time.Now()))
+	}
+	e.start(t, server.RoleAll)
+	r := e.c.Do(t, "POST", "/v1/messages", e.user(t, "alice"), text("bob", "big-new", big))
+	if r.Status != 413 || r.Code() != protocol.ErrTooLarge {
+		t.Fatalf("a new send over the lowered limit: %d %s, want 413", r.Status, r.Body)
+	}
+	e.waitPersisted(t, conv, 3)
+	if h := e.history(t, "bob", conv, 10); len(h) != 3 || h[0].Message.Body.Text != big {
+		t.Fatalf("history holds %d of the 3 acked large messages", len(h))
 	}
 }
 
