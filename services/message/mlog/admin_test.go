@@ -4,29 +4,14 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/imcluster/imcluster/services/config"
 	"github.com/imcluster/imcluster/services/message/mlog"
-	"github.com/imcluster/imcluster/test/testdeps"
 )
 
 // CheckTopic (run by every message process at start-up) refuses a topic
 // that allows unclean leader elections, whoever created it; the topics
 // bootstrap creates pass.
 func TestCheckTopicRefusesUnsafeSettings(t *testing.T) {
-	cfg := config.Kafka{Brokers: testdeps.Kafka(t), Topic: testdeps.Unique("imt_unsafe"), Partitions: 2, ReplicationFactor: 1}
-	admin, err := mlog.NewAdmin(cfg, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
-	if _, err := admin.EnsureTopic(cfg.Topic, cfg.Partitions, 1, ""); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := admin.DeleteTopic(cfg.Topic); err != nil {
-			t.Logf("delete topic: %v", err)
-		}
-	})
+	cfg, admin := testTopic(t, "imt_unsafe", 2)
 	if info, err := admin.CheckTopic(cfg.Topic, cfg.Partitions); err != nil || info.ReplicationFactor != 1 {
 		t.Fatalf("a topic bootstrap created: %+v %v", info, err)
 	}

@@ -11,10 +11,11 @@ import (
 	"github.com/imcluster/imcluster/test/testdeps"
 )
 
-// LogEnds reports, per partition, the offset the next record will get —
-// one past the last produced — through the producer's own client.
-func TestProducerLogEnds(t *testing.T) {
-	cfg := config.Kafka{Brokers: testdeps.Kafka(t), Topic: testdeps.Unique("imt_logend"), Partitions: 3, ReplicationFactor: 1}
+// testTopic creates a topic of its own for t (deleted when t ends) and
+// returns its configuration and an admin connection.
+func testTopic(t *testing.T, prefix string, partitions int32) (config.Kafka, *mlog.Admin) {
+	t.Helper()
+	cfg := config.Kafka{Brokers: testdeps.Kafka(t), Topic: testdeps.Unique(prefix), Partitions: partitions, ReplicationFactor: 1}
 	admin, err := mlog.NewAdmin(cfg, "test")
 	if err != nil {
 		t.Fatal(err)
@@ -28,6 +29,13 @@ func TestProducerLogEnds(t *testing.T) {
 			t.Logf("delete topic: %v", err)
 		}
 	})
+	return cfg, admin
+}
+
+// LogEnds reports, per partition, the offset the next record will get —
+// one past the last produced — through the producer's own client.
+func TestProducerLogEnds(t *testing.T) {
+	cfg, _ := testTopic(t, "imt_logend", 3)
 	p, err := mlog.NewProducer(cfg, cfg.Topic, "test-logend", 12*time.Second)
 	if err != nil {
 		t.Fatal(err)
