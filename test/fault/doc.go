@@ -12,5 +12,18 @@
 //     hack/deps.sh's durable settings, under write load, then hack/deps.sh
 //     start at once: every acknowledged write is there, the schema too.
 //   - TestKafkaKillLosesNothingAcked: the same for Kafka with an
-//     idempotent acks=all producer.
+//     idempotent acks=all producer; TestEtcdKillLosesNothingAcked for etcd
+//     (run with --unsafe-no-fsync).
+//   - TestWedgedPushNodeDoesNotStallRouting: SIGSTOP of a registered push
+//     process; routing to another node is held only by the breaker's bound
+//     (services/route), and the wedged node's device gets a sync hint after
+//     SIGCONT.
+//   - TestLeaseLossSyncsDevicesAndReadiness: a push process stopped past
+//     its lease re-registers, its device gets a lease_lost sync hint, and
+//     /readyz is true again without a restart.
+//   - TestPushReadyAfterEtcdOutage: kill -9 of a private etcd for 15 s: the
+//     push node is not ready meanwhile, ready within 10 s once etcd is back.
+//
+// They run in `make test` (hack/test.sh); about 4 minutes in all on two
+// busy cores, most of it the private Cassandra's and Kafka's restarts.
 package fault
