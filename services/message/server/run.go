@@ -55,8 +55,12 @@ type Options struct {
 	// RoutingReady, if set, blocks until the router can route (the
 	// presence cache has listed the push tier): the pipeline starts only
 	// then, so its first batches are not routed against an empty cache
-	// (every push skipped, devices waiting for their next sync).
+	// (every push skipped, devices waiting for their next sync) — or after
+	// RoutingWait at the latest, so an etcd outage at start-up does not
+	// also stop storing messages.
 	RoutingReady func(ctx context.Context) error
+	// RoutingWait bounds the wait for RoutingReady (0: DefaultRoutingWait).
+	RoutingWait time.Duration
 }
 
 // Run serves until ctx is done, then drains: the HTTP server stops taking
@@ -146,7 +150,9 @@ func Run(ctx context.Context, cfg config.Message, opt Options) error {
 		// is ready once it joined; a pipeline-only process while it holds
 		// a session.
 		checks.addFlag("pipeline", true, map[bool]func() bool{true: cons.Joined, false: cons.Ready}[runAPI])
-		checks.addFlag("routing", true, routingReady.Load)
+		// Gating where it decides what the process is for (a pipeline-only
+		// process); reported beside the API, whose sends do not need it.
+		checks.addFlag("routing", !runAPI, routingReady.Load)
 	}
 	// Cassandra is reported but does not gate readiness: sends never
 	// touch it, and a pod taken out of its Service during a Cassandra
@@ -221,12 +227,10 @@ func Run(ctx context.Context, cfg config.Message, opt Options) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if opt.RoutingReady != nil {
-				if err := opt.RoutingReady(ctx); err != nil {
-					return // shutting down before the first listing
-				}
+			waitForRouting(ctx, opt, &routingReady, log)
+			if ctx.Err() != nil {
+				return
 			}
-			routingReady.Store(true)
 			if err := cons.Run(ctx); err != nil {
 				errs <- err
 			}
@@ -243,6 +247,39 @@ func Run(ctx context.Context, cfg config.Message, opt Options) error {
 	cancel()
 	wg.Wait()
 	return runErr
+}
+
+// DefaultRoutingWait is how long the pipeline waits for its router at
+// start-up before it stores messages anyway.
+const DefaultRoutingWait = 30 * time.Second
+
+// waitForRouting returns once opt.RoutingReady succeeded (setting ready),
+// RoutingWait passed, or ctx ended. ready is set whenever the router
+// becomes ready, also later.
+func waitForRouting(ctx context.Context, opt Options, ready *atomic.Bool, log *slog.Logger) {
+	if opt.RoutingReady == nil {
+		ready.Store(true)
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		if opt.RoutingReady(ctx) == nil {
+			ready.Store(true)
+		}
+		close(done)
+	}()
+	wait := opt.RoutingWait
+	if wait <= 0 {
+		wait = DefaultRoutingWait
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	case <-t.C:
+		log.Warn("presence not listed yet; the pipeline starts storing anyway and pushes only once it lists (devices sync meanwhile)", "waited", wait)
+	}
 }
 
 // authenticator builds the API's verifiers on the key files of cfg and
