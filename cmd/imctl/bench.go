@@ -30,6 +30,7 @@ type benchOpts struct {
 	duration    time.Duration
 	concurrency int
 	settle      time.Duration
+	serverPIDs  string
 	connectPar  int
 	hold        time.Duration
 	metrics     string
@@ -134,6 +135,7 @@ checks the limit first and reports clearly when it is hit.`,
 	f.DurationVar(&o.duration, "duration", 10*time.Second, "how long to send")
 	f.IntVar(&o.concurrency, "concurrency", 256, "sends in flight at most")
 	f.DurationVar(&o.settle, "settle", 10*time.Second, "how long to wait for deliveries after the last send")
+	f.StringVar(&o.serverPIDs, "server-pids", "", "name=pid,... of the server processes whose CPU to count (default: every message, push, Kafka, Cassandra and etcd process on this machine)")
 	f.IntVar(&o.connectPar, "connect-parallelism", 64, "logins in flight at most")
 	f.DurationVar(&o.hold, "hold", 5*time.Second, "with --rate 0: how long to hold the idle connections before measuring")
 	f.StringVar(&o.metrics, "push-metrics", "", "push nodes' metrics base URLs, comma-separated (for memory per connection)")
@@ -331,7 +333,10 @@ func runBench(ctx context.Context, o benchOpts) error {
 		latMu               sync.Mutex
 	)
 	ssem := make(chan struct{}, o.concurrency)
-	cpuBefore := snapshotServerCPU()
+	cpuBefore, err := snapshotServerCPU(o.serverPIDs)
+	if err != nil {
+		return err
+	}
 	start := time.Now()
 	end := start.Add(o.duration)
 	stopProgress = progress(func() string {
@@ -391,7 +396,8 @@ func runBench(ctx context.Context, o benchOpts) error {
 	stopProgress()
 	window := time.Since(start).Seconds()
 	res.ServerCPU, res.CPUWindowSecs = nil, window
-	if procs, total := snapshotServerCPU().since(cpuBefore, window); len(procs) > 0 {
+	cpuAfter, _ := snapshotServerCPU(o.serverPIDs)
+	if procs, total := cpuAfter.since(cpuBefore, window); len(procs) > 0 {
 		res.ServerCPU, res.ServerCPUCores = procs, total/window
 		if d := delivered.Load(); d > 0 {
 			res.CPUPerMsgMs = total * 1000 / float64(d)

@@ -69,9 +69,26 @@ func procCPU(pid int) (float64, error) {
 // cpuSnapshot is the CPU seconds of every server process found.
 type cpuSnapshot map[int]ProcessCPU
 
-// snapshotServerCPU scans /proc for the stack's server processes.
-func snapshotServerCPU() cpuSnapshot {
+// snapshotServerCPU reads the CPU of the processes named in pids
+// ("name=pid,..."), or when it is empty of the stack's server processes
+// found in /proc.
+func snapshotServerCPU(pids string) (cpuSnapshot, error) {
 	snap := cpuSnapshot{}
+	if pids != "" {
+		for _, kv := range strings.Split(pids, ",") {
+			name, p, ok := strings.Cut(kv, "=")
+			pid, err := strconv.Atoi(p)
+			if !ok || err != nil || pid <= 0 {
+				return nil, fmt.Errorf("--server-pids: %q is not name=pid", kv)
+			}
+			secs, err := procCPU(pid)
+			if err != nil {
+				return nil, fmt.Errorf("--server-pids: %w", err)
+			}
+			snap[pid] = ProcessCPU{Name: name, PID: pid, Seconds: secs}
+		}
+		return snap, nil
+	}
 	dirs, _ := os.ReadDir("/proc")
 	for _, d := range dirs {
 		pid, err := strconv.Atoi(d.Name())
@@ -90,7 +107,7 @@ func snapshotServerCPU() cpuSnapshot {
 			snap[pid] = ProcessCPU{Name: name, PID: pid, Seconds: secs}
 		}
 	}
-	return snap
+	return snap, nil
 }
 
 // since returns each process's CPU between before and s over window
