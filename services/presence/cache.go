@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -17,6 +18,15 @@ import (
 // Cache is the etcd implementation of Directory: it lists the node registry
 // and the sessions once, then follows them with one watch. Reads never touch
 // etcd. On a compacted or broken watch it re-lists and resumes.
+//
+// Staleness: every second it asks etcd for a progress notification on its
+// watch; when it has heard nothing (no event, no progress) for StaleAfter
+// (3 s: a partition between this pod and etcd, or etcd down) it is stale,
+// and routing goes on with the last view. Once a progress notification
+// (sent only when the watch has caught up) or a fresh listing shows it is
+// current again, every node holding a session that logged in since the
+// cache was last current gets a sync hint (ReasonStaleRoute): pushes for
+// those devices may have gone to their old node, or nowhere, meanwhile.
 type Cache struct {
 	cli  *clientv3.Client
 	keys keys
@@ -30,6 +40,13 @@ type Cache struct {
 	ready    chan struct{}
 	once     sync.Once
 	onChange []func()
+
+	// StaleAfter: see the type's doc (default 3s; set before Run).
+	StaleAfter time.Duration
+	heard      atomic.Int64 // unix ns: the last listing or watch response
+	staleSince atomic.Int64 // unix ns: when last current, while stale; 0 when fresh
+	staleHints atomic.Int64 // hints left after stale periods (tests, metrics)
+	staleNodes atomic.Int64 // nodes chosen for hints after the last stale period
 }
 
 // NewCache returns a Cache over the keys under prefix. Call Run.
@@ -105,8 +122,85 @@ func (c *Cache) WaitReady(ctx context.Context) error {
 	}
 }
 
+// Stale reports whether the cache has heard nothing from etcd for
+// StaleAfter, and since when it has not been known current.
+func (c *Cache) Stale() (bool, time.Time) {
+	if s := c.staleSince.Load(); s != 0 {
+		return true, time.Unix(0, s)
+	}
+	return false, time.Time{}
+}
+
+// StaleHints returns how many nodes were hinted after stale periods.
+func (c *Cache) StaleHints() int64 { return c.staleHints.Load() }
+
+// probe asks for a progress notification every second and marks the cache
+// stale once nothing was heard for StaleAfter.
+func (c *Cache) probe(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), time.Second)
+		_ = c.cli.RequestProgress(pctx) // the watch's stream: same metadata
+		cancel()
+		heard := c.heard.Load()
+		if heard != 0 && time.Since(time.Unix(0, heard)) > c.StaleAfter && c.staleSince.CompareAndSwap(0, heard) {
+			c.log.Warn("presence cache stale: nothing heard from etcd", "for", time.Since(time.Unix(0, heard)).Round(time.Millisecond))
+		}
+	}
+}
+
+// current records that the cache is current (a listing, or a progress
+// notification: the watch caught up). If it was stale, the nodes of the
+// sessions that logged in since it was last current are hinted.
+func (c *Cache) current() {
+	c.heard.Store(time.Now().UnixNano())
+	since := c.staleSince.Swap(0)
+	if since == 0 {
+		return
+	}
+	from := time.Unix(0, since).Add(-time.Second).UnixMilli() // clock skew between hosts
+	nodes := map[string]bool{}
+	c.mu.RLock()
+	for _, m := range c.sessions {
+		for _, s := range m {
+			if s.SinceMs >= from {
+				nodes[s.NodeID] = true
+			}
+		}
+	}
+	c.mu.RUnlock()
+	c.staleNodes.Store(int64(len(nodes)))
+	c.log.Info("presence cache current again; hinting the nodes of sessions that logged in meanwhile",
+		"stale_for", time.Since(time.Unix(0, since)).Round(time.Millisecond), "nodes", len(nodes))
+	for n := range nodes {
+		go func() {
+			for try := 0; try < 10; try++ {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				err := c.Hint(ctx, n, ReasonStaleRoute)
+				cancel()
+				if err == nil {
+					c.staleHints.Add(1)
+					return
+				}
+				time.Sleep(time.Second)
+			}
+			c.log.Warn("could not hint a node after a stale period", "node", n)
+		}()
+	}
+}
+
 // Run lists and watches until ctx is done.
 func (c *Cache) Run(ctx context.Context) {
+	if c.StaleAfter <= 0 {
+		c.StaleAfter = 3 * time.Second
+	}
+	go c.probe(ctx)
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		err := c.listAndWatch(ctx)
@@ -138,6 +232,7 @@ func (c *Cache) listAndWatch(ctx context.Context) error {
 	c.sessions, c.nodes, c.leases, c.rev = sessions, nodes, leases, resp.Header.Revision
 	c.mu.Unlock()
 	c.once.Do(func() { close(c.ready) })
+	c.current()
 	c.changed()
 
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
@@ -151,6 +246,11 @@ func (c *Cache) listAndWatch(ctx context.Context) error {
 			}
 			return fmt.Errorf("while watching presence: %w", err)
 		}
+		if wr.IsProgressNotify() {
+			c.current()
+			continue
+		}
+		c.heard.Store(time.Now().UnixNano())
 		if len(wr.Events) == 0 {
 			continue
 		}

@@ -28,6 +28,15 @@
 //     calls OnResync: while the entries were gone, routers skipped the
 //     node's devices without a trace.
 //
+//   - A message pod's Cache that heard nothing from etcd for StaleAfter
+//     (a partition, etcd down) is stale: routers go on with its last view,
+//     so a device that logged in elsewhere meanwhile may miss pushes (they
+//     went to its old node, or nowhere). When the cache is known current
+//     again (a progress notification, sent once the watch caught up, or a
+//     fresh listing), it hints every node holding a session whose login
+//     (SinceMs) is after the moment it was last current, minus a second
+//     of clock skew.
+//
 // Hint keys share the node's lease, so a crashed node leaves none behind;
 // its devices reconnect elsewhere and sync after the login anyway.
 //
