@@ -23,6 +23,7 @@
 //     devices' sync starts after the events were stored. Etcd writes per
 //     skipped batch: one transaction, which writes nothing while a hint is
 //     pending.
+//
 //   - A Registrar that lost its lease (etcd unreachable longer than the
 //     TTL) re-registers the node and its sessions under a new lease, then
 //     calls OnResync: while the entries were gone, routers skipped the
