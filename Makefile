@@ -28,6 +28,10 @@ build: ## Build every binary into ./bin.
 	@mkdir -p $(BIN)
 	$(GO) build -trimpath -o $(BIN)/ ./cmd/...
 
+.PHONY: image
+image: ## The one imcluster image without Docker (podman, FROM scratch) and its archive (hack/image.sh).
+	hack/image.sh
+
 .PHONY: dev-down
 dev-down: ## Stop what make dev started (services and dependencies).
 	@if [ -x hack/dev.sh ]; then hack/dev.sh stop; fi
