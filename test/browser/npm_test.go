@@ -51,7 +51,7 @@ func npmInstall(t *testing.T) {
 		if b, err := os.ReadFile(stamp); err == nil && string(b) == want {
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund")
 		cmd.Dir = sdkDir()

@@ -18,7 +18,7 @@ import (
 // tokens and to stop (drain) or restart a push node.
 func TestSDK(t *testing.T) {
 	npmInstall(t)
-	if out, err := run(t, 3*time.Minute, sdkDir(), nil, "npm", "run", "--silent", "build:test"); err != nil {
+	if out, err := run(t, 10*time.Minute, sdkDir(), nil, "npm", "run", "--silent", "build:test"); err != nil {
 		t.Fatalf("building the SDK and its tests: %v\n%s", err, out)
 	}
 	c := newCluster(t)
@@ -43,7 +43,7 @@ func TestSDK(t *testing.T) {
 		t.Fatalf("no compiled tests: %v", files)
 	}
 	args := append([]string{"--test", "--test-concurrency=1", "--test-reporter=spec"}, files...)
-	out, err := run(t, 6*time.Minute, sdkDir(), env, "node", args...)
+	out, err := run(t, 10*time.Minute, sdkDir(), env, "node", args...)
 	t.Logf("node --test:\n%s", out)
 	if err != nil {
 		t.Fatal(err)

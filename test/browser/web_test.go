@@ -132,7 +132,7 @@ func TestWebChat(t *testing.T) {
 func TestWebDistUpToDate(t *testing.T) {
 	npmInstall(t)
 	out := t.TempDir()
-	if o, err := run(t, 3*time.Minute, filepath.Join(root, "web"), []string{"OUT=" + out}, "./build.sh"); err != nil {
+	if o, err := run(t, 10*time.Minute, filepath.Join(root, "web"), []string{"OUT=" + out}, "./build.sh"); err != nil {
 		t.Fatalf("web/build.sh: %v\n%s", err, o)
 	}
 	committed := filepath.Join(root, "web", "dist")

@@ -44,20 +44,15 @@ async function login(s) {
     $("login").hidden = true;
     $("chat").hidden = false;
     $("logout-btn").hidden = false;
-    let token = s.token;
     client = new Client({
         urls: cfg.push,
         apiUrl: new URL(cfg.api, location.href).href,
         deviceId: deviceId(s.user),
         terminal: "web",
         storage: new LocalStorage(undefined, "imcluster.web." + s.user + "."),
-        // A dev session gets fresh tokens from the server (refresh and
-        // reconnect); a pasted token is used as long as it lives.
-        tokenSource: async () => {
-            if (cfg.devTokens && tokenExpired(token))
-                token = await devToken(s.user);
-            return token;
-        },
+        // With dev tokens, every login and refresh gets a fresh token from
+        // the server; a pasted token is used as long as it lives.
+        tokenSource: async () => (cfg.devTokens ? devToken(s.user) : s.token),
     });
     client.on("state", () => renderStatus());
     client.on("connected", () => renderStatus());
@@ -73,15 +68,6 @@ async function login(s) {
         showError("chat", e);
     }
     await loadConversations();
-}
-function tokenExpired(tok) {
-    try {
-        const payload = JSON.parse(atob(tok.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
-        return typeof payload.exp === "number" && payload.exp * 1000 < Date.now() + 60_000;
-    }
-    catch {
-        return false;
-    }
 }
 function logout() {
     client?.close();
