@@ -32,6 +32,15 @@ build: ## Build every binary into ./bin.
 image: ## The one imcluster image without Docker (podman, FROM scratch) and its archive (hack/image.sh).
 	hack/image.sh
 
+.PHONY: cluster-up
+cluster-up: ## A real local cluster (control plane + one real node, CoreDNS) as root; prints its env (hack/cluster.sh).
+	hack/cluster.sh up
+	@hack/cluster.sh env
+
+.PHONY: cluster-down
+cluster-down: ## Stop it and remove what it left (processes, iptables chains, bridge, mounts, cgroups).
+	hack/cluster.sh down
+
 .PHONY: dev-down
 dev-down: ## Stop what make dev started (services and dependencies).
 	@if [ -x hack/dev.sh ]; then hack/dev.sh stop; fi
