@@ -83,9 +83,9 @@ start_kafka() {
 	cat >"$dir/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
-controller.quorum.voters=1@127.0.0.1:$IMC_KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$IMC_KAFKA_PORT,CONTROLLER://127.0.0.1:$IMC_KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$IMC_KAFKA_PORT
+controller.quorum.voters=1@$IMC_DEPS_ADDR:$IMC_KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://$IMC_DEPS_ADDR:$IMC_KAFKA_PORT,CONTROLLER://$IMC_DEPS_ADDR:$IMC_KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$IMC_DEPS_ADDR:$IMC_KAFKA_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
@@ -126,7 +126,7 @@ EOF
 			kafka.tools.StorageTool format -t "$cid" -c "$dir/server.properties" >>"$dir/server.log" 2>&1 ||
 			{ tail -n 30 "$dir/server.log" >&2; die "kafka storage format failed"; }
 	fi
-	log "starting kafka $KAFKA_VERSION on 127.0.0.1:$IMC_KAFKA_PORT (log: $dir/server.log)"
+	log "starting kafka $KAFKA_VERSION on $IMC_DEPS_ADDR:$IMC_KAFKA_PORT (log: $dir/server.log)"
 	launch kafka "$java" -Xms512m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true \
 		-Dlog4j2.configurationFile="file:$dir/log4j2.properties" \
 		-cp "$KAFKA_HOME/libs/*" kafka.Kafka "$dir/server.properties"
@@ -184,9 +184,9 @@ endpoint_snitch: SimpleSnitch
 seed_provider:
   - class_name: org.apache.cassandra.locator.SimpleSeedProvider
     parameters:
-      - seeds: "127.0.0.1:$IMC_CASSANDRA_STORAGE_PORT"
-listen_address: 127.0.0.1
-rpc_address: 127.0.0.1
+      - seeds: "$IMC_DEPS_ADDR:$IMC_CASSANDRA_STORAGE_PORT"
+listen_address: $IMC_DEPS_ADDR
+rpc_address: $IMC_DEPS_ADDR
 storage_port: $IMC_CASSANDRA_STORAGE_PORT
 native_transport_port: $IMC_CASSANDRA_PORT
 start_native_transport: true
@@ -225,7 +225,7 @@ EOF
 		java.sql/java.sql java.base/java.lang.ref jdk.unsupported/sun.misc; do
 		opens+=(--add-exports "$m=ALL-UNNAMED")
 	done
-	log "starting cassandra $CASSANDRA_VERSION on 127.0.0.1:$IMC_CASSANDRA_PORT (log: $dir/server.log)"
+	log "starting cassandra $CASSANDRA_VERSION on $IMC_DEPS_ADDR:$IMC_CASSANDRA_PORT (log: $dir/server.log)"
 	launch cassandra "$java" -Xms"${IMC_CASSANDRA_HEAP:-2g}" -Xmx"${IMC_CASSANDRA_HEAP:-2g}" -Xss256k -XX:+UseG1GC -XX:+HeapDumpOnOutOfMemoryError \
 		"${opens[@]}" -javaagent:"$jamm" -Djdk.attach.allowAttachSelf=true \
 		-Djava.net.preferIPv4Stack=true -Dchronicle.analytics.disable=true \
@@ -240,13 +240,13 @@ EOF
 start_etcd() {
 	prepare etcd || return 0
 	local dir="$IMC_RUN_DIR/etcd"
-	log "starting etcd $ETCD_VERSION on 127.0.0.1:$IMC_ETCD_PORT (log: $dir/server.log)"
+	log "starting etcd $ETCD_VERSION on $IMC_DEPS_ADDR:$IMC_ETCD_PORT (log: $dir/server.log)"
 	launch etcd "$ETCD_BIN" --name imc --data-dir "$dir/data" \
-		--listen-client-urls "http://127.0.0.1:$IMC_ETCD_PORT" \
-		--advertise-client-urls "http://127.0.0.1:$IMC_ETCD_PORT" \
-		--listen-peer-urls "http://127.0.0.1:$IMC_ETCD_PEER_PORT" \
-		--initial-advertise-peer-urls "http://127.0.0.1:$IMC_ETCD_PEER_PORT" \
-		--initial-cluster "imc=http://127.0.0.1:$IMC_ETCD_PEER_PORT" \
+		--listen-client-urls "http://$IMC_DEPS_ADDR:$IMC_ETCD_PORT" \
+		--advertise-client-urls "http://$IMC_DEPS_ADDR:$IMC_ETCD_PORT" \
+		--listen-peer-urls "http://$IMC_DEPS_ADDR:$IMC_ETCD_PEER_PORT" \
+		--initial-advertise-peer-urls "http://$IMC_DEPS_ADDR:$IMC_ETCD_PEER_PORT" \
+		--initial-cluster "imc=http://$IMC_DEPS_ADDR:$IMC_ETCD_PEER_PORT" \
 		--unsafe-no-fsync --log-level warn
 }
 
@@ -260,7 +260,7 @@ wait_server() {
 	local c=$1 dir="$IMC_RUN_DIR/$1" pid
 	install_depcheck
 	pid="$(live_pid "$c")" || { tail_log "$c"; die "$c is not running"; }
-	if ! "$DEPCHECK_BIN" -q -timeout "$(ready_timeout "$c")s" "$c" "127.0.0.1:$(server_port "$c")" 2>"$dir/depcheck.err" ||
+	if ! "$DEPCHECK_BIN" -q -timeout "$(ready_timeout "$c")s" "$c" "$IMC_DEPS_ADDR:$(server_port "$c")" 2>"$dir/depcheck.err" ||
 		! server_alive "$pid"; then
 		tail_log "$c"
 		cat "$dir/depcheck.err" >&2
@@ -270,7 +270,7 @@ wait_server() {
 	local t0 took
 	t0="$(cat "$dir/started_at" 2>/dev/null || date +%s.%N)"
 	took="$(awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN { printf "%.1f", a - b }')"
-	log "$c ready on 127.0.0.1:$(server_port "$c") (launched ${took}s ago)"
+	log "$c ready on $IMC_DEPS_ADDR:$(server_port "$c") (launched ${took}s ago)"
 }
 
 tail_log() {
@@ -303,7 +303,7 @@ status_of() {
 	helm) [[ -x "$HELM_BIN" ]] && echo "helm: installed ($HELM_BIN)" || echo "helm: not installed" ;;
 	*)
 		if pid="$(live_pid "$c")"; then
-			echo "$c: running, pid $pid, 127.0.0.1:$(server_port "$c"), rss $(($(awk '/VmRSS/{print $2}' "/proc/$pid/status") / 1024)) MiB, log $IMC_RUN_DIR/$c/server.log"
+			echo "$c: running, pid $pid, $IMC_DEPS_ADDR:$(server_port "$c"), rss $(($(awk '/VmRSS/{print $2}' "/proc/$pid/status") / 1024)) MiB, log $IMC_RUN_DIR/$c/server.log"
 		elif port_open "$(server_port "$c")"; then
 			echo "$c: port $(server_port "$c") open, but not started by hack/deps.sh"
 		else
@@ -315,12 +315,12 @@ status_of() {
 
 print_env() {
 	cat <<EOF
-export IM_TEST_KAFKA=127.0.0.1:$IMC_KAFKA_PORT
-export IM_TEST_CASSANDRA=127.0.0.1:$IMC_CASSANDRA_PORT
-export IM_TEST_ETCD=127.0.0.1:$IMC_ETCD_PORT
-export IM_KAFKA_BROKERS=127.0.0.1:$IMC_KAFKA_PORT
-export IM_CASSANDRA_HOSTS=127.0.0.1:$IMC_CASSANDRA_PORT
-export IM_ETCD_ENDPOINTS=127.0.0.1:$IMC_ETCD_PORT
+export IM_TEST_KAFKA=$IMC_DEPS_ADDR:$IMC_KAFKA_PORT
+export IM_TEST_CASSANDRA=$IMC_DEPS_ADDR:$IMC_CASSANDRA_PORT
+export IM_TEST_ETCD=$IMC_DEPS_ADDR:$IMC_ETCD_PORT
+export IM_KAFKA_BROKERS=$IMC_DEPS_ADDR:$IMC_KAFKA_PORT
+export IM_CASSANDRA_HOSTS=$IMC_DEPS_ADDR:$IMC_CASSANDRA_PORT
+export IM_ETCD_ENDPOINTS=$IMC_DEPS_ADDR:$IMC_ETCD_PORT
 export KUBEBUILDER_ASSETS=$ENVTEST_DIR
 export IMC_HELM=$HELM_BIN
 export IMC_KUBECTL=$ENVTEST_DIR/kubectl

@@ -8,6 +8,10 @@
 #   IMC_KAFKA_PORT (9092) IMC_KAFKA_CONTROLLER_PORT (9093)
 #   IMC_CASSANDRA_PORT (9042) IMC_CASSANDRA_STORAGE_PORT (7000) IMC_CASSANDRA_JMX_PORT (7199)
 #   IMC_ETCD_PORT (2379) IMC_ETCD_PEER_PORT (2380)
+#   IMC_DEPS_ADDR   the address Kafka, Cassandra and etcd listen on and
+#                   advertise (default 127.0.0.1). Pods on a real node cannot
+#                   reach the host's loopback: test/realnode starts private
+#                   servers with the node's IP here (hack/cluster.sh env).
 #   IMC_CASSANDRA_UNSAFE_SYSTEM (true: faster DDL, but schema changes not yet
 #                   flushed are lost if Cassandra is killed; false for tests
 #                   that SIGKILL a Cassandra of their own)
@@ -33,6 +37,7 @@ IMC_CASSANDRA_STORAGE_PORT="${IMC_CASSANDRA_STORAGE_PORT:-7000}"
 IMC_CASSANDRA_JMX_PORT="${IMC_CASSANDRA_JMX_PORT:-7199}"
 IMC_ETCD_PORT="${IMC_ETCD_PORT:-2379}"
 IMC_ETCD_PEER_PORT="${IMC_ETCD_PEER_PORT:-2380}"
+IMC_DEPS_ADDR="${IMC_DEPS_ADDR:-127.0.0.1}"
 
 KAFKA_HOME="$IMC_CACHE_DIR/kafka-$KAFKA_VERSION"
 CASSANDRA_HOME="$IMC_CACHE_DIR/cassandra-$CASSANDRA_VERSION"
@@ -71,8 +76,9 @@ with_lock() {
 	) 9>"$IMC_CACHE_DIR/locks/$name.lock"
 }
 
-# port_open PORT: true when something listens on 127.0.0.1:PORT.
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# port_open PORT [HOST]: true when something listens on HOST:PORT
+# (default $IMC_DEPS_ADDR, 127.0.0.1 unless set).
+port_open() { (exec 3<>"/dev/tcp/${2:-$IMC_DEPS_ADDR}/$1") 2>/dev/null; }
 
 pid_alive() { [[ -n "${1:-}" ]] && kill -0 "$1" 2>/dev/null; }
 
