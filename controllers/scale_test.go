@@ -166,6 +166,15 @@ func TestKubectlScale(t *testing.T) {
 	if !strings.Contains(out, "True") || !strings.Contains(out, "Stable") || !strings.Contains(out, "5/5") || !strings.Contains(out, "Succeeded") {
 		t.Errorf("kubectl get output: %q", out)
 	}
+	out, err = s.run("get", "-n", ns, "imc", "scaled", "-o", "wide")
+	if err != nil {
+		t.Fatalf("kubectl get imc -o wide: %v: %s", err, out)
+	}
+	header = strings.Fields(strings.SplitN(out, "\n", 2)[0])
+	if !strings.HasSuffix(strings.Join(header, " "), "BOOTSTRAP REASON MESSAGE-IMAGE PUSH-IMAGE BOOT-HASH AGE") ||
+		!strings.Contains(out, "AsExpected") || strings.Count(out, c.Spec.Image) != 2 {
+		t.Errorf("kubectl get -o wide: %q", out)
+	}
 }
 
 func (s *suite) run(args ...string) (string, error) {
