@@ -95,6 +95,11 @@ up() {
 	if cl_pid kube-apiserver >/dev/null || cl_pid kubelet >/dev/null; then
 		die "a cluster is already running from $CL_DIR (hack/cluster.sh down first)"
 	fi
+	# One cluster per machine: the bridge, the node ports and the iptables
+	# chains are the host's.
+	if port_open "$CL_APISERVER_PORT" "$NODE_IP" || port_open "$CL_KUBELET_PORT" 127.0.0.1; then
+		die "another cluster (or something else) listens on $NODE_IP:$CL_APISERVER_PORT or :$CL_KUBELET_PORT; stop it first"
+	fi
 	# Whatever a killed run left behind goes first.
 	down_quiet
 	rm -rf "$CL_DIR"

@@ -77,7 +77,9 @@ func run(t testing.TB, timeout time.Duration, env []string, name string, args ..
 		return out.String(), fmt.Errorf("%s %s after %s: %v\nstderr:\n%s", name, strings.Join(args, " "),
 			time.Since(t0).Round(time.Millisecond), err, tail(errb.String(), 4000))
 	}
-	t.Logf("%s %s: %s", filepath.Base(name), strings.Join(args, " "), time.Since(t0).Round(time.Millisecond))
+	if d := time.Since(t0); d > 2*time.Second {
+		t.Logf("%s %s: %s", filepath.Base(name), strings.Join(args, " "), d.Round(time.Millisecond))
+	}
 	return out.String(), nil
 }
 

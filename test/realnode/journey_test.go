@@ -1,0 +1,444 @@
+package realnode
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/imcluster/imcluster/pkg/client"
+	"github.com/imcluster/imcluster/pkg/sdk"
+	"github.com/imcluster/imcluster/services/auth"
+	"github.com/imcluster/imcluster/services/protocol"
+)
+
+// TestJourney is the platform team's path on a real node: helm install the
+// chart with the locally built image (the operator runs as a pod with the
+// chart's RBAC and leader election), apply an IMCluster pointing at Kafka,
+// Cassandra and etcd on the host, await Ready (the bootstrap Job ran in a
+// pod, the tiers' probes answer), chat through the Services (push NodePort,
+// message ClusterIP from the host through kube-proxy), deliver to an
+// offline device on login, then scale the push tier 1→3→1 under a steady
+// send load with devices connected: zero lost, duplicated or reordered
+// messages, and the devices on removed pods reconnect. helm uninstall keeps
+// the CRD and the IMCluster.
+func TestJourney(t *testing.T) {
+	if testing.Short() {
+		t.Skip("brings up a real cluster; skipped with -short")
+	}
+	requireHost(t, "containerd", "runc", "podman")
+	root := repoRoot(t)
+	t0 := time.Now()
+	archive := buildImage(t)
+	c := clusterUp(t, root)
+	deps := startDeps(t, root, c.nodeIP)
+	c.load(t, archive)
+	t.Logf("image, cluster and private servers ready after %s", time.Since(t0).Round(time.Second))
+
+	// The chart's default image is the one make image tags (appVersion).
+	tInstall := time.Now()
+	if _, err := run(t, 6*time.Minute, c.env, c.helm, "install", "imc", filepath.Join(root, "charts", "imcluster-operator"),
+		"-n", "imcluster-system", "--create-namespace", "--set", "image.pullPolicy=Never", "--set", "replicaCount=1",
+		"--wait", "--timeout", "5m"); err != nil {
+		c.describe(t, "imcluster-system")
+		t.Fatalf("helm install: %v", err)
+	}
+	t.Logf("helm install (operator pod Ready) took %s", time.Since(tInstall).Round(100*time.Millisecond))
+
+	keys := map[string]string{}
+	var secretArgs []string
+	for _, k := range []string{"user", "service", "internal"} {
+		keys[k] = randHex(32)
+		secretArgs = append(secretArgs, "--from-literal="+k+".key="+keys[k])
+	}
+	c.mustKubectl(t, time.Minute, append([]string{"create", "secret", "generic", "imcluster-keys"}, secretArgs...)...)
+	manifest := filepath.Join(t.TempDir(), "chat.yaml")
+	image := "ghcr.io/imcluster/imcluster:" + chartAppVersion(t, root)
+	if err := os.WriteFile(manifest, []byte(fmt.Sprintf(`apiVersion: imcluster.io/v1alpha1
+kind: IMCluster
+metadata:
+  name: chat
+spec:
+  image: %s
+  imagePullPolicy: Never
+  message: {replicas: 1}
+  push:
+    replicas: 1
+    drainSeconds: 10
+    service: {type: NodePort}
+  kafka: {brokers: [%q], partitions: 3, replicationFactor: 1}
+  cassandra:
+    contactPoints: [%q]
+    keyspace: imc_journey
+    replication: {strategy: SimpleStrategy, factor: 1}
+  etcd: {endpoints: ["http://%s"]}
+  auth: {secretName: imcluster-keys}
+`, image, deps.kafka, deps.cassandra, deps.etcd)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tApply := time.Now()
+	c.mustKubectl(t, time.Minute, "apply", "-f", manifest)
+	if _, err := c.kubectl(t, 6*time.Minute, "wait", "--for=condition=Ready", "imcluster/chat", "--timeout=5m"); err != nil {
+		c.describe(t, "default")
+		t.Fatalf("IMCluster never Ready: %v", err)
+	}
+	t.Logf("kubectl apply → IMCluster Ready with real pods: %s", time.Since(tApply).Round(100*time.Millisecond))
+	if got := c.mustKubectl(t, time.Minute, "get", "jobs", "-o", "jsonpath={.items[*].status.succeeded}"); strings.TrimSpace(got) != "1" {
+		t.Fatalf("bootstrap Job succeeded count %q, want 1", got)
+	}
+
+	nodePort := strings.TrimSpace(c.mustKubectl(t, time.Minute, "get", "svc", "chat-push", "-o", "jsonpath={.spec.ports[0].nodePort}"))
+	msgAddr := strings.TrimSpace(c.mustKubectl(t, time.Minute, "get", "svc", "chat-message", "-o", "jsonpath={.spec.clusterIP}:{.spec.ports[0].port}"))
+	pushURL := "ws://" + c.nodeIP + ":" + nodePort + "/"
+	apiURL := "http://" + msgAddr
+	users, err := auth.NewSigner(auth.KindUser, []byte(keys["user"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svcSigner, err := auth.NewSigner(auth.KindService, []byte(keys["service"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svcTok, err := svcSigner.Sign("journey-backend", 2*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend := sdk.New(apiURL, svcTok)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+
+	// A chat: bob online through the push NodePort, carol offline.
+	bob := newDevice(t, users, "bob", pushURL, apiURL)
+	if _, err := send(ctx, backend, "alice", "bob", "hello-bob"); err != nil {
+		t.Fatalf("send to bob: %v", err)
+	}
+	bob.await(t, 30*time.Second, "hello-bob")
+	if _, err := send(ctx, backend, "alice", "carol", "hello-carol"); err != nil {
+		t.Fatalf("send to carol: %v", err)
+	}
+	carol := newDevice(t, users, "carol", pushURL, apiURL)
+	carol.await(t, 30*time.Second, "hello-carol")
+	t.Log("chat through the Services: online push and offline pull on login delivered")
+
+	// Scale out, connect devices (spread over the pods by kube-proxy), then
+	// scale in under a steady load.
+	c.scale(t, 3)
+	var devs []*device
+	for i := range 6 {
+		devs = append(devs, newDevice(t, users, fmt.Sprintf("dev%d", i), pushURL, apiURL))
+	}
+	podsBefore := c.pushPods(t)
+	var sent sync.Map // recipient → *[]string (texts in send order)
+	var nSent, nFail atomic.Int64
+	stop := make(chan struct{})
+	loadDone := make(chan struct{})
+	go func() {
+		defer close(loadDone)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			d := devs[i%len(devs)]
+			text := fmt.Sprintf("load-%s-%05d", d.user, i)
+			if _, err := send(ctx, backend, "alice", d.user, text); err != nil {
+				nFail.Add(1)
+				t.Errorf("send %s: %v", text, err)
+				continue
+			}
+			nSent.Add(1)
+			v, _ := sent.LoadOrStore(d.user, &[]string{})
+			d.mu.Lock()
+			*v.(*[]string) = append(*v.(*[]string), text)
+			d.mu.Unlock()
+		}
+	}()
+	awaitCount(t, &nSent, 20, 60*time.Second)
+	tScaleIn := time.Now()
+	c.scale(t, 1)
+	t.Logf("scale-in 3→1 (drainSeconds 10) settled in %s", time.Since(tScaleIn).Round(100*time.Millisecond))
+	before := nSent.Load()
+	awaitCount(t, &nSent, before+30, 60*time.Second)
+	close(stop)
+	<-loadDone
+
+	// Every message sent reaches its device once, in send order.
+	var lost, dup, reordered int
+	for _, d := range devs {
+		v, ok := sent.Load(d.user)
+		if !ok {
+			continue
+		}
+		d.mu.Lock()
+		want := slices.Clone(*v.(*[]string))
+		d.mu.Unlock()
+		d.awaitAll(t, 90*time.Second, want)
+		l, du, r := d.check(want)
+		lost, dup, reordered = lost+l, dup+du, reordered+r
+	}
+	podsAfter := c.pushPods(t)
+	moved := 0
+	for _, d := range devs {
+		first, last := d.nodes()
+		if first != last {
+			moved++
+		}
+		if !slices.Contains(podsAfter, last) && len(podsAfter) > 0 && strings.HasPrefix(last, "chat-push") {
+			t.Errorf("%s ended on %s, not a remaining pod %v", d.user, last, podsAfter)
+		}
+	}
+	t.Logf("scale-in under load: %d sent (%d failed), lost %d, duplicated %d, reordered %d; %d of %d devices reconnected (pods %v → %v)",
+		nSent.Load(), nFail.Load(), lost, dup, reordered, moved, len(devs), podsBefore, podsAfter)
+	if lost+dup+reordered > 0 {
+		t.Errorf("scale-in lost %d, duplicated %d, reordered %d messages", lost, dup, reordered)
+	}
+
+	// helm uninstall keeps the CRD and the IMCluster (resource-policy keep).
+	if _, err := run(t, 3*time.Minute, c.env, c.helm, "uninstall", "imc", "-n", "imcluster-system", "--wait"); err != nil {
+		t.Fatalf("helm uninstall: %v", err)
+	}
+	c.mustKubectl(t, time.Minute, "get", "crd", "imclusters.imcluster.io")
+	c.mustKubectl(t, time.Minute, "get", "imcluster", "chat")
+	t.Logf("journey done in %s", time.Since(t0).Round(time.Second))
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func chartAppVersion(t *testing.T, root string) string {
+	b, err := os.ReadFile(filepath.Join(root, "charts", "imcluster-operator", "Chart.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "appVersion:"); ok {
+			return strings.Trim(strings.TrimSpace(v), `"`)
+		}
+	}
+	t.Fatal("no appVersion in Chart.yaml")
+	return ""
+}
+
+// send sends one text, retrying the same client_msg_id (attempt numbered)
+// on an error for up to 30 s, as a business back end would.
+func send(ctx context.Context, c *sdk.Client, from, to, text string) (sdk.SendResult, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	var err error
+	for attempt := 1; time.Now().Before(deadline); attempt++ {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		var r sdk.SendResult
+		r, err = c.SendPrivateMessage(sctx, from, sdk.Message{To: to, ClientMsgID: text, Type: protocol.TypeText,
+			Body: protocol.Body{Text: text}, Attempt: attempt})
+		cancel()
+		if err == nil {
+			return r, nil
+		}
+		select {
+		case <-ctx.Done():
+			return r, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return sdk.SendResult{}, err
+}
+
+func awaitCount(t *testing.T, n *atomic.Int64, want int64, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for n.Load() < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d sends succeeded within %s, want %d", n.Load(), d, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// device is one user's device on the push Service.
+type device struct {
+	user   string
+	cl     *client.Client
+	mu     sync.Mutex
+	texts  []string // message texts in OnEvent order
+	seqs   []int64
+	nodeID []string // welcome node of each connection
+	got    chan struct{}
+}
+
+func newDevice(t *testing.T, users *auth.Signer, user, pushURL, apiURL string) *device {
+	t.Helper()
+	d := &device{user: user, got: make(chan struct{}, 1)}
+	d.cl = client.New(client.Config{
+		URLs: []string{pushURL}, APIURL: apiURL, DeviceID: user + "-d1", Terminal: "desktop",
+		TokenSource: func(context.Context) (string, error) { return users.Sign(user, time.Hour) },
+		OnEvent: func(ev protocol.Event) {
+			if ev.Kind != protocol.KindMessage || ev.Message == nil || ev.Message.Body == nil {
+				return
+			}
+			d.mu.Lock()
+			d.texts = append(d.texts, ev.Message.Body.Text)
+			d.seqs = append(d.seqs, ev.Seq)
+			d.mu.Unlock()
+			select {
+			case d.got <- struct{}{}:
+			default:
+			}
+		},
+		OnConnect: func(w protocol.ServerFrame) {
+			d.mu.Lock()
+			d.nodeID = append(d.nodeID, w.NodeID)
+			d.mu.Unlock()
+		},
+	})
+	d.cl.Start()
+	t.Cleanup(d.cl.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := d.cl.WaitConnected(ctx); err != nil {
+		t.Fatalf("%s could not connect to %s: %v", user, pushURL, err)
+	}
+	return d
+}
+
+func (d *device) has(text string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Contains(d.texts, text)
+}
+
+func (d *device) await(t *testing.T, timeout time.Duration, text string) {
+	t.Helper()
+	d.awaitAll(t, timeout, []string{text})
+}
+
+func (d *device) awaitAll(t *testing.T, timeout time.Duration, texts []string) {
+	t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		missing := 0
+		for _, x := range texts {
+			if !d.has(x) {
+				missing++
+			}
+		}
+		if missing == 0 {
+			return
+		}
+		select {
+		case <-d.got:
+		case <-time.After(500 * time.Millisecond): // a sync may land without a new event signal
+		case <-deadline.C:
+			t.Errorf("%s: %d of %d messages not delivered within %s", d.user, missing, len(texts), timeout)
+			return
+		}
+	}
+}
+
+// check compares what arrived with what was sent: lost, duplicated, and
+// out of order (seq not increasing, or text order differing from send order).
+func (d *device) check(want []string) (lost, dup, reordered int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	seen := map[string]int{}
+	var order []string
+	for i, x := range d.texts {
+		if !strings.HasPrefix(x, "load-") {
+			continue
+		}
+		seen[x]++
+		if seen[x] == 1 {
+			order = append(order, x)
+		}
+		if i > 0 && d.seqs[i] <= d.seqs[i-1] {
+			reordered++
+		}
+	}
+	for _, x := range want {
+		switch seen[x] {
+		case 0:
+			lost++
+		case 1:
+		default:
+			dup += seen[x] - 1
+		}
+	}
+	for i := 1; i < len(order); i++ {
+		if order[i] < order[i-1] { // texts carry a zero-padded send counter
+			reordered++
+		}
+	}
+	return lost, dup, reordered
+}
+
+func (d *device) nodes() (first, last string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.nodeID) == 0 {
+		return "", ""
+	}
+	return d.nodeID[0], d.nodeID[len(d.nodeID)-1]
+}
+
+// scale runs kubectl scale on the IMCluster and waits until the push tier
+// has exactly n ready pods and the IMCluster is Ready again.
+func (c *localCluster) scale(t *testing.T, n int) {
+	t.Helper()
+	c.mustKubectl(t, time.Minute, "scale", "imcluster/chat", "--replicas="+strconv.Itoa(n))
+	deadline := time.Now().Add(4 * time.Minute)
+	for {
+		out, _ := c.kubectl(t, 30*time.Second, "get", "imcluster", "chat", "-o",
+			"jsonpath={.status.push.replicas}/{.status.push.readyReplicas}/{.status.push.updatedReplicas}")
+		pods := c.pushPods(t)
+		want := fmt.Sprintf("%d/%d/%d", n, n, n)
+		if strings.TrimSpace(out) == want && len(pods) == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			c.describe(t, "default")
+			t.Fatalf("push tier never reached %d ready pods: status %q, pods %v", n, out, pods)
+		}
+		time.Sleep(time.Second)
+	}
+	if _, err := c.kubectl(t, 3*time.Minute, "wait", "--for=condition=Ready", "imcluster/chat", "--timeout=2m"); err != nil {
+		t.Fatalf("IMCluster not Ready after scaling to %d: %v", n, err)
+	}
+}
+
+// pushPods lists the push pods that exist (terminating ones included).
+func (c *localCluster) pushPods(t *testing.T) []string {
+	t.Helper()
+	out, err := c.kubectl(t, 30*time.Second, "get", "pods", "-l", "app.kubernetes.io/component=push", "-o", "jsonpath={.items[*].metadata.name}")
+	if err != nil {
+		t.Logf("listing push pods: %v", err)
+		return nil
+	}
+	return strings.Fields(out)
+}
+
+// describe logs the state of a namespace for a failure's diagnosis.
+func (c *localCluster) describe(t *testing.T, ns string) {
+	t.Helper()
+	for _, args := range [][]string{
+		{"get", "pods,svc,jobs,events", "-o", "wide", "-n", ns},
+		{"describe", "pods", "-n", ns},
+		{"logs", "-n", ns, "--all-containers", "--tail=40", "-l", "app.kubernetes.io/name in (imcluster,imcluster-operator)"},
+	} {
+		out, err := c.kubectl(t, time.Minute, args...)
+		t.Logf("kubectl %s: %v\n%s", strings.Join(args, " "), err, tail(out, 6000))
+	}
+}
