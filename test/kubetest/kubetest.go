@@ -32,6 +32,13 @@ func Start(assets, crdDir string, scheme *runtime.Scheme) (*APIServer, error) {
 	// test leaves in its namespace, so a package's ClusterIP Services pile
 	// up over a -count run until creating one fails with "range is full".
 	env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "10.0.0.0/16")
+	// envtest gives kube-apiserver 20 s to become ready per attempt; on a
+	// shared box under load (2 cores, several engineers' builds and
+	// tests) it took longer, and every test of the package failed at
+	// start. KUBEBUILDER_CONTROLPLANE_START_TIMEOUT still overrides.
+	if os.Getenv("KUBEBUILDER_CONTROLPLANE_START_TIMEOUT") == "" {
+		env.ControlPlaneStartTimeout = 2 * time.Minute
+	}
 	if crdDir != "" {
 		env.CRDInstallOptions = envtest.CRDInstallOptions{Paths: []string{crdDir}, ErrorIfPathMissing: true}
 	}
