@@ -216,13 +216,13 @@ func (p *page) eval(expr string, out any) {
 }
 
 // wait polls the JavaScript predicate cond (with the helpers) until true,
-// for at most 30 s.
+// for at most 45 s (the shared box runs at a load of 20 and more).
 func (p *page) wait(what, cond string) {
 	p.t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, 35*time.Second)
+	ctx, cancel := context.WithTimeout(p.ctx, 50*time.Second)
 	defer cancel()
 	_, err := chromedp.Run(ctx, chromedp.Poll[bool]("(() => { "+helpers+"; return !!("+cond+"); })()",
-		chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(30*time.Second)))
+		chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(45*time.Second)))
 	if err != nil {
 		p.fail("waiting for "+what, err)
 	}
