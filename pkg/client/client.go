@@ -156,7 +156,10 @@ type Client struct {
 	dropped   atomic.Int64
 	resyncs   atomic.Int64
 	hints     atomic.Int64 // sync frames received
-	unsure    atomic.Int64 // handed on without Known while memory could not tell
+	// hintGen counts sync hints; hintDone is the highest hintGen a
+	// complete sync started after (the syncer retries until it catches up).
+	hintGen, hintDone atomic.Int64
+	unsure            atomic.Int64 // handed on without Known while memory could not tell
 	// pushedSinceSync counts the pushed events since the start of the
 	// last completed sync.
 	pushedSinceSync atomic.Int64
@@ -461,6 +464,7 @@ func (c *Client) background(stop <-chan struct{}, expCh <-chan int64, hb, resync
 // the hint reads after the hint was sent.
 func (c *Client) syncHint(f *protocol.ServerFrame) {
 	c.hints.Add(1)
+	c.hintGen.Add(1)
 	if c.cfg.OnSyncHint != nil {
 		c.cfg.OnSyncHint(f.Reason)
 	}

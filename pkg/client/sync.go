@@ -35,10 +35,11 @@ func FetchSync(ctx context.Context, hc *http.Client, apiURL, token, cursor strin
 // syncAll pages through sync from the cursor, handing events to deliver
 // (which drops the ones push already brought) and advancing the cursor
 // after each page. Errors are retried a few times; a later login or resync
-// catches up anyway, since the cursor only moves after a page is handled.
-func (c *Client) syncAll() {
+// catches up anyway, since the cursor only moves after a page is handled
+// (and a sync hint's sync is retried by the syncer). true once complete.
+func (c *Client) syncAll() bool {
 	if c.cfg.NoSync || c.cfg.APIURL == "" {
-		return
+		return true
 	}
 	c.syncMu.Lock()
 	defer c.syncMu.Unlock()
@@ -75,9 +76,10 @@ func (c *Client) syncAll() {
 		c.dmu.Unlock()
 		if !p.HasMore {
 			c.pushedSinceSync.Add(-pushed)
-			return
+			return true
 		}
 	}
+	return false
 }
 
 // UnreadPath is the message API's unread pull endpoint.
@@ -146,6 +148,10 @@ func (c *Client) Resyncs() int64 { return c.resyncs.Load() }
 // SyncNow runs a sync from the cursor now (after a gap the app suspects).
 func (c *Client) SyncNow() { c.syncAll() }
 
+// maxHintRetry bounds the wait between retries of a sync owed to a sync
+// hint.
+const maxHintRetry = 30 * time.Second
+
 // requestSync asks the syncer for a sync; requests made while one runs
 // are coalesced into one more run after it.
 func (c *Client) requestSync() {
@@ -155,14 +161,27 @@ func (c *Client) requestSync() {
 	}
 }
 
-// syncer runs the requested syncs one after the other until the client stops.
+// syncer runs the requested syncs one after the other until the client
+// stops. A sync hint is owed a complete sync that started after it: when
+// the sync fails (the message tier down), nothing else would bring the
+// dropped pushes before the next login, so it is retried with backoff
+// (2 s doubling to 30 s) until one completes.
 func (c *Client) syncer() {
+	retry := 2 * time.Second
 	for {
 		select {
 		case <-c.ctx.Done():
 			return
 		case <-c.syncKick:
-			c.syncAll()
+			gen := c.hintGen.Load()
+			if c.syncAll() {
+				for done := c.hintDone.Load(); done < gen && !c.hintDone.CompareAndSwap(done, gen); done = c.hintDone.Load() {
+				}
+				retry = 2 * time.Second
+			} else if c.hintGen.Load() > c.hintDone.Load() && c.ctx.Err() == nil {
+				time.AfterFunc(retry, c.requestSync)
+				retry = min(2*retry, maxHintRetry)
+			}
 		}
 	}
 }

@@ -79,3 +79,64 @@ func TestSyncHintTriggersSync(t *testing.T) {
 		t.Fatalf("%d syncs and %d hints, want 2 and 1", n, cl.SyncHints())
 	}
 }
+
+// A sync owed to a hint that fails (the message tier answers 503 for a
+// while) is retried until one completes: nothing else would bring the
+// dropped pushes before the next login.
+func TestSyncHintRetriesFailedSync(t *testing.T) {
+	uv, _ := auth.NewVerifier(auth.KindUser, userKey)
+	iv, _ := auth.NewVerifier(auth.KindInternal, internalKey)
+	ts, _ := route.NewTokenSource(internalKey, "n1")
+	srv, err := push.New(push.Options{NodeID: "n1", Users: uv, Internal: iv, InternalTokens: ts,
+		MessageURL: "http://127.0.0.1:1", ResyncAfter: time.Hour, SyncSpread: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = ln.Close(); srv.Close() })
+
+	var failing atomic.Int64 // answer 503 this many times
+	var calls atomic.Int64
+	ok := make(chan struct{}, 16)
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		if failing.Add(-1) >= 0 {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte(`{"code":"unavailable","message":"down"}`))
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(client.SyncPage{NextCursor: "c"})
+		ok <- struct{}{}
+	}))
+	t.Cleanup(api.Close)
+	cl := client.New(client.Config{URLs: []string{"ws://" + ln.Addr().String() + "/"}, APIURL: api.URL,
+		Token: token(t, "alice"), DeviceID: "d1", Terminal: "ios"})
+	cl.Start()
+	t.Cleanup(cl.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := cl.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ok: // the login's sync
+	case <-time.After(5 * time.Second):
+		t.Fatal("no sync after the login")
+	}
+	failing.Store(7) // more than one sync's five tries
+	srv.Resync(presence.ReasonRouteSkipped)
+	select {
+	case <-ok:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no complete sync within 20 s of the hint (%d calls)", calls.Load())
+	}
+	if n := calls.Load(); n < 1+7+1 {
+		t.Fatalf("%d sync calls, want the login's, 7 failed and 1 complete", n)
+	}
+}
