@@ -18,6 +18,13 @@
 //     count as missed (the device syncs). Queues are bounded (SendQueue
 //     frames); a full queue or a write that does not finish within
 //     WriteTimeout cuts the client off with slow_consumer.
+//   - Sync hints (Resync, the presence Registrar's OnResync hook): when a
+//     router skipped a batch for this node (its hint key in etcd) or the
+//     node re-registered after losing its lease, every logged-in device
+//     gets a sync frame (reason, sync_within_ms = SyncSpread) and syncs
+//     from its cursor; after a re-registration a second frame follows
+//     ResyncAfter later. See package presence, "Sync hints", and
+//     docs/protocol.md section 5.
 //   - ACK frames become delivered receipts posted to the message tier,
 //     coalesced per (conversation, user, device) every 50 ms.
 //   - send frames are forwarded to the message tier's send endpoint on the
