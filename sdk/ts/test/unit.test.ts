@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import { AddressInfo } from "node:net";
 import { WebSocketServer, WebSocket as NodeWS } from "ws";
-import { Client, Dedupe, Event, LocalStorage, MemoryStorage } from "../src/index.js";
+import { Client, ClientOptions, Dedupe, Event, LocalStorage, MemoryStorage } from "../src/index.js";
 import { WS, until } from "./helpers.js";
 
 describe("Dedupe", () => {
@@ -52,7 +52,7 @@ type Script = (ws: NodeWS, frame: Record<string, unknown>, n: number) => void;
 
 interface FakeNode { url: string; frames: Record<string, unknown>[]; logins: number; sockets: NodeWS[]; close(): Promise<void> }
 
-async function fakeNode(id: string, script: Script): Promise<FakeNode> {
+async function fakeNode(id: string, script: Script, welcome: Record<string, unknown> = {}): Promise<FakeNode> {
   const wss = new WebSocketServer({ host: "127.0.0.1", port: 0 });
   await new Promise<void>((r) => wss.once("listening", () => r()));
   const node: FakeNode = {
@@ -68,7 +68,7 @@ async function fakeNode(id: string, script: Script): Promise<FakeNode> {
       node.frames.push(f);
       if (f.type === "login") {
         node.logins++;
-        ws.send(JSON.stringify({ type: "welcome", node_id: id, user_id: "me", epoch: 1, heartbeat_ms: 5000, expires_at_ms: Date.now() + 3600_000 }));
+        ws.send(JSON.stringify({ type: "welcome", node_id: id, user_id: "me", epoch: 1, heartbeat_ms: 5000, expires_at_ms: Date.now() + 3600_000, ...welcome }));
         return;
       }
       script(ws, f, n++);
@@ -81,10 +81,10 @@ const nodes: FakeNode[] = [];
 const clients: Client[] = [];
 after(async () => { clients.forEach((c) => c.close()); await Promise.all(nodes.map((n) => n.close())); });
 
-async function setup(scripts: Script[]): Promise<{ c: Client; ns: FakeNode[] }> {
-  const ns = await Promise.all(scripts.map((s, i) => fakeNode("node-" + i, s)));
+async function setup(scripts: Script[], welcome: Record<string, unknown> = {}, extra: Partial<ClientOptions> = {}): Promise<{ c: Client; ns: FakeNode[] }> {
+  const ns = await Promise.all(scripts.map((s, i) => fakeNode("node-" + i, s, welcome)));
   nodes.push(...ns);
-  const c = new Client({ urls: ns.map((n) => n.url), apiUrl: "", token: "t", deviceId: "dev", terminal: "web", WebSocket: WS, backoffMs: { initial: 20, max: 100 } });
+  const c = new Client({ urls: ns.map((n) => n.url), apiUrl: "", token: "t", deviceId: "dev", terminal: "web", WebSocket: WS, backoffMs: { initial: 20, max: 100 }, ...extra });
   clients.push(c);
   await c.start();
   await c.waitConnected(5000);
@@ -159,6 +159,30 @@ describe("client against a fake node", () => {
     assert.equal((error as { code?: string }).code, "kicked");
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(ns[0].logins, 1);
+  });
+
+  test("heartbeats: pings every heartbeat_ms; a silent node is left after 2.5 heartbeats and the client reconnects", async () => {
+    const { c, ns } = await setup([() => undefined, () => undefined], { heartbeat_ms: 200 });
+    const t0 = Date.now();
+    const disc = c.waitFor("disconnected", () => true, 5000);
+    const back = c.waitFor("connected", (w) => w.node_id === "node-1", 5000);
+    const { error } = await disc;
+    assert.equal((error as { code?: string }).code, "idle_timeout");
+    assert.ok(Date.now() - t0 >= 400, "not before 2.5 heartbeats");
+    assert.ok(ns[0].frames.filter((f) => f.type === "ping").length >= 1, "pings were sent");
+    await back;
+  });
+
+  test("token refresh: a fresh token from the source goes out in a refresh frame before expiry", async () => {
+    let n = 0;
+    const { ns } = await setup([(ws, f) => {
+      if (f.type === "refresh") ws.send(JSON.stringify({ type: "refreshed", expires_at_ms: Date.now() + 3600_000 }));
+    }], { expires_at_ms: Date.now() + 2500 }, { token: undefined, tokenSource: async () => `tok-${++n}` });
+    await until("a refresh frame", () => ns[0].frames.some((f) => f.type === "refresh"), 5000);
+    const login = ns[0].frames.find((f) => f.type === "login")!;
+    const refresh = ns[0].frames.find((f) => f.type === "refresh")!;
+    assert.equal(login.token, "tok-1");
+    assert.equal(refresh.token, "tok-2");
   });
 
   test("pushed events: each handed on once, messages from others acked in a batch, own messages not", async () => {
