@@ -70,7 +70,7 @@ func TestWedgedPushNodeDoesNotStallRouting(t *testing.T) {
 			slow += d
 		}
 	}
-	t.Logf("while push-a was stopped (12 s): %d batches, first %v, %d probes took %v together, all batches %v",
+	t.Logf("while push-a was stopped (12 s): %d batches, first %v, %d over 200 ms (probes, slow hint writes) took %v together, all batches %v",
 		len(durations), durations[0].Round(time.Millisecond), over, slow.Round(time.Millisecond), total.Round(time.Millisecond))
 	// push-b got every batch, in order, while push-a was wedged.
 	db.await(t, "push-b's device got every batch", 10*time.Second, func(s []int64, _ []string) bool { return len(s) == int(last) })
@@ -82,7 +82,10 @@ func TestWedgedPushNodeDoesNotStallRouting(t *testing.T) {
 		}
 	}
 	db.mu.Unlock()
-	if n := int(last - first + 1); n < 40 {
+	// Without the breaker every batch would wait GiveUpAfter: at most 3
+	// in 12 s. (Each skipped batch still writes its hint to etcd, so the
+	// count depends on etcd's latency: 86-88 on a quiet box, 31 at load 20.)
+	if n := int(last - first + 1); n < 10 {
 		t.Fatalf("only %d batches routed in 12 s with one node wedged", n)
 	}
 	// After SIGCONT: push-a reads its hint and tells its device.
