@@ -29,6 +29,8 @@
 //     within ProbeBudget (1 s) while the others still skip. So a wedged but
 //     registered node (SIGSTOP, a dead kernel, a black-holed network) costs
 //     one batch GiveUpAfter, then at most ProbeBudget per backoff period,
-//     instead of GiveUpAfter on every batch of every partition.
+//     instead of GiveUpAfter on every batch of every partition. A skipped
+//     batch still waits for its hint: one etcd transaction (a few ms on a
+//     quiet etcd; at most 2 s, then the hint is retried in the background).
 //     A success, a 4xx answer, or the node leaving the registry closes it.
 package route
