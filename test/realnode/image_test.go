@@ -317,3 +317,31 @@ func readLayer(b []byte, files map[string]imageFile) error {
 	}
 }
 
+// archiveTags lists the RepoTags of a docker-archive's manifest.json.
+func archiveTags(t testing.TB, p string) []string {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			t.Fatalf("%s: no manifest.json: %v", p, err)
+		}
+		if path.Clean(h.Name) != "manifest.json" {
+			continue
+		}
+		var m []struct{ RepoTags []string }
+		if err := json.NewDecoder(tr).Decode(&m); err != nil {
+			t.Fatalf("%s: manifest.json: %v", p, err)
+		}
+		var tags []string
+		for _, e := range m {
+			tags = append(tags, e.RepoTags...)
+		}
+		return tags
+	}
+}

@@ -169,13 +169,57 @@ spec:
 	tScaleIn := time.Now()
 	c.scale(t, 1)
 	t.Logf("scale-in 3→1 (drainSeconds 10) settled in %s", time.Since(tScaleIn).Round(100*time.Millisecond))
-	before := nSent.Load()
-	awaitCount(t, &nSent, before+30, 60*time.Second)
+	awaitCount(t, &nSent, nSent.Load()+20, 60*time.Second)
+
+	// A rolling upgrade to a second tag of the same build, under the load.
+	image2 := secondTag(t, archive, image)
+	tUpgrade := time.Now()
+	c.mustKubectl(t, time.Minute, "patch", "imcluster", "chat", "--type", "merge", "-p", `{"spec":{"image":"`+image2+`"}}`)
+	c.awaitJSONPath(t, 5*time.Minute, "imcluster/chat", "{.status.message.image} {.status.push.image}", image2+" "+image2)
+	for _, tier := range []string{"message", "push"} {
+		c.awaitTier(t, tier, 1, image2)
+	}
+	c.mustKubectl(t, 3*time.Minute, "wait", "--for=condition=Ready", "imcluster/chat", "--timeout=2m")
+	t.Logf("rolling upgrade to %s settled in %s", image2, time.Since(tUpgrade).Round(100*time.Millisecond))
+	awaitCount(t, &nSent, nSent.Load()+20, 60*time.Second)
+
+	// kubectl delete pod of the push pod, then of the message pod, under load.
+	for _, tier := range []string{"push", "message"} {
+		pods := c.tierPods(t, tier)
+		if len(pods) != 1 {
+			t.Fatalf("%s pods %v, want 1", tier, pods)
+		}
+		tDel := time.Now()
+		c.mustKubectl(t, 2*time.Minute, "delete", "pod", pods[0], "--wait=true", "--timeout=90s")
+		c.awaitTier(t, tier, 1, image2)
+		t.Logf("%s pod %s deleted: replaced and ready in %s", tier, pods[0], time.Since(tDel).Round(100*time.Millisecond))
+		awaitCount(t, &nSent, nSent.Load()+20, 90*time.Second)
+	}
+
+	// The operator's pod deleted: its replacement takes the leader Lease,
+	// reconciles, and changes nothing.
+	gens := c.generations(t)
+	ns := []string{"-n", "imcluster-system"}
+	c.mustKubectl(t, 2*time.Minute, append(ns, "delete", "pod", "-l", "app.kubernetes.io/component=manager", "--wait=true", "--timeout=90s")...)
+	c.mustKubectl(t, 3*time.Minute, append(ns, "rollout", "status", "deploy/imc-imcluster-operator", "--timeout=2m")...)
+	opPod := strings.TrimSpace(c.mustKubectl(t, time.Minute, append(ns, "get", "pods", "-l", "app.kubernetes.io/component=manager",
+		"--field-selector=status.phase=Running", "-o", "jsonpath={.items[*].metadata.name}")...))
+	c.awaitJSONPathPrefix(t, 3*time.Minute, "-n imcluster-system lease/imcluster-operator.imcluster.io", "{.spec.holderIdentity}", opPod)
+	// Bounded observation: the new leader's first reconcile runs at once.
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(time.Second) {
+		if g := c.generations(t); g != gens {
+			t.Fatalf("the operator's restart changed the tiers: generations %s → %s", gens, g)
+		}
+	}
+	c.mustKubectl(t, time.Minute, "wait", "--for=condition=Ready", "imcluster/chat", "--timeout=30s")
+	t.Logf("operator pod deleted: %s leads again, tiers untouched (generations %s)", opPod, gens)
+
+	awaitCount(t, &nSent, nSent.Load()+20, 60*time.Second)
 	close(stop)
 	<-loadDone
 
 	// Every message sent reaches its device once, in send order.
-	var lost, dup, reordered int
+	var lost, dup, reordered, late int
 	for _, d := range devs {
 		v, ok := sent.Load(d.user)
 		if !ok {
@@ -185,8 +229,16 @@ spec:
 		want := slices.Clone(*v.(*[]string))
 		d.mu.Unlock()
 		d.awaitAll(t, 90*time.Second, want)
-		l, du, r := d.check(want)
-		lost, dup, reordered = lost+l, dup+du, reordered+r
+		l, du, r, la := d.check(want)
+		lost, dup, reordered, late = lost+l, dup+du, reordered+r, late+la
+		if l+du+r > 0 {
+			d.mu.Lock()
+			t.Logf("%s: %v", d.user, d.notes)
+			for i := range d.texts {
+				t.Logf("%s got %s seq %d pushed=%v", d.user, d.texts[i], d.seqs[i], d.vias[i])
+			}
+			d.mu.Unlock()
+		}
 	}
 	podsAfter := c.pushPods(t)
 	moved := 0
@@ -199,10 +251,10 @@ spec:
 			t.Errorf("%s ended on %s, not a remaining pod %v", d.user, last, podsAfter)
 		}
 	}
-	t.Logf("scale-in under load: %d sent (%d failed), lost %d, duplicated %d, reordered %d; %d of %d devices reconnected (pods %v → %v)",
-		nSent.Load(), nFail.Load(), lost, dup, reordered, moved, len(devs), podsBefore, podsAfter)
+	t.Logf("scale-in, rolling upgrade, push and message pod deleted, operator restarted, under load: %d sent (%d failed), lost %d, duplicated %d, reordered %d (arrived after a higher seq: %d, allowed); %d of %d devices reconnected (pods %v → %v)",
+		nSent.Load(), nFail.Load(), lost, dup, reordered, late, moved, len(devs), podsBefore, podsAfter)
 	if lost+dup+reordered > 0 {
-		t.Errorf("scale-in lost %d, duplicated %d, reordered %d messages", lost, dup, reordered)
+		t.Errorf("under load: lost %d, duplicated %d, reordered %d messages", lost, dup, reordered)
 	}
 
 	// helm uninstall keeps the CRD and the IMCluster (resource-policy keep).
@@ -235,9 +287,10 @@ func chartAppVersion(t *testing.T, root string) string {
 }
 
 // send sends one text, retrying the same client_msg_id (attempt numbered)
-// on an error for up to 30 s, as a business back end would.
+// on an error for up to 90 s (a deleted single message pod is replaced
+// within that), as a business back end would.
 func send(ctx context.Context, c *sdk.Client, from, to, text string) (sdk.SendResult, error) {
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(90 * time.Second)
 	var err error
 	for attempt := 1; time.Now().Before(deadline); attempt++ {
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -276,6 +329,8 @@ type device struct {
 	texts  []string // message texts in OnEvent order
 	seqs   []int64
 	nodeID []string // welcome node of each connection
+	vias   []bool   // pushed (true) or synced, per entry of texts
+	notes  []string // what check found out of order
 	got    chan struct{}
 }
 
@@ -285,13 +340,14 @@ func newDevice(t *testing.T, users *auth.Signer, user, pushURL, apiURL string) *
 	d.cl = client.New(client.Config{
 		URLs: []string{pushURL}, APIURL: apiURL, DeviceID: user + "-d1", Terminal: "desktop",
 		TokenSource: func(context.Context) (string, error) { return users.Sign(user, time.Hour) },
-		OnEvent: func(ev protocol.Event) {
+		OnEventVia: func(ev protocol.Event, pushed bool) {
 			if ev.Kind != protocol.KindMessage || ev.Message == nil || ev.Message.Body == nil {
 				return
 			}
 			d.mu.Lock()
 			d.texts = append(d.texts, ev.Message.Body.Text)
 			d.seqs = append(d.seqs, ev.Seq)
+			d.vias = append(d.vias, pushed)
 			d.mu.Unlock()
 			select {
 			case d.got <- struct{}{}:
@@ -349,40 +405,51 @@ func (d *device) awaitAll(t *testing.T, timeout time.Duration, texts []string) {
 	}
 }
 
-// check compares what arrived with what was sent: lost, duplicated, and
-// out of order (seq not increasing, or text order differing from send order).
-func (d *device) check(want []string) (lost, dup, reordered int) {
+// check compares what arrived with what was sent: lost, duplicated (one
+// text under two seqs, or handed on twice), and reordered — the
+// conversation's seq order (the order an app shows, docs/protocol.md:
+// arrival order may differ when a push and a sync page race) differs from
+// the send order (the load sends one at a time per device). late counts
+// arrivals after a higher seq, which the protocol allows.
+func (d *device) check(want []string) (lost, dup, reordered, late int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	seqOf := map[string]int64{}
 	seen := map[string]int{}
-	var order []string
+	var maxSeq int64
 	for i, x := range d.texts {
 		if !strings.HasPrefix(x, "load-") {
 			continue
 		}
 		seen[x]++
-		if seen[x] == 1 {
-			order = append(order, x)
+		if s, ok := seqOf[x]; ok && s != d.seqs[i] {
+			d.notes = append(d.notes, fmt.Sprintf("%s under seq %d and %d", x, s, d.seqs[i]))
 		}
-		if i > 0 && d.seqs[i] <= d.seqs[i-1] {
-			reordered++
+		seqOf[x] = d.seqs[i]
+		if d.seqs[i] < maxSeq {
+			late++
 		}
+		maxSeq = max(maxSeq, d.seqs[i])
 	}
+	var prev string
 	for _, x := range want {
 		switch seen[x] {
 		case 0:
 			lost++
+			d.notes = append(d.notes, x+" lost")
+			continue
 		case 1:
 		default:
 			dup += seen[x] - 1
+			d.notes = append(d.notes, fmt.Sprintf("%s handed on %d times", x, seen[x]))
 		}
-	}
-	for i := 1; i < len(order); i++ {
-		if order[i] < order[i-1] { // texts carry a zero-padded send counter
+		if prev != "" && seqOf[x] <= seqOf[prev] {
 			reordered++
+			d.notes = append(d.notes, fmt.Sprintf("%s (seq %d) sent after %s (seq %d)", x, seqOf[x], prev, seqOf[prev]))
 		}
+		prev = x
 	}
-	return lost, dup, reordered
+	return lost, dup, reordered, late
 }
 
 func (d *device) nodes() (first, last string) {
@@ -441,4 +508,85 @@ func (c *localCluster) describe(t *testing.T, ns string) {
 		out, err := c.kubectl(t, time.Minute, args...)
 		t.Logf("kubectl %s: %v\n%s", strings.Join(args, " "), err, tail(out, 6000))
 	}
+}
+
+// secondTag is the archive's other tag of the same build (hack/image.sh
+// tags the appVersion and the git revision).
+func secondTag(t *testing.T, archive, first string) string {
+	t.Helper()
+	for _, tag := range archiveTags(t, archive) {
+		if tag != first && !strings.HasPrefix(tag, "localhost/") {
+			return tag
+		}
+	}
+	t.Fatalf("%s has no second tag besides %s", archive, first)
+	return ""
+}
+
+// tierPods lists the tier's pods (terminating ones included).
+func (c *localCluster) tierPods(t *testing.T, tier string) []string {
+	t.Helper()
+	out, err := c.kubectl(t, 30*time.Second, "get", "pods", "-l", "app.kubernetes.io/component="+tier, "-o", "jsonpath={.items[*].metadata.name}")
+	if err != nil {
+		t.Logf("listing %s pods: %v", tier, err)
+		return nil
+	}
+	return strings.Fields(out)
+}
+
+// awaitTier waits until the tier has exactly n pods, all ready and on image.
+func (c *localCluster) awaitTier(t *testing.T, tier string, n int, image string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Minute)
+	want := strings.TrimSpace(strings.Repeat("True "+image+" ", n))
+	for {
+		out, _ := c.kubectl(t, 30*time.Second, "get", "pods", "-l", "app.kubernetes.io/component="+tier, "-o",
+			`jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status} {.spec.containers[0].image} {end}`)
+		if strings.TrimSpace(out) == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.describe(t, "default")
+			t.Fatalf("%s tier never had exactly %d ready pods on %s: %q", tier, n, image, out)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+func (c *localCluster) awaitJSONPath(t *testing.T, d time.Duration, obj, path, want string) {
+	t.Helper()
+	c.awaitJSON(t, d, obj, path, func(got string) bool { return got == want }, want)
+}
+
+func (c *localCluster) awaitJSONPathPrefix(t *testing.T, d time.Duration, obj, path, prefix string) {
+	t.Helper()
+	c.awaitJSON(t, d, obj, path, func(got string) bool { return prefix != "" && strings.HasPrefix(got, prefix) }, prefix+"…")
+}
+
+func (c *localCluster) awaitJSON(t *testing.T, d time.Duration, obj, path string, ok func(string) bool, want string) {
+	t.Helper()
+	args := append(strings.Fields(obj), "-o", "jsonpath="+path)
+	args = append([]string{"get"}, args...)
+	deadline := time.Now().Add(d)
+	for {
+		out, _ := c.kubectl(t, 30*time.Second, args...)
+		if ok(strings.TrimSpace(out)) {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.describe(t, "default")
+			t.Fatalf("%s %s: %q after %s, want %q", obj, path, out, d, want)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// generations are the tiers' Deployments' metadata.generation.
+func (c *localCluster) generations(t *testing.T) string {
+	t.Helper()
+	out, err := c.kubectl(t, 30*time.Second, "get", "deploy", "chat-message", "chat-push", "-o", "jsonpath={.items[*].metadata.generation}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(out)
 }
