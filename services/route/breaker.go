@@ -71,6 +71,16 @@ func (b *breaker) fail(node string, now time.Time) time.Duration {
 	return st.backoff
 }
 
+// release ends a probe that had no verdict (its batch's context ended):
+// the next batch due may probe again.
+func (b *breaker) release(node string) {
+	b.mu.Lock()
+	if st := b.nodes[node]; st != nil {
+		st.probing = false
+	}
+	b.mu.Unlock()
+}
+
 // forget closes node's breaker: it answered, or it is gone.
 func (b *breaker) forget(node string) {
 	b.mu.Lock()

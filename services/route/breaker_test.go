@@ -171,3 +171,44 @@ func TestRefusedBatchIsHinted(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// The breaker's states: closed, open for a backoff that doubles with each
+// failed probe (bounded), one probe at a time once due, and a probe whose
+// batch ended without a verdict lets the next batch probe.
+func TestBreakerStates(t *testing.T) {
+	b := newBreaker(time.Second, 4*time.Second)
+	now := time.Now()
+	if ok, probe := b.allow("n", now); !ok || probe {
+		t.Fatal("a closed breaker must allow without probing")
+	}
+	if d := b.fail("n", now); d != time.Second {
+		t.Fatalf("first open for %v", d)
+	}
+	if ok, _ := b.allow("n", now.Add(500*time.Millisecond)); ok {
+		t.Fatal("allowed while open")
+	}
+	due := now.Add(1100 * time.Millisecond)
+	if ok, probe := b.allow("n", due); !ok || !probe {
+		t.Fatal("no probe once due")
+	}
+	if ok, _ := b.allow("n", due); ok {
+		t.Fatal("a second probe while one is under way")
+	}
+	b.release("n") // the probe's batch was canceled
+	if ok, probe := b.allow("n", due); !ok || !probe {
+		t.Fatal("no probe after a released one")
+	}
+	for i, want := range []time.Duration{2 * time.Second, 4 * time.Second, 4 * time.Second} {
+		if d := b.fail("n", due); d != want {
+			t.Fatalf("failed probe %d: open for %v, want %v", i, d, want)
+		}
+		due = due.Add(want + time.Millisecond)
+		if ok, probe := b.allow("n", due); !ok || !probe {
+			t.Fatalf("no probe after backoff %d", i)
+		}
+	}
+	b.forget("n")
+	if ok, probe := b.allow("n", due); !ok || probe || b.openCount() != 0 {
+		t.Fatal("forget did not close the breaker")
+	}
+}

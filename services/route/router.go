@@ -243,6 +243,9 @@ func (r *Router) sendChunk(ctx context.Context, nodeID string, chunk []protocol.
 			r.met.calls.WithLabelValues("refused").Inc()
 			return skipped
 		case ctx.Err() != nil:
+			if probe {
+				r.br.release(nodeID)
+			}
 			return canceled
 		}
 		r.met.calls.WithLabelValues("retry").Inc()
@@ -258,7 +261,7 @@ func (r *Router) sendChunk(ctx context.Context, nodeID string, chunk []protocol.
 		}
 		select {
 		case <-ctx.Done():
-			return canceled
+			return canceled // not a probe: a probe does not retry
 		case <-time.After(min(backoff, max(time.Until(deadline), time.Millisecond))):
 		}
 		backoff = min(2*backoff, time.Second)
