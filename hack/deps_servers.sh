@@ -46,11 +46,14 @@ server_alive() {
 }
 
 # live_pid COMPONENT: the pid recorded at start, if that process still
-# lives and is not exiting (pid_of, but a killed or zombie process is not).
+# lives, is not exiting (pid_of, but a killed or zombie process is not) and
+# is still ours (its command line names the component's run directory: a
+# reaped server's pid may have been reused).
 live_pid() {
 	local p
 	p="$(pid_of "$1")" || return 1
 	server_alive "$p" || return 1
+	tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF "$IMC_RUN_DIR/$1" || return 1
 	echo "$p"
 }
 
