@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/gocql/gocql"
 	"golang.org/x/sync/errgroup"
@@ -22,11 +23,16 @@ type StoredID struct {
 func (s StoredID) SameContent(hash []byte) bool { return bytes.Equal(s.Hash, hash) }
 
 const (
-	cqlInsertMsgID = `INSERT INTO msg_ids (msg_id, conv_id, seq, hash, sent_at_ms) VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ?`
-	cqlSelectMsgID = `SELECT conv_id, seq, hash, sent_at_ms FROM msg_ids WHERE msg_id = ?`
-	// lookupConcurrency bounds the point reads one LookupMessageIDs runs at
-	// once (they also take slots of MaxWritesInFlight).
-	lookupConcurrency = 32
+	cqlInsertMsgID  = `INSERT INTO msg_ids (msg_id, conv_id, seq, hash, sent_at_ms) VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ?`
+	cqlSelectMsgID  = `SELECT conv_id, seq, hash, sent_at_ms FROM msg_ids WHERE msg_id = ?`
+	cqlSelectMsgIDs = `SELECT msg_id, conv_id, seq, hash, sent_at_ms FROM msg_ids WHERE msg_id IN ?`
+	// lookupPerRequest bounds the msg_ids one read asks for (a bounded IN
+	// list: its coordinator reads them one by one; a long one would hold
+	// it and its memory).
+	lookupPerRequest = 64
+	// lookupConcurrency bounds the reads one LookupMessageIDs runs at once
+	// (they also take slots of MaxWritesInFlight).
+	lookupConcurrency = 8
 )
 
 // msgIDTimestamp makes the earliest copy in log order win: a row written
@@ -51,36 +57,45 @@ func (st *Store) LookupMessageID(ctx context.Context, msgID string) (StoredID, b
 	return s, true, nil
 }
 
-// LookupMessageIDs reads several msg_ids at once (concurrent point reads,
-// each routed to its replica) and returns the stored ones. It fails as a
-// whole if any read fails: the caller retries it.
+// LookupMessageIDs reads several msg_ids at once and returns the stored
+// ones: lookupPerRequest of them per request (WHERE msg_id IN ?; the
+// request's cost dominates a point read's, see pack.go), the requests
+// concurrent. It fails as a whole if any read fails: the caller retries it.
 func (st *Store) LookupMessageIDs(ctx context.Context, ids []string) (map[string]StoredID, error) {
 	found := make(map[string]StoredID, len(ids))
-	if len(ids) == 0 {
-		return found, nil
-	}
-	res := make([]StoredID, len(ids))
-	ok := make([]bool, len(ids))
+	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(lookupConcurrency)
-	for i, id := range ids {
+	for len(ids) > 0 {
+		chunk := ids[:min(len(ids), lookupPerRequest)]
+		ids = ids[len(chunk):]
 		g.Go(func() error {
 			release, err := st.acquire(gctx)
 			if err != nil {
 				return err
 			}
 			defer release()
-			res[i], ok[i], err = st.LookupMessageID(gctx, id)
-			return err
+			it := st.s.Query(cqlSelectMsgIDs, chunk).WithContext(gctx).PageSize(len(chunk)).Iter()
+			var id string
+			var s StoredID
+			var at *int64
+			for it.Scan(&id, &s.ConvID, &s.Seq, &s.Hash, &at) {
+				if at != nil {
+					s.AtMs = *at
+				}
+				mu.Lock()
+				found[id] = s
+				mu.Unlock()
+				s, at = StoredID{}, nil
+			}
+			if err := it.Close(); err != nil {
+				return fmt.Errorf("while reading %d msg_ids: %w", len(chunk), err)
+			}
+			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
-	}
-	for i, id := range ids {
-		if ok[i] {
-			found[id] = res[i]
-		}
 	}
 	return found, nil
 }

@@ -123,7 +123,13 @@ func TestMessageIDRowsLowestSeqWins(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got, err := st.LookupMessageIDs(ctx, []string{m.MsgID, model.MessageID("alice", "never-sent")})
+	// Many ids at once (several requests): only the stored one is found.
+	ids := make([]string, 150)
+	for i := range ids {
+		ids[i] = model.MessageID("alice", fmt.Sprint("never-sent-", i))
+	}
+	ids[100] = m.MsgID
+	got, err := st.LookupMessageIDs(ctx, ids)
 	if err != nil {
 		t.Fatal(err)
 	}

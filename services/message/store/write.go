@@ -223,20 +223,37 @@ func (st *Store) Persist(ctx context.Context, items []Item) error {
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	g, gctx = errgroup.WithContext(ctx)
-	g.SetLimit(writeConcurrency)
+	// The rows: every partition's statements of this batch as one group,
+	// groups packed into few batches (pack.go). A user's feed that spans
+	// buckets, or whose bucket marker is not known to be written, goes the
+	// ordered way (writeFeed) instead.
+	var groups [][]stmt
 	for _, rows := range msgRows {
-		g.Go(func() error { return st.batches(gctx, rows) })
+		groups = append(groups, rows)
 	}
 	for _, s := range msgIDs {
-		g.Go(func() error { return st.exec(gctx, s) })
+		groups = append(groups, []stmt{s})
 	}
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(writeConcurrency)
 	for u, w := range users {
-		g.Go(func() error { return st.writeFeed(gctx, u, part, w.buckets) })
-		g.Go(func() error { return st.writeConvs(gctx, u, w.convs) })
+		if b, ok := st.singleKnownBucket(u, part, w.buckets); ok {
+			groups = append(groups, w.buckets[b])
+		} else if len(w.buckets) > 0 {
+			g.Go(func() error { return st.writeFeed(gctx, u, part, w.buckets) })
+		}
+		if cs := st.convStmts(u, w.convs); len(cs) > 0 {
+			groups = append(groups, cs)
+		}
 	}
+	st.writeGroups(gctx, g, groups)
 	if err := g.Wait(); err != nil {
 		return err
+	}
+	for u, w := range users {
+		for convID := range w.convs {
+			st.markers.add("p" + u + "\x00" + convID)
+		}
 	}
 	if len(recalls) > 0 {
 		g, gctx = errgroup.WithContext(ctx)
@@ -290,33 +307,39 @@ func (st *Store) batches(ctx context.Context, stmts []stmt) error {
 			size += stmts[n].size
 			n++
 		}
-		if n == 1 {
-			if err := st.exec(ctx, stmts[0]); err != nil {
-				return err
-			}
-		} else {
-			b := st.s.NewBatch(gocql.UnloggedBatch).WithContext(ctx)
-			for _, s := range stmts[:n] {
-				b.Query(s.cql, s.args...)
-			}
-			release, err := st.acquire(ctx)
-			if err != nil {
-				return err
-			}
-			err = st.s.ExecuteBatch(b)
-			release()
-			if err != nil {
-				return fmt.Errorf("while writing batch: %w", err)
-			}
+		if err := st.batch(ctx, stmts[:n]); err != nil {
+			return err
 		}
 		stmts = stmts[n:]
 	}
 	return nil
 }
 
-// writeConvs writes one user's conversation max-registers as one
-// single-partition batch (or a few).
-func (st *Store) writeConvs(ctx context.Context, user string, convs map[string]*convUpdate) error {
+// batch writes stmts as one request: a single statement, or an unlogged
+// batch (Cassandra applies each partition's part of it atomically and in
+// isolation).
+func (st *Store) batch(ctx context.Context, stmts []stmt) error {
+	if len(stmts) == 1 {
+		return st.exec(ctx, stmts[0])
+	}
+	b := st.s.NewBatch(gocql.UnloggedBatch).WithContext(ctx)
+	for _, s := range stmts {
+		b.Query(s.cql, s.args...)
+	}
+	release, err := st.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
+	if err := st.s.ExecuteBatch(b); err != nil {
+		return fmt.Errorf("while writing batch: %w", err)
+	}
+	return nil
+}
+
+// convStmts returns one user's conversation max-register updates (one
+// partition: the user's conversations).
+func (st *Store) convStmts(user string, convs map[string]*convUpdate) []stmt {
 	var stmts []stmt
 	for convID, c := range convs {
 		key := "p" + user + "\x00" + convID
@@ -350,13 +373,7 @@ func (st *Store) writeConvs(ctx context.Context, user string, convs map[string]*
 			stmts = append(stmts, stmt{`UPDATE conversations USING TIMESTAMP ? SET ` + sets + ` WHERE user_id = ? AND conv_id = ?`, args, 64})
 		}
 	}
-	if err := st.batches(ctx, stmts); err != nil {
-		return err
-	}
-	for convID := range convs {
-		st.markers.add("p" + user + "\x00" + convID)
-	}
-	return nil
+	return stmts
 }
 
 // SetPartitionState records the highest persisted offset of part and the
