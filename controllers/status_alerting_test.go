@@ -379,3 +379,43 @@ func (s *suite) clusterEvents(ns, name string) ([]eventsv1.Event, error) {
 	}
 	return out, nil
 }
+
+// Paused, a deleted Deployment is not recreated (and the status says the
+// tier is unavailable); resumed, it is.
+func TestPausedRecreatesNothing(t *testing.T) {
+	s := envSuite(t)
+	ns := s.namespace(t)
+	s.bootstrapped(t, sampleCluster(ns, "frozen"))
+	s.markRolledOut(t, ns, "frozen-message")
+	s.markRolledOut(t, ns, "frozen-push")
+	s.condition(t, ns, "frozen", v1alpha1.ConditionReady, metav1.ConditionTrue)
+	s.setPaused(t, ns, "frozen", true)
+	s.progressing(t, ns, "frozen", metav1.ConditionFalse, v1alpha1.ReasonPaused)
+
+	var d appsv1.Deployment
+	if err := s.get(ns, "frozen-push", &d); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Client.Delete(context.Background(), &d); err != nil {
+		t.Fatal(err)
+	}
+	// The reconcile of the deletion wrote this status, after it would
+	// have recreated the Deployment.
+	s.conditionWith(t, ns, "frozen", v1alpha1.ConditionDegraded, metav1.ConditionTrue, v1alpha1.ReasonTierUnavailable, "push: Deployment not created yet")
+	var again appsv1.Deployment
+	if err := s.get(ns, "frozen-push", &again); err == nil && again.UID != d.UID {
+		t.Fatalf("push Deployment recreated while paused")
+	}
+	s.waitEventOf(t, ns, "frozen", "NotReady", "Warning")
+
+	s.setPaused(t, ns, "frozen", false)
+	eventually(t, waitFor, "push Deployment recreated after resume", func() error {
+		if err := s.get(ns, "frozen-push", &again); err != nil {
+			return err
+		}
+		if again.UID == d.UID {
+			return fmt.Errorf("still the deleted one")
+		}
+		return nil
+	})
+}
