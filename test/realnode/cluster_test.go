@@ -33,6 +33,11 @@ func clusterUp(t *testing.T, root string) *localCluster {
 			t.Errorf("hack/cluster.sh down: %v", err)
 		}
 	})
+	// A run killed before its clean-up (Ctrl-C, a go test timeout) left its
+	// cluster behind: down removes it (a no-op otherwise).
+	if _, err := run(t, 3*time.Minute, env, "bash", script, "down"); err != nil {
+		t.Fatalf("hack/cluster.sh down before up: %v", err)
+	}
 	// Install first (cold: the node's binaries build for minutes), then up.
 	if _, err := run(t, 40*time.Minute, env, "bash", script, "install"); err != nil {
 		t.Fatalf("hack/cluster.sh install: %v", err)
@@ -100,22 +105,27 @@ func dumpLogs(t *testing.T, dir string) {
 
 // privateDeps starts Kafka, Cassandra and etcd of the test's own with
 // hack/deps.sh on the node's IP (pods cannot reach the host's loopback) and
-// free ports, data under t.TempDir; stopped when the test ends.
+// free ports, data under .run/realnode-deps (fresh each run); stopped when
+// the test ends, and first of all when a killed run left them running.
 type privateDeps struct {
 	kafka, cassandra, etcd string // host:port
 }
 
 func startDeps(t *testing.T, root, ip string) privateDeps {
 	t.Helper()
+	script := filepath.Join(root, "hack", "deps.sh")
+	runDir := filepath.Join(root, ".run", "realnode-deps")
+	if _, err := run(t, 2*time.Minute, []string{"IMC_RUN_DIR=" + runDir}, "bash", script, "stop", "kafka", "cassandra", "etcd"); err != nil {
+		t.Fatalf("stopping what a killed run left: %v", err)
+	}
 	ports := freePorts(t, ip, 7)
 	env := []string{
-		"IMC_RUN_DIR=" + t.TempDir(), "IMC_DEPS_ADDR=" + ip, "IMC_FRESH=1",
+		"IMC_RUN_DIR=" + runDir, "IMC_DEPS_ADDR=" + ip, "IMC_FRESH=1",
 		"IMC_KAFKA_PORT=" + ports[0], "IMC_KAFKA_CONTROLLER_PORT=" + ports[1],
 		"IMC_CASSANDRA_PORT=" + ports[2], "IMC_CASSANDRA_STORAGE_PORT=" + ports[3], "IMC_CASSANDRA_JMX_PORT=" + ports[4],
 		"IMC_ETCD_PORT=" + ports[5], "IMC_ETCD_PEER_PORT=" + ports[6],
 		"IMC_CASSANDRA_HEAP=1g",
 	}
-	script := filepath.Join(root, "hack", "deps.sh")
 	t.Cleanup(func() {
 		if _, err := run(t, 2*time.Minute, env, "bash", script, "stop", "kafka", "cassandra", "etcd"); err != nil {
 			t.Errorf("stopping the private servers: %v", err)
