@@ -16,6 +16,15 @@
 #                 the Go sources differ from it)
 #
 # Prints the archive's path on stdout, progress on stderr.
+#
+# To a registry (the chart's image.repository/image.tag and the IMCluster's
+# spec.image then name it):
+#   podman tag ghcr.io/imcluster/imcluster:v0.1.0 registry.example.com/imcluster:v0.1.0
+#   podman push registry.example.com/imcluster:v0.1.0
+# or, from the archive alone: skopeo copy docker-archive:.run/image/imcluster.tar docker://registry.example.com/imcluster:v0.1.0
+# Into a cluster without a registry: kind load image-archive .run/image/imcluster.tar,
+# or ctr -n k8s.io images import .run/image/imcluster.tar on each node
+# (hack/cluster.sh load does that for the local node).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$REPO_ROOT/hack/cluster_install.sh"
 
@@ -64,6 +73,13 @@ main() {
 	"$b" save -q --format docker-archive -m -o "$IMAGE_ARCHIVE.tmp" "$IMAGE:$IMAGE_TAG" "$IMAGE:${REVISION%-dirty}" >/dev/null ||
 		die "$b save failed"
 	mv "$IMAGE_ARCHIVE.tmp" "$IMAGE_ARCHIVE"
+	# Older builds (other revision tags, or now untagged) would keep ~85 MB
+	# each in the builder's storage: drop them.
+	if [[ $b == podman ]]; then
+		podman images --format '{{.Repository}}:{{.Tag}}' --filter "reference=$IMAGE" |
+			grep -vxF -e "$IMAGE:$IMAGE_TAG" -e "$IMAGE:${REVISION%-dirty}" | xargs -r podman rmi >/dev/null 2>&1
+		podman image prune -f >/dev/null 2>&1
+	fi
 	log "image $IMAGE:$IMAGE_TAG ($IMAGE:${REVISION%-dirty}): $(du -m "$IMAGE_ARCHIVE" | cut -f1) MiB archive at $IMAGE_ARCHIVE, in $(($(date +%s) - t0))s"
 	echo "$IMAGE_ARCHIVE"
 }
