@@ -13,8 +13,9 @@ import (
 type breaker struct {
 	min, max time.Duration
 
-	mu    sync.Mutex
-	nodes map[string]*nodeState
+	mu     sync.Mutex
+	nodes  map[string]*nodeState
+	pruned time.Time
 }
 
 type nodeState struct {
@@ -92,4 +93,21 @@ func (b *breaker) openCount() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return len(b.nodes)
+}
+
+// prune forgets, at most every 30 s, the nodes gone reports as gone: a
+// node that left the registry while its breaker was open is never called
+// again, so nothing else would close it.
+func (b *breaker) prune(now time.Time, gone func(node string) bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.nodes) == 0 || now.Sub(b.pruned) < 30*time.Second {
+		return
+	}
+	b.pruned = now
+	for n := range b.nodes {
+		if gone(n) {
+			delete(b.nodes, n)
+		}
+	}
 }

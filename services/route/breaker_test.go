@@ -211,4 +211,12 @@ func TestBreakerStates(t *testing.T) {
 	if ok, probe := b.allow("n", due); !ok || probe || b.openCount() != 0 {
 		t.Fatal("forget did not close the breaker")
 	}
+	// A node that left the registry with its breaker open is pruned.
+	b.fail("gone", due)
+	b.fail("here", due)
+	isGone := func(n string) bool { return n == "gone" }
+	b.prune(due, isGone)
+	if b.openCount() != 1 || !b.isOpen("here") {
+		t.Fatalf("after prune: %d open, here open %v", b.openCount(), b.isOpen("here"))
+	}
 }

@@ -126,6 +126,7 @@ func (r *Router) Deliver(ctx context.Context, items []Item) error {
 			perNode[node] = append(perNode[node], protocol.Delivery{Event: it.Event, Targets: ts})
 		}
 	}
+	r.br.prune(time.Now(), func(node string) bool { _, ok := r.opt.Directory.Node(node); return !ok })
 	if len(perNode) == 0 {
 		return ctx.Err()
 	}
