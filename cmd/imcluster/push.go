@@ -225,11 +225,21 @@ func runPush(ctx context.Context, cfg config.Push) error {
 	registrar.OnResync(srv.Resync) // lease lost, or a router skipped a batch: devices sync
 	reg.MustRegister(registrar.Collectors()...)
 	srv.SetPresence(registrar)
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = registrar.Start(sctx)
-	cancel()
-	if err != nil {
-		return err
+	// Etcd down at start-up: keep trying (not ready meanwhile) rather than
+	// exit, so the node comes up on its own once etcd answers.
+	for backoff := time.Second; ; backoff = min(2*backoff, 5*time.Second) {
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err = registrar.Start(sctx)
+		cancel()
+		if err == nil {
+			break
+		}
+		log.Warn("presence registration failed; retrying", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
 	}
 
 	serveErr := make(chan error, 1)

@@ -168,6 +168,14 @@ func newPushWorld(t *testing.T, etcdEPs []string, extra ...string) *pushWorld {
 
 // start runs a push process and waits until its /readyz answers 200.
 func (w *pushWorld) start(name string) *pushProc {
+	w.t.Helper()
+	p := w.launch(name)
+	w.awaitReady(p, true, 60*time.Second)
+	return p
+}
+
+// launch runs a push process.
+func (w *pushWorld) launch(name string) *pushProc {
 	t := w.t
 	t.Helper()
 	ws, in, met := testdeps.FreeAddr(t), testdeps.FreeAddr(t), testdeps.FreeAddr(t)
@@ -184,7 +192,6 @@ func (w *pushWorld) start(name string) *pushProc {
 	w.mu.Lock()
 	w.procs[name] = p
 	w.mu.Unlock()
-	w.awaitReady(p, true, 60*time.Second)
 	return p
 }
 

@@ -189,3 +189,40 @@ func TestPushReadyAfterEtcdOutage(t *testing.T) {
 	t.Logf("ready %v after etcd was back (outage %v)", at.Sub(back).Round(time.Millisecond), outage)
 	d.await(t, "a sync hint after the outage", 15*time.Second, func(_ []int64, h []string) bool { return has(h, presence.ReasonLeaseLost) })
 }
+
+// TestPushStartsWhileEtcdDown: a push process started while etcd is down
+// stays up and not ready (it used to exit after 30 s), and is ready within
+// 10 s of etcd being back.
+func TestPushStartsWhileEtcdDown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a private etcd and a push process")
+	}
+	e := testdeps.PrivateEtcd(t)
+	if e == nil {
+		return
+	}
+	w := newPushWorld(t, e.Endpoints, config.EnvPresenceLeaseTTL+"=3s")
+	if err := e.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	p := w.launch("push-late")
+	down := 35 * time.Second // past the 30 s a registration attempt may take
+	deadline := time.Now().Add(down)
+	for time.Now().Before(deadline) {
+		select {
+		case <-p.done:
+			t.Fatalf("push process exited while etcd was down:\n%s", p.log.String())
+		default:
+		}
+		if p.ready() {
+			t.Fatal("push process ready while etcd is down")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err := e.Start(); err != nil {
+		t.Fatal(err)
+	}
+	back := time.Now()
+	at := w.awaitReady(p, true, 10*time.Second)
+	t.Logf("ready %v after etcd was back (down %v since the process started)", at.Sub(back).Round(time.Millisecond), down)
+}
