@@ -23,7 +23,13 @@
 //     /readyz is true again without a restart.
 //   - TestPushReadyAfterEtcdOutage: kill -9 of a private etcd for 15 s: the
 //     push node is not ready meanwhile, ready within 10 s once etcd is back.
+//   - TestPushStartsWhileEtcdDown: a push process started while etcd is
+//     down waits (not ready) instead of exiting, and is ready within 10 s
+//     of etcd being back.
+//   - TestCassandraDurabilityCost: a measurement (IMC_FAULT_MEASURE=1), not
+//     a check: what the durable Cassandra settings cost.
 //
-// They run in `make test` (hack/test.sh); about 4 minutes in all on two
-// busy cores, most of it the private Cassandra's and Kafka's restarts.
+// They run in `make test` (hack/test.sh runs ./...; -short skips them):
+// about 6 minutes in all on two busy cores, most of it the private
+// Cassandra's and Kafka's restarts and one build of cmd/imcluster.
 package fault
