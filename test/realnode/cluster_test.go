@@ -1,6 +1,7 @@
 package realnode
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -209,4 +210,49 @@ func lockMachine(t *testing.T) {
 		time.Sleep(time.Second)
 	}
 	t.Cleanup(func() { _ = f.Close() }) // closing releases the lock
+}
+
+// stackMemory describes the memory of the whole test stack now: the RSS of
+// the cluster's processes and of the private servers (by recorded pid), and
+// the pods' (the kubepods memory cgroup's total_rss, cgroup v1).
+func stackMemory(root string) string {
+	rss := func(pidFile string) int64 {
+		b, err := os.ReadFile(pidFile)
+		if err != nil {
+			return 0
+		}
+		st, err := os.ReadFile(filepath.Join("/proc", strings.TrimSpace(string(b)), "status"))
+		if err != nil {
+			return 0
+		}
+		for _, l := range strings.Split(string(st), "\n") {
+			if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+				kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+				return kb >> 10
+			}
+		}
+		return 0
+	}
+	var parts []string
+	var control, node, deps int64
+	for _, n := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
+		control += rss(filepath.Join(root, ".run", "cluster-test", n+".pid"))
+	}
+	for _, n := range []string{"containerd", "kubelet", "kube-proxy"} {
+		node += rss(filepath.Join(root, ".run", "cluster-test", n+".pid"))
+	}
+	for _, n := range []string{"kafka", "cassandra", "etcd"} {
+		deps += rss(filepath.Join(root, ".run", "realnode-deps", n, "pid"))
+	}
+	parts = append(parts, fmt.Sprintf("control plane %d MiB", control), fmt.Sprintf("node %d MiB", node),
+		fmt.Sprintf("private kafka+cassandra+etcd %d MiB", deps))
+	if b, err := os.ReadFile("/sys/fs/cgroup/memory/kubepods/memory.stat"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "total_rss "); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				parts = append(parts, fmt.Sprintf("pods %d MiB", n>>20))
+			}
+		}
+	}
+	return strings.Join(parts, ", ")
 }

@@ -215,6 +215,7 @@ spec:
 	t.Logf("operator pod deleted: %s leads again, tiers untouched (generations %s)", opPod, gens)
 
 	awaitCount(t, &nSent, nSent.Load()+20, 60*time.Second)
+	t.Logf("memory under load: %s", stackMemory(root))
 	close(stop)
 	<-loadDone
 
