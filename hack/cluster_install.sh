@@ -8,7 +8,7 @@
 COREDNS_VERSION="v1.15.0"
 COREDNS_BIN="$IMC_CACHE_DIR/coredns-$COREDNS_VERSION/coredns"
 CLUSTER_K8S_BINS=(kube-controller-manager kube-scheduler kube-proxy kubelet)
-CLUSTER_DEBS=(containerd runc containernetworking-plugins iptables conntrack socat podman)
+CLUSTER_DEBS=(containerd runc containernetworking-plugins iptables conntrack socat podman openssl iproute2)
 
 # install_debs: the Debian packages the node and the image build need, when
 # any is missing (a fresh CI machine has none of them).
