@@ -93,6 +93,12 @@ export interface ClientEvents {
   state: ConnState;
   /** The session's token now lasts until expiresAtMs. */
   refreshed: { expiresAtMs: number };
+  /**
+   * The node says pushes to this session may have been dropped (a sync
+   * hint: route_skipped, stale_route, lease_lost); the client syncs within
+   * the frame's sync_within_ms and retries until a sync completes.
+   */
+  syncHint: { reason: string };
   /** After each complete sync (cursor stored). */
   synced: { cursor: string };
   /**
@@ -165,7 +171,14 @@ export class Client extends Emitter<ClientEvents> {
   private pushedSinceSync = 0;
 
   /** Counters: events by push and by sync, repeats dropped, resyncs, events memory could not judge. */
-  readonly stats = { pushed: 0, synced: 0, duplicates: 0, resyncs: 0, unsure: 0, acksSent: 0, acksDropped: 0 };
+  readonly stats = { pushed: 0, synced: 0, duplicates: 0, resyncs: 0, unsure: 0, acksSent: 0, acksDropped: 0, syncHints: 0 };
+
+  // Sync hints: hintGen counts them, hintDone is the highest hintGen a
+  // completed sync started after; a hint's sync is retried until then.
+  private hintGen = 0;
+  private hintDone = 0;
+  private hintRetryMs = 2000;
+  private readonly timers = new Set<ReturnType<typeof setTimeout>>(); // cleared at close()
 
   constructor(opts: ClientOptions) {
     super();
@@ -227,6 +240,8 @@ export class Client extends Emitter<ClientEvents> {
     this.stopError = err;
     this.endSession?.(new Error("client closed"));
     for (const w of [...this.wakers]) w();
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
     this.setState("stopped");
     this.emit("stopped", { error: err });
   }
@@ -239,6 +254,13 @@ export class Client extends Emitter<ClientEvents> {
 
   private log(level: "debug" | "info" | "warn", msg: string, data?: unknown): void {
     this.opts.log?.(level, msg, data);
+  }
+
+  /** Runs fn after ms unless the client is closed first. */
+  private later(fn: () => void, ms: number): void {
+    if (this.closed) return;
+    const t = setTimeout(() => { this.timers.delete(t); if (!this.closed) fn(); }, ms);
+    this.timers.add(t);
   }
 
   private sleep(ms: number): Promise<void> {
@@ -414,6 +436,9 @@ export class Client extends Emitter<ClientEvents> {
           case "send_result":
             this.answer(f);
             return;
+          case "sync":
+            this.syncHint(f.reason ?? "", f.sync_within_ms ?? 0);
+            return;
           case "kick":
             return end(new ImError(ErrorCode.Kicked, f.error?.message ?? "the same terminal logged in elsewhere"));
           case "drain":
@@ -423,7 +448,10 @@ export class Client extends Emitter<ClientEvents> {
             frameErr = new ImError(f.error?.code ?? "error", f.error?.message ?? "");
             return;
           default:
-            return end(new ImError("bad_frame", `unexpected ${f.type} frame`));
+            // A frame type of a newer node: ignored (the node closes the
+            // socket itself when something is fatal).
+            this.log("warn", "ignoring an unknown frame type", f.type);
+            return;
         }
       };
     });
@@ -549,6 +577,37 @@ export class Client extends Emitter<ClientEvents> {
     this.syncQueued = p;
     this.syncTail = p.catch(() => undefined);
     return p;
+  }
+
+  /**
+   * A sync hint: pushes to this session may have been dropped while the
+   * connection stayed up (docs/protocol.md, section 5 step 5). Sync at a
+   * random moment within withinMs; a sync under way is followed by one
+   * more; a failed one is retried (2 s doubling to 30 s) until one
+   * completes, since nothing else would bring the dropped pushes before
+   * the next login.
+   */
+  private syncHint(reason: string, withinMs: number): void {
+    this.stats.syncHints++;
+    this.hintGen++;
+    this.emit("syncHint", { reason });
+    if (!this.syncEnabled()) return;
+    if (withinMs <= 0) this.hintSync();
+    else this.later(() => this.hintSync(), Math.random() * withinMs);
+  }
+
+  private hintSync(): void {
+    const gen = this.hintGen;
+    this.syncNow().then(() => {
+      this.hintDone = Math.max(this.hintDone, gen);
+      this.hintRetryMs = 2000;
+    }, (e) => {
+      if (this.hintDone >= this.hintGen) return;
+      this.log("warn", "a sync hint's sync failed; retrying", errText(e));
+      const d = this.hintRetryMs;
+      this.hintRetryMs = Math.min(2 * d, 30_000);
+      this.later(() => this.hintSync(), d);
+    });
   }
 
   private async syncAll(): Promise<void> {

@@ -136,6 +136,9 @@ export interface ServerFrame {
   result?: unknown;
   error?: ProtocolError;
   reconnect_in_ms?: number;
+  /** sync (a hint): why pushes may have been dropped, and within how long to sync. */
+  reason?: string;
+  sync_within_ms?: number;
 }
 
 /** The welcome frame: the login was accepted. */

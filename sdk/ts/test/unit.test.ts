@@ -185,6 +185,33 @@ describe("client against a fake node", () => {
     assert.equal(refresh.token, "tok-2");
   });
 
+  test("a sync frame (hint) makes the client sync while it stays connected; unknown frames are ignored", async () => {
+    const syncs: string[] = [];
+    const ev: Event = { kind: "message", conv_id: "p:me:you", seq: 12, from: "you", message: { msg_id: "h", from: "you", to: "me", type: "text", body: { text: "dropped push" }, sent_at_ms: 1 } };
+    const fakeFetch = async (url: string) => {
+      syncs.push(url);
+      const page = syncs.length === 1 ? { events: [], next_cursor: "c1", has_more: false } : { events: [ev], next_cursor: "c2", has_more: false };
+      return new Response(JSON.stringify(page), { status: 200 });
+    };
+    const { c, ns } = await setup([() => undefined], {}, { apiUrl: "http://api.invalid", fetch: fakeFetch });
+    await until("the login sync", () => syncs.length === 1, 5000);
+    const got: Event[] = [];
+    c.on("event", ({ event }) => got.push(event));
+    const hints: string[] = [];
+    c.on("syncHint", ({ reason }) => hints.push(reason));
+    for (const ws of await wssClients(ns[0])) {
+      ws.send(JSON.stringify({ type: "some_future_frame", x: 1 }));
+      ws.send(JSON.stringify({ type: "sync", reason: "route_skipped", sync_within_ms: 50 }));
+    }
+    await until("the hinted sync's event", () => got.length === 1, 5000);
+    assert.deepEqual(hints, ["route_skipped"]);
+    assert.equal(got[0].message?.body?.text, "dropped push");
+    assert.equal(c.cursor, "c2");
+    assert.ok(syncs[1].includes("cursor=c1"), syncs[1]);
+    assert.equal(ns[0].logins, 1, "the connection stayed up");
+    assert.equal(c.connected, true);
+  });
+
   test("pushed events: each handed on once, messages from others acked in a batch, own messages not", async () => {
     const { c, ns } = await setup([() => undefined]);
     const got: Event[] = [];

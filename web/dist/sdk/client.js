@@ -42,7 +42,13 @@ export class Client extends Emitter {
     syncQueued = null;
     pushedSinceSync = 0;
     /** Counters: events by push and by sync, repeats dropped, resyncs, events memory could not judge. */
-    stats = { pushed: 0, synced: 0, duplicates: 0, resyncs: 0, unsure: 0, acksSent: 0, acksDropped: 0 };
+    stats = { pushed: 0, synced: 0, duplicates: 0, resyncs: 0, unsure: 0, acksSent: 0, acksDropped: 0, syncHints: 0 };
+    // Sync hints: hintGen counts them, hintDone is the highest hintGen a
+    // completed sync started after; a hint's sync is retried until then.
+    hintGen = 0;
+    hintDone = 0;
+    hintRetryMs = 2000;
+    timers = new Set(); // cleared at close()
     constructor(opts) {
         super();
         if (!opts.urls?.length)
@@ -104,6 +110,9 @@ export class Client extends Emitter {
         this.endSession?.(new Error("client closed"));
         for (const w of [...this.wakers])
             w();
+        for (const t of this.timers)
+            clearTimeout(t);
+        this.timers.clear();
         this.setState("stopped");
         this.emit("stopped", { error: err });
     }
@@ -115,6 +124,14 @@ export class Client extends Emitter {
     }
     log(level, msg, data) {
         this.opts.log?.(level, msg, data);
+    }
+    /** Runs fn after ms unless the client is closed first. */
+    later(fn, ms) {
+        if (this.closed)
+            return;
+        const t = setTimeout(() => { this.timers.delete(t); if (!this.closed)
+            fn(); }, ms);
+        this.timers.add(t);
     }
     sleep(ms) {
         if (this.closed)
@@ -309,6 +326,9 @@ export class Client extends Emitter {
                     case "send_result":
                         this.answer(f);
                         return;
+                    case "sync":
+                        this.syncHint(f.reason ?? "", f.sync_within_ms ?? 0);
+                        return;
                     case "kick":
                         return end(new ImError(ErrorCode.Kicked, f.error?.message ?? "the same terminal logged in elsewhere"));
                     case "drain":
@@ -318,7 +338,10 @@ export class Client extends Emitter {
                         frameErr = new ImError(f.error?.code ?? "error", f.error?.message ?? "");
                         return;
                     default:
-                        return end(new ImError("bad_frame", `unexpected ${f.type} frame`));
+                        // A frame type of a newer node: ignored (the node closes the
+                        // socket itself when something is fatal).
+                        this.log("warn", "ignoring an unknown frame type", f.type);
+                        return;
                 }
             };
         });
@@ -448,6 +471,39 @@ export class Client extends Emitter {
         this.syncQueued = p;
         this.syncTail = p.catch(() => undefined);
         return p;
+    }
+    /**
+     * A sync hint: pushes to this session may have been dropped while the
+     * connection stayed up (docs/protocol.md, section 5 step 5). Sync at a
+     * random moment within withinMs; a sync under way is followed by one
+     * more; a failed one is retried (2 s doubling to 30 s) until one
+     * completes, since nothing else would bring the dropped pushes before
+     * the next login.
+     */
+    syncHint(reason, withinMs) {
+        this.stats.syncHints++;
+        this.hintGen++;
+        this.emit("syncHint", { reason });
+        if (!this.syncEnabled())
+            return;
+        if (withinMs <= 0)
+            this.hintSync();
+        else
+            this.later(() => this.hintSync(), Math.random() * withinMs);
+    }
+    hintSync() {
+        const gen = this.hintGen;
+        this.syncNow().then(() => {
+            this.hintDone = Math.max(this.hintDone, gen);
+            this.hintRetryMs = 2000;
+        }, (e) => {
+            if (this.hintDone >= this.hintGen)
+                return;
+            this.log("warn", "a sync hint's sync failed; retrying", errText(e));
+            const d = this.hintRetryMs;
+            this.hintRetryMs = Math.min(2 * d, 30_000);
+            this.later(() => this.hintSync(), d);
+        });
     }
     async syncAll() {
         const pushed = this.pushedSinceSync; // covered once this sync completes
