@@ -102,6 +102,9 @@ up() {
 	fi
 	# Whatever a killed run left behind goes first.
 	down_quiet
+	# A failed or interrupted bring-up leaves nothing running either.
+	trap 'rc=$?; if ((rc)); then log "up failed or was interrupted: cleaning up"; down_quiet; fi' EXIT
+	trap 'exit 130' INT TERM
 	rm -rf "$CL_DIR"
 	mkdir -p "$CL_DIR/logs"
 	sysctl -n net.ipv4.ip_forward >"$CL_DIR/ip_forward.before"
@@ -160,6 +163,7 @@ up() {
 	coredns_manifest | kc apply -f - >/dev/null || fail_up coredns
 	kc -n kube-system rollout status deploy/coredns --timeout 120s >/dev/null || fail_up coredns
 	log "cluster up in $(($(date +%s) - t0))s; KUBECONFIG=$CL_DIR/admin.kubeconfig"
+	trap - EXIT INT TERM
 }
 
 fail_up() { # COMPONENT: log tail, then fail (the caller's trap or down cleans up)
