@@ -136,7 +136,7 @@
 // 40 KiB, pipeline writes and lookups in flight ≤ 96 per process,
 // partitions ≤ 65,536 rows (bucket = offset >> 16), marker cache ≤ 200,000
 // keys, the de-duplication window ≤ 4,096 msg_ids per partition, a send ≤
-// SendDeadline (12 s), attempt numbers ≤ 1,000. Records are checked in the
+// SendDeadline (14 s), attempt numbers ≤ 1,000. Records are checked in the
 // pipeline against the protocol's ceiling (model.MaxBodyCeiling), not the
 // configured send limit, so lowering IM_MAX_MESSAGE_BYTES never
 // dead-letters records acknowledged under the old limit.

@@ -135,8 +135,44 @@ func (p *Private) Kill() error {
 
 // Pause freezes the server (SIGSTOP to its process group): it keeps its
 // connections and ports but answers nothing, as a hung broker or a
-// partitioned node does, until Resume.
-func (p *Private) Pause() error { return p.signal(syscall.SIGSTOP) }
+// partitioned node does, until Resume. It returns once the kernel shows the
+// process stopped (a signal is delivered asynchronously: a request sent
+// right after kill(2) returned could otherwise still be served).
+func (p *Private) Pause() error {
+	if err := p.signal(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	pid, err := p.pid()
+	p.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if processState(pid) == 'T' {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("private %s (pid %d) not stopped 10 s after SIGSTOP", p.component, pid)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// processState is the state letter of /proc/PID/stat (R, S, T, Z, …), or
+// 0 when it cannot be read.
+func processState(pid int) byte {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+2 >= len(s) {
+		return 0
+	}
+	return s[i+2]
+}
 
 // Resume lets a paused server run again (SIGCONT).
 func (p *Private) Resume() error { return p.signal(syscall.SIGCONT) }
@@ -167,19 +203,11 @@ func (p *Private) pid() (int, error) {
 	return pid, nil
 }
 
-// zombie reports whether pid has exited and awaits its reaping.
+// zombie reports whether pid has exited and awaits its reaping (or is
+// gone).
 func zombie(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true // gone
-	}
-	// pid (comm) S ...: the state follows the last ')'.
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 || i+2 >= len(b) {
-		return false
-	}
-	st := b[i+2]
-	return st == 'Z' || st == 'X'
+	st := processState(pid)
+	return st == 0 || st == 'Z' || st == 'X'
 }
 
 // Restart stops and starts the server, keeping its data.

@@ -17,7 +17,7 @@ func TestProducerBound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := CheckProducerConfig(sc, 12*time.Second); err != nil {
+	if err := CheckProducerConfig(sc, 14*time.Second); err != nil {
 		t.Fatalf("the shipped configuration: %v", err)
 	}
 	tests := []struct {
@@ -35,7 +35,7 @@ func TestProducerBound(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c, _ := ProducerConfig(config.Kafka{Brokers: []string{"x:9092"}}, "t")
 			tt.mutate(c)
-			if err := CheckProducerConfig(c, 12*time.Second); err == nil {
+			if err := CheckProducerConfig(c, 14*time.Second); err == nil {
 				t.Fatalf("accepted (bound %v)", ProduceBound(c))
 			}
 		})

@@ -36,7 +36,7 @@ func testTopic(t *testing.T, prefix string, partitions int32) (config.Kafka, *ml
 // one past the last produced — through the producer's own client.
 func TestProducerLogEnds(t *testing.T) {
 	cfg, _ := testTopic(t, "imt_logend", 3)
-	p, err := mlog.NewProducer(cfg, cfg.Topic, "test-logend", 12*time.Second)
+	p, err := mlog.NewProducer(cfg, cfg.Topic, "test-logend", 14*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
