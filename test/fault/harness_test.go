@@ -27,9 +27,19 @@ import (
 
 var (
 	binOnce sync.Once
+	binDir  string
 	binPath string
 	binErr  error
 )
+
+// TestMain removes the cmd/imcluster build when the tests are done.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
 
 // imclusterBin builds cmd/imcluster once per test binary.
 func imclusterBin(t *testing.T) string {
@@ -40,6 +50,7 @@ func imclusterBin(t *testing.T) string {
 			binErr = err
 			return
 		}
+		binDir = dir
 		_, file, _, _ := runtime.Caller(0)
 		cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/imcluster")
 		cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..")
