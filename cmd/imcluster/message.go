@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
@@ -70,6 +71,12 @@ func runMessage(ctx context.Context, cfg config.Message, role string) error {
 		cache := presence.NewCache(cli, cfg.EtcdPrefix, log)
 		go cache.Run(ctx)
 		opt.Directory = cache
+		opt.PresenceHealth = func() error {
+			if stale, since := cache.Stale(); stale {
+				return fmt.Errorf("presence cache stale: nothing heard from etcd since %s", since.Format(time.RFC3339))
+			}
+			return nil
+		}
 		if opt.InternalKeys != nil && role != server.RoleAPI {
 			tokens, err := route.NewKeyTokenSource(opt.InternalKeys, cfg.NodeID)
 			if err != nil {

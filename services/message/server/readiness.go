@@ -84,8 +84,10 @@ func (r *readiness) serve(w http.ResponseWriter, _ *http.Request) {
 			state = "ok"
 		case c.gating:
 			state = fmt.Sprintf("down: %v", c.last)
-		default:
+		case c.name == "cassandra":
 			state = fmt.Sprintf("down (reads answer 503; sends are taken): %v", c.last)
+		default:
+			state = fmt.Sprintf("down (reported, not gating): %v", c.last)
 		}
 		if state != "ok" && c.gating {
 			ready = false

@@ -16,11 +16,12 @@ import (
 // /readyz answers 503 only for a failing gating check, and names every
 // check's state either way.
 func TestReadinessGatesOnlyOnGatingChecks(t *testing.T) {
-	var kafkaErr, storeErr error
+	var kafkaErr, storeErr, presenceErr error
 	var routed atomic.Bool
 	r := &readiness{}
 	r.add("kafka", true, func() error { return kafkaErr })
 	r.add("cassandra", false, func() error { return storeErr })
+	r.add("presence", false, func() error { return presenceErr })
 	r.addFlag("routing", true, routed.Load)
 	probe := func() (int, string) {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -37,14 +38,15 @@ func TestReadinessGatesOnlyOnGatingChecks(t *testing.T) {
 		want         int
 		wantInBody   string
 	}{
-		{"all well", nil, nil, true, 200, "cassandra: ok"},
-		{"store down: still ready for sends", nil, errors.New("no hosts"), true, 200, "cassandra: down (reads answer 503; sends are taken)"},
-		{"kafka down", errors.New("no brokers"), nil, true, 503, "kafka: down: no brokers"},
-		{"router not listed yet", nil, nil, false, 503, "routing: waiting"},
+		{"all well", nil, nil, nil, true, 200, "cassandra: ok"},
+		{"store down: still ready for sends", nil, errors.New("no hosts"), nil, true, 200, "cassandra: down (reads answer 503; sends are taken)"},
+		{"presence stale: reported", nil, nil, errors.New("stale"), true, 200, "presence: down (reported, not gating): stale"},
+		{"kafka down", errors.New("no brokers"), nil, nil, true, 503, "kafka: down: no brokers"},
+		{"router not listed yet", nil, nil, nil, false, 503, "routing: waiting"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			kafkaErr, storeErr = tt.kafka, tt.store
+			kafkaErr, storeErr, presenceErr = tt.kafka, tt.store, tt.presence
 			routed.Store(tt.routed)
 			code, body := probe()
 			if code != tt.want || !strings.Contains(body, tt.wantInBody) {

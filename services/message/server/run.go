@@ -61,6 +61,10 @@ type Options struct {
 	RoutingReady func(ctx context.Context) error
 	// RoutingWait bounds the wait for RoutingReady (0: DefaultRoutingWait).
 	RoutingWait time.Duration
+	// PresenceHealth, if set, reports whether the presence cache is
+	// current (nil error) or stale (etcd unheard): shown by /readyz, not
+	// gating (sends and storing go on; the router hints devices to sync).
+	PresenceHealth func() error
 }
 
 // Run serves until ctx is done, then drains: the HTTP server stops taking
@@ -159,6 +163,9 @@ func Run(ctx context.Context, cfg config.Message, opt Options) error {
 	// outage would refuse the sends the log could take. Reads answer 503
 	// with Retry-After meanwhile.
 	checks.add("cassandra", false, st.Ping)
+	if opt.PresenceHealth != nil {
+		checks.add("presence", false, opt.PresenceHealth)
+	}
 	health := http.NewServeMux()
 	health.Handle("/metrics", promhttp.Handler())
 	health.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
