@@ -32,11 +32,11 @@ func TestReadinessGatesOnlyOnGatingChecks(t *testing.T) {
 		return w.Code, w.Body.String()
 	}
 	tests := []struct {
-		name         string
-		kafka, store error
-		routed       bool
-		want         int
-		wantInBody   string
+		name                   string
+		kafka, store, presence error
+		routed                 bool
+		want                   int
+		wantInBody             string
 	}{
 		{"all well", nil, nil, nil, true, 200, "cassandra: ok"},
 		{"store down: still ready for sends", nil, errors.New("no hosts"), nil, true, 200, "cassandra: down (reads answer 503; sends are taken)"},
