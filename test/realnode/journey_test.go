@@ -129,6 +129,13 @@ spec:
 	carol.await(t, 30*time.Second, "hello-carol")
 	t.Log("chat through the Services: online push and offline pull on login delivered")
 
+	// Routine changes must not page anyone (the operator's status
+	// semantics, docs/operator.md): through the scale-out, the scale-in and
+	// the rolling upgrade below, Ready stays True and no Warning event is
+	// recorded for the IMCluster.
+	stopReady := c.watchReady(t, "chat")
+	tRoutine := time.Now()
+
 	// Scale out, connect devices (spread over the pods by kube-proxy), then
 	// scale in under a steady load.
 	c.scale(t, 3)
@@ -182,6 +189,12 @@ spec:
 	c.mustKubectl(t, 3*time.Minute, "wait", "--for=condition=Ready", "imcluster/chat", "--timeout=2m")
 	t.Logf("rolling upgrade to %s settled in %s", image2, time.Since(tUpgrade).Round(100*time.Millisecond))
 	awaitCount(t, &nSent, nSent.Load()+20, 60*time.Second)
+	if notReady := stopReady(); len(notReady) > 0 {
+		t.Errorf("Ready was not True during routine scaling and the rollout: %v", notReady)
+	}
+	if w := c.warningsSince(t, "chat", tRoutine); w != "" {
+		t.Errorf("Warning events for the IMCluster during routine scaling and the rollout:\n%s", w)
+	}
 
 	// kubectl delete pod of the push pod, then of the message pod, under load.
 	for _, tier := range []string{"push", "message"} {
@@ -460,6 +473,55 @@ func (d *device) nodes() (first, last string) {
 		return "", ""
 	}
 	return d.nodeID[0], d.nodeID[len(d.nodeID)-1]
+}
+
+// watchReady polls the IMCluster's Ready condition (once a second) until
+// the returned function is called, which returns every observation that
+// was not "True".
+func (c *localCluster) watchReady(t *testing.T, name string) func() []string {
+	stop, done := make(chan struct{}), make(chan []string, 1)
+	go func() {
+		var bad []string
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				done <- bad
+				return
+			case <-tick.C:
+			}
+			out, err := c.kubectl(t, 30*time.Second, "get", "imcluster", name, "-o",
+				`jsonpath={.status.conditions[?(@.type=="Ready")].status}/{.status.conditions[?(@.type=="Ready")].reason}`)
+			if err == nil && !strings.HasPrefix(strings.TrimSpace(out), "True/") {
+				bad = append(bad, time.Now().Format("15:04:05.000")+" "+strings.TrimSpace(out))
+			}
+		}
+	}()
+	return func() []string { close(stop); return <-done }
+}
+
+// warningsSince returns the Warning events recorded for the IMCluster name
+// since t0, one per line ("" when none).
+func (c *localCluster) warningsSince(t *testing.T, name string, t0 time.Time) string {
+	out := c.mustKubectl(t, time.Minute, "get", "events", "--field-selector", "type=Warning,involvedObject.kind=IMCluster,involvedObject.name="+name,
+		"-o", `jsonpath={range .items[*]}{.lastTimestamp}{"\t"}{.eventTime}{"\t"}{.reason}{"\t"}{.message}{"\n"}{end}`)
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.SplitN(l, "\t", 4)
+		if len(f) < 4 {
+			continue
+		}
+		when, err := time.Parse(time.RFC3339, f[0])
+		if err != nil {
+			when, err = time.Parse(time.RFC3339Nano, f[1])
+		}
+		if err == nil && when.Before(t0.Add(-time.Second)) {
+			continue // before the routine changes began
+		}
+		lines = append(lines, l)
+	}
+	return strings.Join(lines, "\n")
 }
 
 // scale runs kubectl scale on the IMCluster and waits until the push tier
