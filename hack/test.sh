@@ -104,3 +104,20 @@ phase vet
 # shellcheck disable=SC2086
 go test ${GO_TEST_FLAGS:--count=1 -timeout 60m} ${TEST_PKGS:-./...}
 phase tests
+
+# A short run of every fuzz target (their seed corpora already ran above as
+# tests); FUZZTIME=0 skips it, a longer one hunts: FUZZTIME=10m.
+if [[ "${FUZZTIME:-5s}" != 0 && -z "${TEST_PKGS:-}" ]]; then
+	while read -r pkg target; do
+		log "fuzz $target ($pkg, ${FUZZTIME:-5s})"
+		go test -run='^$' -fuzz="^$target\$" -fuzztime="${FUZZTIME:-5s}" "$pkg"
+	done <<-FUZZ
+		./services/message/model FuzzDecodeRecord
+		./services/message/model FuzzDecodeSyncCursor
+		./services/message/model FuzzDecodeUnreadCursor
+		./services/message/api FuzzSendRequest
+		./services/push FuzzDecodeClientFrame
+		./services/auth FuzzVerify
+	FUZZ
+	phase fuzz
+fi

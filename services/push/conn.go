@@ -385,7 +385,9 @@ func (c *conn) allow(now int64) bool {
 	return true
 }
 
-func (c *conn) handleText(payload []byte) bool {
+// decodeClientFrame parses one text frame: exactly one JSON object, no
+// unknown fields. On error it returns the frame error code to close with.
+func decodeClientFrame(payload []byte) (protocol.ClientFrame, string, error) {
 	var f protocol.ClientFrame
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	dec.DisallowUnknownFields()
@@ -394,11 +396,18 @@ func (c *conn) handleText(payload []byte) bool {
 		if bytes.Contains([]byte(err.Error()), []byte("unknown field")) {
 			code = protocol.ErrUnknownField
 		}
-		c.fail(code, protocol.ClosePolicy, err.Error())
-		return false
+		return f, code, err
 	}
 	if dec.More() {
-		c.fail(protocol.ErrBadJSON, protocol.ClosePolicy, "one JSON object per frame")
+		return f, protocol.ErrBadJSON, errors.New("one JSON object per frame")
+	}
+	return f, "", nil
+}
+
+func (c *conn) handleText(payload []byte) bool {
+	f, code, err := decodeClientFrame(payload)
+	if err != nil {
+		c.fail(code, protocol.ClosePolicy, err.Error())
 		return false
 	}
 	if c.state.Load() == stateLogin {

@@ -192,7 +192,7 @@ func (b *blockingStore) Conversations(context.Context, string, string, bool, int
 
 // userAuth is an authenticator of user tokens and a token of user's it
 // accepts.
-func userAuth(t *testing.T, user string) (*auth.Authenticator, string) {
+func userAuth(t testing.TB, user string) (*auth.Authenticator, string) {
 	t.Helper()
 	key := []byte(strings.Repeat("k", 32))
 	v, err := auth.NewVerifier(auth.KindUser, key)
