@@ -76,9 +76,10 @@ main() {
 	# Older builds (other revision tags, or now untagged) would keep ~85 MB
 	# each in the builder's storage: drop them.
 	if [[ $b == podman ]]; then
+		# (grep finds nothing on a first build: not an error.)
 		podman images --format '{{.Repository}}:{{.Tag}}' --filter "reference=$IMAGE" |
-			grep -vxF -e "$IMAGE:$IMAGE_TAG" -e "$IMAGE:${REVISION%-dirty}" | xargs -r podman rmi >/dev/null 2>&1
-		podman image prune -f >/dev/null 2>&1
+			{ grep -vxF -e "$IMAGE:$IMAGE_TAG" -e "$IMAGE:${REVISION%-dirty}" || true; } | xargs -r podman rmi >/dev/null 2>&1 || true
+		podman image prune -f >/dev/null 2>&1 || true
 	fi
 	log "image $IMAGE:$IMAGE_TAG ($IMAGE:${REVISION%-dirty}): $(du -m "$IMAGE_ARCHIVE" | cut -f1) MiB archive at $IMAGE_ARCHIVE, in $(($(date +%s) - t0))s"
 	echo "$IMAGE_ARCHIVE"
