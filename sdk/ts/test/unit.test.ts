@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
-import { AddressInfo } from "node:net";
+import { AddressInfo, Socket, createServer } from "node:net";
 import { WebSocketServer, WebSocket as NodeWS } from "ws";
 import { Client, ClientOptions, Dedupe, Event, LocalStorage, MemoryStorage } from "../src/index.js";
 import { WS, until } from "./helpers.js";
@@ -210,6 +210,21 @@ describe("client against a fake node", () => {
     assert.ok(syncs[1].includes("cursor=c1"), syncs[1]);
     assert.equal(ns[0].logins, 1, "the connection stayed up");
     assert.equal(c.connected, true);
+  });
+
+  test("close() while the socket is still connecting throws nothing", async () => {
+    const held: Socket[] = [];
+    const srv = createServer((sock) => { held.push(sock); }); // accepts, never answers the handshake
+    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", () => r()));
+    const c = new Client({ urls: [`ws://127.0.0.1:${(srv.address() as AddressInfo).port}/`], apiUrl: "", token: "t", deviceId: "dev", terminal: "web", WebSocket: WS });
+    await c.start();
+    await until("the connection attempt", () => held.length === 1, 5000);
+    assert.equal(c.state, "connecting");
+    c.close();
+    await new Promise((r) => setTimeout(r, 300)); // an uncaught error would fail this test file
+    assert.equal(c.state, "stopped");
+    held.forEach((s) => s.destroy());
+    await new Promise<void>((r) => srv.close(() => r()));
   });
 
   test("pushed events: each handed on once, messages from others acked in a batch, own messages not", async () => {

@@ -229,7 +229,10 @@ export class Client extends Emitter {
                 intervals.forEach(clearInterval);
                 if (refreshTimer)
                     clearTimeout(refreshTimer);
-                ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
+                ws.onopen = ws.onmessage = ws.onclose = null;
+                // Closing a socket still connecting makes it report an error: with
+                // no handler, the ws package (Node) would throw it as uncaught.
+                ws.onerror = () => undefined;
                 try {
                     ws.close(1000, "bye");
                 }
