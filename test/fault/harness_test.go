@@ -242,6 +242,14 @@ func (w *pushWorld) signal(p *pushProc, sig syscall.Signal) {
 	if err := p.cmd.Process.Signal(sig); err != nil {
 		w.t.Fatal(err)
 	}
+	if sig == syscall.SIGSTOP {
+		// Stopped only some time after kill(2) returned: a delivery sent
+		// meanwhile was still answered, and the breaker then opened a
+		// batch later than the test counts on.
+		if err := testdeps.AwaitStopped(p.cmd.Process.Pid, 10*time.Second); err != nil {
+			w.t.Fatal(err)
+		}
+	}
 }
 
 // device is a connected client that records pushed events and sync hints.

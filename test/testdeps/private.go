@@ -148,12 +148,22 @@ func (p *Private) Pause() error {
 	if err != nil {
 		return err
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	if err := AwaitStopped(pid, 10*time.Second); err != nil {
+		return fmt.Errorf("private %s: %w", p.component, err)
+	}
+	return nil
+}
+
+// AwaitStopped waits until the kernel shows pid stopped (state T), as it
+// does some time after SIGSTOP was sent: kill(2) returns before the
+// process stops, and a request sent meanwhile may still be served.
+func AwaitStopped(pid int, timeout time.Duration) error {
+	for deadline := time.Now().Add(timeout); ; {
 		if processState(pid) == 'T' {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("private %s (pid %d) not stopped 10 s after SIGSTOP", p.component, pid)
+			return fmt.Errorf("pid %d not stopped %v after SIGSTOP", pid, timeout)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
