@@ -65,6 +65,7 @@ func TestSyncHintTriggersSync(t *testing.T) {
 		}
 	}
 	await("after the login")
+	awaitActive(t, srv, "alice", "d1")
 	srv.Resync(presence.ReasonRouteSkipped)
 	select {
 	case r := <-reasons:
@@ -129,6 +130,7 @@ func TestSyncHintRetriesFailedSync(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no sync after the login")
 	}
+	awaitActive(t, srv, "alice", "d1")
 	failing.Store(7) // more than one sync's five tries
 	srv.Resync(presence.ReasonRouteSkipped)
 	select {
@@ -138,5 +140,17 @@ func TestSyncHintRetriesFailedSync(t *testing.T) {
 	}
 	if n := calls.Load(); n < 1+7+1 {
 		t.Fatalf("%d sync calls, want the login's, 7 failed and 1 complete", n)
+	}
+}
+
+// awaitActive waits until the node counts the session as active, a moment
+// after the welcome went out: a hint sent before that reaches no device
+// (seen once in a clean-clone make test: "devices=0").
+func awaitActive(t *testing.T, srv *push.Server, user, device string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); srv.EpochOf(user, device) == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the session of %s/%s never became active on the node", user, device)
+		}
 	}
 }
