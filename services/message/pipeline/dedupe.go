@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"maps"
 	"sync"
 
 	"github.com/imcluster/imcluster/services/message/model"
@@ -117,22 +118,31 @@ func (w *window) remember(part int32, items []store.Item) {
 // dedupe turns decoded items (one partition, offset order) into the items
 // to persist: duplicates dropped, conflicting reuses marked Rejected.
 func (p *Processor) dedupe(ctx, giveUp context.Context, part int32, items []store.Item) ([]store.Item, error) {
-	var misses []string
+	// earlier holds what the window or the store knows of each msg_id,
+	// read once per batch.
+	earlier := map[string]store.StoredID{}
 	asked := map[string]bool{}
+	var misses []string
 	for i := range items {
 		it := &items[i]
-		if it.Rec.Kind != protocol.KindMessage {
+		if it.Rec.Kind != protocol.KindMessage || asked[it.Rec.MsgID] {
 			continue
 		}
-		it.Hash = model.ContentHash(it.Rec.To(), it.Rec.Type, it.Rec.Body)
-		if _, ok := p.window.get(part, it.Rec.MsgID); !ok && !asked[it.Rec.MsgID] {
-			asked[it.Rec.MsgID] = true
+		asked[it.Rec.MsgID] = true
+		if s, ok := p.window.get(part, it.Rec.MsgID); ok {
+			earlier[it.Rec.MsgID] = s
+		} else {
 			misses = append(misses, it.Rec.MsgID)
 		}
 	}
-	var stored map[string]store.StoredID
+	for i := range items {
+		if items[i].Rec.Kind == protocol.KindMessage {
+			items[i].Hash = model.ContentHash(items[i].Rec.To(), items[i].Rec.Type, items[i].Rec.Body)
+		}
+	}
 	if len(misses) > 0 {
 		mLookups.Add(float64(len(misses)))
+		var stored map[string]store.StoredID
 		err := p.retry(ctx, giveUp, "dedupe", func() (err error) {
 			stored, err = p.Store.LookupMessageIDs(ctx, misses)
 			return err
@@ -140,6 +150,7 @@ func (p *Processor) dedupe(ctx, giveUp context.Context, part int32, items []stor
 		if err != nil {
 			return nil, err
 		}
+		maps.Copy(earlier, stored)
 	}
 	inBatch := map[string]store.StoredID{}
 	kept := items[:0]
@@ -151,10 +162,7 @@ func (p *Processor) dedupe(ctx, giveUp context.Context, part int32, items []stor
 		id := it.Rec.MsgID
 		prior, known := inBatch[id]
 		if !known {
-			prior, known = p.window.get(part, id)
-		}
-		if !known {
-			prior, known = stored[id]
+			prior, known = earlier[id]
 		}
 		switch judge(prior, known, it.Off, it.Hash) {
 		case duplicate:

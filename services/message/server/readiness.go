@@ -30,14 +30,24 @@ type readiness struct {
 type readyCheck struct {
 	name   string
 	gating bool
-	probe  func() error // run periodically (nil: flag)
-	flag   func() bool  // read at request time
-	last   error        // the probe's last result
-	ran    bool
+	// whileDown says, for a check that does not gate, what still works
+	// while it fails.
+	whileDown string
+	probe     func() error // run periodically (nil: flag)
+	flag      func() bool  // read at request time
+	last      error        // the probe's last result
+	ran       bool
 }
 
-func (r *readiness) add(name string, gating bool, probe func() error) {
-	r.checks = append(r.checks, &readyCheck{name: name, gating: gating, probe: probe})
+// add registers a gating probe: /readyz answers 503 while it fails.
+func (r *readiness) add(name string, probe func() error) {
+	r.checks = append(r.checks, &readyCheck{name: name, gating: true, probe: probe})
+}
+
+// report registers a probe that is shown but does not gate; whileDown
+// tells what still works while it fails.
+func (r *readiness) report(name, whileDown string, probe func() error) {
+	r.checks = append(r.checks, &readyCheck{name: name, whileDown: whileDown, probe: probe})
 }
 
 func (r *readiness) addFlag(name string, gating bool, flag func() bool) {
@@ -84,10 +94,8 @@ func (r *readiness) serve(w http.ResponseWriter, _ *http.Request) {
 			state = "ok"
 		case c.gating:
 			state = fmt.Sprintf("down: %v", c.last)
-		case c.name == "cassandra":
-			state = fmt.Sprintf("down (reads answer 503; sends are taken): %v", c.last)
 		default:
-			state = fmt.Sprintf("down (reported, not gating): %v", c.last)
+			state = fmt.Sprintf("down (%s): %v", c.whileDown, c.last)
 		}
 		if state != "ok" && c.gating {
 			ready = false

@@ -19,9 +19,9 @@ func TestReadinessGatesOnlyOnGatingChecks(t *testing.T) {
 	var kafkaErr, storeErr, presenceErr error
 	var routed atomic.Bool
 	r := &readiness{}
-	r.add("kafka", true, func() error { return kafkaErr })
-	r.add("cassandra", false, func() error { return storeErr })
-	r.add("presence", false, func() error { return presenceErr })
+	r.add("kafka", func() error { return kafkaErr })
+	r.report("cassandra", "reads answer 503; sends are taken", func() error { return storeErr })
+	r.report("presence", "reported, not gating", func() error { return presenceErr })
 	r.addFlag("routing", true, routed.Load)
 	probe := func() (int, string) {
 		ctx, cancel := context.WithCancel(context.Background())

@@ -134,7 +134,7 @@ func Run(ctx context.Context, cfg config.Message, opt Options) error {
 			MaxMessageBytes: cfg.MaxMessageBytes, RecallWindow: cfg.RecallWindow, Log: log, Now: opt.Now,
 			LogEnds: prod} // the producer's client reads the log ends too
 		mux.Handle("/", srv.Handler())
-		checks.add("kafka", true, func() error { return prod.Ping() })
+		checks.add("kafka", prod.Ping)
 	}
 	var cons *pipeline.Consumer
 	if runPipeline {
@@ -153,7 +153,11 @@ func Run(ctx context.Context, cfg config.Message, opt Options) error {
 		// A process that serves the API must not flap with rebalances: it
 		// is ready once it joined; a pipeline-only process while it holds
 		// a session.
-		checks.addFlag("pipeline", true, map[bool]func() bool{true: cons.Joined, false: cons.Ready}[runAPI])
+		pipelineUp := cons.Ready
+		if runAPI {
+			pipelineUp = cons.Joined
+		}
+		checks.addFlag("pipeline", true, pipelineUp)
 		// Gating where it decides what the process is for (a pipeline-only
 		// process); reported beside the API, whose sends do not need it.
 		checks.addFlag("routing", !runAPI, routingReady.Load)
@@ -162,9 +166,9 @@ func Run(ctx context.Context, cfg config.Message, opt Options) error {
 	// touch it, and a pod taken out of its Service during a Cassandra
 	// outage would refuse the sends the log could take. Reads answer 503
 	// with Retry-After meanwhile.
-	checks.add("cassandra", false, st.Ping)
+	checks.report("cassandra", "reads answer 503; sends are taken", st.Ping)
 	if opt.PresenceHealth != nil {
-		checks.add("presence", false, opt.PresenceHealth)
+		checks.report("presence", "reported, not gating", opt.PresenceHealth)
 	}
 	health := http.NewServeMux()
 	health.Handle("/metrics", promhttp.Handler())

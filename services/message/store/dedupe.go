@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/gocql/gocql"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -24,7 +23,6 @@ func (s StoredID) SameContent(hash []byte) bool { return bytes.Equal(s.Hash, has
 
 const (
 	cqlInsertMsgID  = `INSERT INTO msg_ids (msg_id, conv_id, seq, hash, sent_at_ms) VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ?`
-	cqlSelectMsgID  = `SELECT conv_id, seq, hash, sent_at_ms FROM msg_ids WHERE msg_id = ?`
 	cqlSelectMsgIDs = `SELECT msg_id, conv_id, seq, hash, sent_at_ms FROM msg_ids WHERE msg_id IN ?`
 	// lookupPerRequest bounds the msg_ids one read asks for (a bounded IN
 	// list: its coordinator reads them one by one; a long one would hold
@@ -39,22 +37,15 @@ const (
 // for a lower seq has the higher write timestamp.
 func msgIDTimestamp(seq int64) int64 { return 1<<62 - seq }
 
-// LookupMessageID reads where msgID is stored (a plain point read at the
-// session's consistency). ok is false when it is not stored (yet).
+// LookupMessageID reads where msgID is stored (one plain read). ok is
+// false when it is not stored (yet).
 func (st *Store) LookupMessageID(ctx context.Context, msgID string) (StoredID, bool, error) {
-	var s StoredID
-	var at *int64
-	err := st.s.Query(cqlSelectMsgID, msgID).WithContext(ctx).Scan(&s.ConvID, &s.Seq, &s.Hash, &at)
-	switch {
-	case err == gocql.ErrNotFound:
-		return StoredID{}, false, nil
-	case err != nil:
-		return StoredID{}, false, fmt.Errorf("while reading msg_id %s: %w", msgID, err)
+	found := map[string]StoredID{}
+	if err := st.readMsgIDs(ctx, []string{msgID}, func(id string, s StoredID) { found[id] = s }); err != nil {
+		return StoredID{}, false, err
 	}
-	if at != nil {
-		s.AtMs = *at
-	}
-	return s, true, nil
+	s, ok := found[msgID]
+	return s, ok, nil
 }
 
 // LookupMessageIDs reads several msg_ids at once and returns the stored
@@ -75,27 +66,35 @@ func (st *Store) LookupMessageIDs(ctx context.Context, ids []string) (map[string
 				return err
 			}
 			defer release()
-			it := st.s.Query(cqlSelectMsgIDs, chunk).WithContext(gctx).PageSize(len(chunk)).Iter()
-			var id string
-			var s StoredID
-			var at *int64
-			for it.Scan(&id, &s.ConvID, &s.Seq, &s.Hash, &at) {
-				if at != nil {
-					s.AtMs = *at
-				}
+			return st.readMsgIDs(gctx, chunk, func(id string, s StoredID) {
 				mu.Lock()
 				found[id] = s
 				mu.Unlock()
-				s, at = StoredID{}, nil
-			}
-			if err := it.Close(); err != nil {
-				return fmt.Errorf("while reading %d msg_ids: %w", len(chunk), err)
-			}
-			return nil
+			})
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
 	return found, nil
+}
+
+// readMsgIDs reads the msg_ids rows of ids (one request) and hands each
+// stored one to found.
+func (st *Store) readMsgIDs(ctx context.Context, ids []string, found func(string, StoredID)) error {
+	it := st.s.Query(cqlSelectMsgIDs, ids).WithContext(ctx).PageSize(len(ids)).Iter()
+	var id string
+	var s StoredID
+	var at *int64
+	for it.Scan(&id, &s.ConvID, &s.Seq, &s.Hash, &at) {
+		if at != nil {
+			s.AtMs = *at
+		}
+		found(id, s)
+		s, at = StoredID{}, nil
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("while reading %d msg_ids: %w", len(ids), err)
+	}
+	return nil
 }
