@@ -81,6 +81,11 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) *apiError {
 	}
 	conv := model.ConvID(c.user, req.To)
 	msgID := model.MessageID(c.user, req.ClientMsgID)
+	if s.Gate != nil { // before_send (gate.go); before the retry lookup, whose hash is of the final body
+		if done, e := s.beforeSend(w, r, c.user, c.device, conv, msgID, attempt, &req); done || e != nil {
+			return e
+		}
+	}
 	resp := SendResponse{MsgID: msgID, ConvID: conv, SentAtMs: s.Now().UnixMilli()}
 	retry := attempt > 1
 	if retry {

@@ -78,6 +78,9 @@ type Server struct {
 	// LogEndRefreshGap is the least time between two reads of LogEnds
 	// (0: DefaultLogEndRefreshGap).
 	LogEndRefreshGap time.Duration
+	// Gate, if set, checks every send before it is produced (before_send
+	// webhook, gate.go); nil: no check.
+	Gate SendGate
 
 	inflight chan struct{}
 	logEnds  *logEndCache
@@ -185,6 +188,7 @@ func (s *Server) routes() []route {
 		{"POST /v1/conversations/{conv}/recall", s.recall},
 		{"GET /v1/presence/{user}", s.presenceOne},
 		{"POST /v1/presence/online", s.presenceMany},
+		{"POST /v1/presence/terminals", s.presenceTerminals},
 		{"POST " + protocol.DeliveredPath, s.delivered},
 	}
 }
