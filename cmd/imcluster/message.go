@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/imcluster/imcluster/services/auth"
 	"github.com/imcluster/imcluster/services/config"
@@ -48,6 +49,8 @@ func init() {
 func runMessage(ctx context.Context, cfg config.Message, role string) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("node", cfg.NodeID, "tier", "message", "role", role)
 	opt := server.Options{Role: role, Log: log}
+	var etcdCli *clientv3.Client
+	var cache *presence.Cache
 	// The internal key file is loaded once and followed for key rotation:
 	// the router's tokens and the API's verifier of internal calls share it.
 	if cfg.InternalKeyFile != "" {
@@ -68,7 +71,7 @@ func runMessage(ctx context.Context, cfg config.Message, role string) error {
 			return err
 		}
 		defer cli.Close()
-		cache := presence.NewCache(cli, cfg.EtcdPrefix, log)
+		etcdCli, cache = cli, presence.NewCache(cli, cfg.EtcdPrefix, log)
 		go cache.Run(ctx)
 		opt.Directory = cache
 		opt.PresenceHealth = func() error {
@@ -89,6 +92,9 @@ func runMessage(ctx context.Context, cfg config.Message, role string) error {
 	}
 	if opt.Router == nil {
 		opt.Router = pipeline.LogRouter{Log: log}
+	}
+	if err := addWebhooks(cfg, role, etcdCli, cache, log, &opt); err != nil {
+		return err
 	}
 	return server.Run(ctx, cfg, opt)
 }

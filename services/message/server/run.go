@@ -65,6 +65,19 @@ type Options struct {
 	// current (nil error) or stale (etcd unheard): shown by /readyz, not
 	// gating (sends and storing go on; the router hints devices to sync).
 	PresenceHealth func() error
+	// Gate, if set, is the API's before_send check (services/webhook).
+	Gate api.SendGate
+	// Components run beside the tier until it stops (the webhook
+	// dispatcher): each is shown on /readyz, not gating.
+	Components []Component
+}
+
+// Component is an optional part of a message process.
+type Component struct {
+	Name      string
+	WhileDown string       // what still works while Health fails
+	Run       func(context.Context) error
+	Health    func() error // nil: not shown
 }
 
 // Run serves until ctx is done, then drains: the HTTP server stops taking
@@ -133,6 +146,9 @@ func Run(ctx context.Context, cfg config.Message, opt Options) error {
 		srv = &api.Server{Auth: authn, Store: st, Producer: prod, Presence: opt.Directory, Partitions: int(cfg.Partitions),
 			MaxMessageBytes: cfg.MaxMessageBytes, RecallWindow: cfg.RecallWindow, Log: log, Now: opt.Now,
 			LogEnds: prod} // the producer's client reads the log ends too
+		if opt.Gate != nil {
+			srv.Gate = opt.Gate
+		}
 		mux.Handle("/", srv.Handler())
 		checks.add("kafka", prod.Ping)
 	}
@@ -170,6 +186,11 @@ func Run(ctx context.Context, cfg config.Message, opt Options) error {
 	if opt.PresenceHealth != nil {
 		checks.report("presence", "reported, not gating", opt.PresenceHealth)
 	}
+	for _, c := range opt.Components {
+		if c.Health != nil {
+			checks.report(c.Name, c.WhileDown, c.Health)
+		}
+	}
 	health := http.NewServeMux()
 	health.Handle("/metrics", promhttp.Handler())
 	health.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
@@ -181,7 +202,7 @@ func Run(ctx context.Context, cfg config.Message, opt Options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make(chan error, 4)
+	errs := make(chan error, 4+len(opt.Components))
 	// Key rotation: follow the key files (a Secret update needs no restart).
 	for _, f := range keyFiles {
 		wg.Add(1)
@@ -244,6 +265,15 @@ func Run(ctx context.Context, cfg config.Message, opt Options) error {
 			}
 			if err := cons.Run(ctx); err != nil {
 				errs <- err
+			}
+		}()
+	}
+	for _, c := range opt.Components {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := c.Run(ctx); err != nil && ctx.Err() == nil {
+				errs <- fmt.Errorf("%s: %w", c.Name, err)
 			}
 		}()
 	}
