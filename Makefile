@@ -21,6 +21,10 @@ dev: deps-up ## Bring up a local IM cluster on real dependencies and show it wor
 test: ## Install, start, test against, and stop the real dependency stack.
 	hack/test.sh
 
+.PHONY: chaos
+chaos: ## The fault suite (test/chaos) on a stack of its own: kill -9 and SIGSTOP of every tier and dependency under load (hack/chaos.sh; CHAOS_FLAGS narrows it).
+	hack/chaos.sh $(CHAOS_FLAGS)
+
 ##@ Development
 
 .PHONY: build

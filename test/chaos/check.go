@@ -1,0 +1,339 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/imcluster/imcluster/pkg/client"
+	"github.com/imcluster/imcluster/services/protocol"
+)
+
+// verdict is what the checks of one scenario found.
+type verdict struct {
+	Acked, Unacked, UnackedStored int
+	Lost, StoredTwice, Reordered  int
+	Unhealed                      int // (device, message) pairs a connected device lacked before the final sync
+	RedeliveredPushes             int64
+	PushOrder, SeqMismatch        int
+	Causal, SyncOrder             int
+	IDErrors, Rejected            int
+	CheckErrors                   []string
+	Examples                      []string
+}
+
+func (v *verdict) example(format string, a ...any) {
+	if len(v.Examples) < 12 {
+		v.Examples = append(v.Examples, fmt.Sprintf(format, a...))
+	}
+}
+
+// userView is what the message API returns for one user: every event of a
+// full sync from the empty cursor, and every page of the unread pull.
+type userView struct {
+	sync, unread []protocol.Event
+	err          error
+}
+
+func fetchAll(ctx context.Context, hc *http.Client, api, token, path string) ([]protocol.Event, error) {
+	var out []protocol.Event
+	cursor := ""
+	for page := 0; page < 10000; page++ {
+		var p struct {
+			Events     []protocol.Event `json:"events"`
+			NextCursor string           `json:"next_cursor"`
+			HasMore    bool             `json:"has_more"`
+		}
+		var err error
+		for try := 0; try < 5; try++ {
+			cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			a := client.API{BaseURL: "http://" + api, Token: token, HTTP: hc}
+			err = a.Get(cctx, path+"?cursor="+url.QueryEscape(cursor), &p)
+			cancel()
+			if err == nil {
+				break
+			}
+			time.Sleep(time.Duration(try+1) * 500 * time.Millisecond)
+		}
+		if err != nil {
+			return out, fmt.Errorf("while reading %s: %w", path, err)
+		}
+		out = append(out, p.Events...)
+		if !p.HasMore || p.NextCursor == "" {
+			return out, nil
+		}
+		cursor = p.NextCursor
+	}
+	return out, fmt.Errorf("%s: more than 10000 pages", path)
+}
+
+// missingOn counts the acknowledged messages a device lacks. own: whether
+// the sending device's own messages count (it gets them by sync only).
+func (l *load) missingOn(d *device, acked map[int][]*msg, own bool) []*msg {
+	var miss []*msg
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, m := range acked[d.user] {
+		if !own && m.from == d.user && m.device == d.id {
+			continue
+		}
+		if _, ok := d.msgSeq[m.cmid]; !ok {
+			miss = append(miss, m)
+		}
+	}
+	return miss
+}
+
+// ackedByUser maps each user to the acknowledged messages it takes part in.
+func (l *load) ackedByUser() (map[int][]*msg, []*msg, []*msg) {
+	l.mu.Lock()
+	msgs := append([]*msg(nil), l.msgs...)
+	l.mu.Unlock()
+	by := map[int][]*msg{}
+	var acked, unacked []*msg
+	for _, m := range msgs {
+		m.mu.Lock()
+		ok := m.acked
+		m.mu.Unlock()
+		if !ok {
+			unacked = append(unacked, m)
+			continue
+		}
+		acked = append(acked, m)
+		by[m.from] = append(by[m.from], m)
+		by[m.to] = append(by[m.to], m)
+	}
+	return by, acked, unacked
+}
+
+// awaitHealed waits until every device holds every acknowledged message of
+// its user by push or by the syncs the client runs on its own (after
+// login, on sync hints, after 128 pushes) — the sending device's own
+// messages excepted — and returns how many (device, message) pairs are
+// still missing at the deadline.
+func (l *load) awaitHealed(timeout time.Duration) int {
+	by, _, _ := l.ackedByUser()
+	deadline := time.Now().Add(timeout)
+	for {
+		n := 0
+		for _, d := range l.devices {
+			n += len(l.missingOn(d, by, false))
+		}
+		if n == 0 || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// verify checks every device by sync (each syncs from its cursor now) and
+// every user by a full sync and an unread pull through the message API.
+func (l *load) verify(ctx context.Context, v *verdict) {
+	_, acked, unacked := l.ackedByUser()
+	v.Acked, v.Unacked = len(acked), len(unacked)
+
+	// Every device syncs from its cursor: what it lacks then is lost.
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 32)
+	for _, d := range l.devices {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() { defer wg.Done(); defer func() { <-sem }(); d.c.SyncNow() }()
+	}
+	wg.Wait()
+
+	// The message API's view of every user.
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	views := make([]userView, len(l.users))
+	for u := range l.users {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			var uv userView
+			uv.sync, uv.err = fetchAll(ctx, hc, l.api, l.tokens[u], client.SyncPath)
+			if uv.err == nil {
+				uv.unread, uv.err = fetchAll(ctx, hc, l.api, l.tokens[u], client.UnreadPath)
+			}
+			views[u] = uv
+		}()
+	}
+	wg.Wait()
+	for u, uv := range views {
+		if uv.err != nil {
+			v.CheckErrors = append(v.CheckErrors, fmt.Sprintf("user %d: %v", u, uv.err))
+		}
+	}
+
+	// seqs[cmid] collects every seq any view gave the message.
+	seqs := map[string]map[int64]bool{}
+	note := func(cmid string, seq int64) {
+		s := seqs[cmid]
+		if s == nil {
+			s = map[int64]bool{}
+			seqs[cmid] = s
+		}
+		s[seq] = true
+	}
+	ours := map[string]*msg{}
+	l.mu.Lock()
+	for _, m := range l.msgs {
+		ours[m.cmid] = m
+	}
+	l.mu.Unlock()
+	inSync := make([]map[string]bool, len(l.users))
+	inUnread := make([]map[string]bool, len(l.users))
+	twice := map[string]bool{}
+	for u, uv := range views {
+		inSync[u], inUnread[u] = map[string]bool{}, map[string]bool{}
+		last := map[string]int64{}
+		perView := map[string]int64{}
+		for _, ev := range uv.sync {
+			if l, ok := last[ev.ConvID]; ok && ev.Seq <= l {
+				v.SyncOrder++
+				v.example("user %d: sync gave %s seq %d after seq %d", u, ev.ConvID, ev.Seq, l)
+			}
+			last[ev.ConvID] = ev.Seq
+			if ev.Kind == protocol.KindRejected {
+				v.Rejected++
+			}
+			if ev.Kind != protocol.KindMessage || ev.Message == nil || ours[ev.Message.ClientMsgID] == nil {
+				continue
+			}
+			cm := ev.Message.ClientMsgID
+			if s, ok := perView[cm]; ok && s != ev.Seq {
+				twice[cm] = true
+				v.example("user %d: sync holds %s at seqs %d and %d", u, cm, s, ev.Seq)
+			}
+			perView[cm] = ev.Seq
+			inSync[u][cm] = true
+			note(cm, ev.Seq)
+		}
+		perView = map[string]int64{}
+		for _, ev := range uv.unread {
+			if ev.Kind != protocol.KindMessage || ev.Message == nil || ours[ev.Message.ClientMsgID] == nil {
+				continue
+			}
+			cm := ev.Message.ClientMsgID
+			if _, ok := perView[cm]; ok {
+				twice[cm] = true
+				v.example("user %d: unread pull holds %s twice", u, cm)
+			}
+			perView[cm] = ev.Seq
+			inUnread[u][cm] = true
+			note(cm, ev.Seq)
+		}
+	}
+	for _, d := range l.devices {
+		d.mu.Lock()
+		for cm, s := range d.msgSeq {
+			if ours[cm] != nil {
+				note(cm, s)
+			}
+		}
+		if d.seqSplit > 0 {
+			v.example("user %d %s: holds a message at two seqs (%d)", d.user, d.id, d.seqSplit)
+		}
+		v.PushOrder += d.pushOrder
+		v.Rejected += d.rejected
+		d.mu.Unlock()
+		pushed, synced, dropped := d.c.Stats()
+		_ = pushed
+		if r := synced + dropped - d.syncEvents.Load(); r > 0 {
+			v.RedeliveredPushes += r
+		}
+	}
+	for _, m := range acked {
+		if m.ackSeq >= 0 {
+			note(m.cmid, m.ackSeq)
+		}
+	}
+	v.StoredTwice = len(twice)
+
+	// Lost: an acknowledged message missing from any view that must hold it.
+	for _, m := range acked {
+		var where []string
+		if !inSync[m.to][m.cmid] {
+			where = append(where, "recipient's sync")
+		}
+		if !inSync[m.from][m.cmid] {
+			where = append(where, "sender's sync")
+		}
+		if !inUnread[m.to][m.cmid] {
+			where = append(where, "recipient's unread pull")
+		}
+		for _, d := range append(append([]*device(nil), l.byUser[m.to]...), l.byUser[m.from]...) {
+			d.mu.Lock()
+			_, ok := d.msgSeq[m.cmid]
+			d.mu.Unlock()
+			if !ok {
+				where = append(where, fmt.Sprintf("device %d/%s", d.user, d.id))
+			}
+		}
+		if len(where) > 0 {
+			v.Lost++
+			v.example("lost %s (%d→%d, acked %s): missing from %v", m.cmid, m.from, m.to, m.ackAt.Format("15:04:05.000"), where)
+		}
+		if len(m.idErrors) > 0 {
+			v.IDErrors++
+			v.example("%s: %v", m.cmid, m.idErrors)
+		}
+	}
+	for _, m := range unacked {
+		if inSync[m.to][m.cmid] || inSync[m.from][m.cmid] {
+			v.UnackedStored++
+		}
+	}
+	// One seq per message across every view (and the first attempt's answer).
+	for cm, s := range seqs {
+		if len(s) > 1 && !twice[cm] {
+			v.SeqMismatch++
+			v.example("%s has seqs %v across the views", cm, keys(s))
+		}
+	}
+	// Causal order: a message sent after another one of the same
+	// conversation was acknowledged has a higher seq.
+	seqOf := func(m *msg) (int64, bool) {
+		for s := range seqs[m.cmid] {
+			return s, len(seqs[m.cmid]) == 1
+		}
+		return 0, false
+	}
+	pairs := map[[2]int][]*msg{}
+	for _, m := range acked {
+		a, b := m.from, m.to
+		if a > b {
+			a, b = b, a
+		}
+		pairs[[2]int{a, b}] = append(pairs[[2]int{a, b}], m)
+	}
+	for _, ms := range pairs {
+		for _, a := range ms {
+			sa, ok := seqOf(a)
+			if !ok {
+				continue
+			}
+			for _, b := range ms {
+				if sb, ok := seqOf(b); ok && b.start.After(a.ackAt) && sb <= sa {
+					v.Causal++
+					v.example("%s (seq %d) was sent after %s (seq %d) was acked", b.cmid, sb, a.cmid, sa)
+				}
+			}
+		}
+	}
+	v.Reordered = v.SeqMismatch + v.Causal + v.SyncOrder + v.PushOrder
+}
+
+func keys(m map[int64]bool) []int64 {
+	var out []int64
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}

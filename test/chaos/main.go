@@ -1,0 +1,311 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	root, bin, out string
+	only           string
+	users          int
+	rate           float64
+	offline        float64
+	before, after  time.Duration
+	heal           time.Duration
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.root, "root", ".", "the repository (for hack/deps.sh)")
+	flag.StringVar(&o.bin, "bin", "", "the cmd/imcluster binary to run")
+	flag.StringVar(&o.out, "out", ".run/chaos", "logs and results")
+	flag.StringVar(&o.only, "scenarios", "all", "comma-separated scenario names, or all: "+names())
+	flag.IntVar(&o.users, "users", 500, "users per scenario (two devices each)")
+	flag.Float64Var(&o.rate, "rate", 200, "messages per second")
+	flag.Float64Var(&o.offline, "offline", 0.1, "share of the users offline until the check")
+	flag.DurationVar(&o.before, "before", 10*time.Second, "load before the fault")
+	flag.DurationVar(&o.after, "after", 10*time.Second, "load after every tier is ready again")
+	flag.DurationVar(&o.heal, "heal", 30*time.Second, "how long devices get to catch up on their own before the final sync")
+	flag.Parse()
+	if o.bin == "" {
+		fmt.Fprintln(os.Stderr, "chaos: -bin is required (run make chaos)")
+		os.Exit(2)
+	}
+	os.Exit(run(o))
+}
+
+func names() string {
+	var n []string
+	for _, s := range scenarios() {
+		n = append(n, s.name)
+	}
+	return strings.Join(n, ",")
+}
+
+func logf(format string, a ...any) {
+	fmt.Fprintf(os.Stderr, "%s [chaos] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, a...))
+}
+
+func run(o options) int {
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	var sel []scenario
+	for _, s := range scenarios() {
+		if o.only == "all" || strings.Contains(","+o.only+",", ","+s.name+",") {
+			sel = append(sel, s)
+		}
+	}
+	if len(sel) == 0 {
+		logf("no scenario matches %q (have %s)", o.only, names())
+		return 2
+	}
+	c, err := newCluster(o.root, o.bin, o.out)
+	if err != nil {
+		logf("%v", err)
+		return 1
+	}
+	defer c.lb.close()
+	defer c.contDeps()
+	defer c.stopAll()
+	if err := c.bootstrap(ctx); err != nil {
+		logf("%v", err)
+		return 1
+	}
+	mctx, mcancel := context.WithCancel(ctx)
+	defer mcancel()
+	mon := &monitor{}
+	go mon.run(mctx, c)
+	suiteStart := time.Now()
+	var results []*result
+	for i, s := range sel {
+		if ctx.Err() != nil {
+			break
+		}
+		logf("=== %d/%d %s: %s", i+1, len(sel), s.name, s.desc)
+		r := runScenario(ctx, o, c, mon, s, fmt.Sprintf("c%s%d", time.Now().UTC().Format("150405"), i))
+		results = append(results, r)
+		logf("=== %s: %s (%s)", s.name, status(r), r.duration.Round(time.Second))
+		for _, f := range r.failures {
+			logf("    FAIL: %s", f)
+		}
+		for _, e := range r.Examples {
+			logf("    e.g. %s", e)
+		}
+	}
+	table := render(results, o, time.Since(suiteStart))
+	fmt.Println(table)
+	_ = os.WriteFile(filepath.Join(o.out, "results.md"), []byte(table), 0o644)
+	for _, r := range results {
+		if len(r.failures) > 0 {
+			return 1
+		}
+	}
+	if len(results) < len(sel) {
+		return 1
+	}
+	return 0
+}
+
+func status(r *result) string {
+	if len(r.failures) > 0 {
+		return "FAIL"
+	}
+	return "pass"
+}
+
+// runScenario: a healthy stack, fresh users with two devices each (some
+// offline), steady load, the fault, recovery, more load, then the checks.
+func runScenario(ctx context.Context, o options, c *cluster, mon *monitor, s scenario, runID string) *result {
+	r := &result{name: s.name, desc: s.desc, refusedWhy: map[string]int{}, readyAfter: -1}
+	t0 := time.Now()
+	defer func() { r.duration = time.Since(t0) }()
+
+	// A healthy stack first: every dependency up (no-op when running),
+	// every tier process running and ready.
+	for _, d := range []string{"kafka", "cassandra", "etcd"} {
+		if err := c.restartDep(ctx, d); err != nil {
+			r.fail("setup: %v", err)
+			return r
+		}
+	}
+	for _, n := range c.order {
+		if err := c.start(n); err != nil {
+			r.fail("setup: %v", err)
+			return r
+		}
+	}
+	if err := c.awaitReady(ctx, 120*time.Second); err != nil {
+		r.fail("setup: %v", err)
+		return r
+	}
+	push := []string{"ws://" + c.procs["push-1"].httpAddr + "/", "ws://" + c.procs["push-2"].httpAddr + "/"}
+	l, err := newLoad(runID, c.lb.addr, push, o.users, o.offline, c.userKey)
+	if err != nil {
+		r.fail("setup: %v", err)
+		return r
+	}
+	defer l.closeAll()
+	var online, offline []int
+	for u, on := range l.online {
+		if on {
+			online = append(online, u)
+		} else {
+			offline = append(offline, u)
+		}
+	}
+	if err := l.connect(ctx, online); err != nil {
+		r.fail("setup: %v", err)
+		return r
+	}
+	logf("%d devices of %d users connected; %d users offline until the check", 2*len(online), len(online), len(offline))
+	time.Sleep(2 * time.Second) // the message tier's presence caches see every session
+
+	stop := make(chan struct{})
+	var giveUp atomic.Int64
+	loadDone := make(chan struct{})
+	go func() { defer close(loadDone); l.run(o.rate, stop, &giveUp) }()
+	loadStart := time.Now()
+	time.Sleep(o.before)
+
+	logf("fault: %s", s.desc)
+	back, err := s.inject(ctx, c, r)
+	if err != nil {
+		r.fail("fault: %v", err)
+	}
+	if back.IsZero() {
+		back = time.Now()
+	}
+	r.backAt = back
+	logf("back %.1f s after the fault; waiting for every tier to be ready", back.Sub(r.faultAt).Seconds())
+	if err := c.awaitReady(ctx, 90*time.Second); err != nil {
+		r.fail("tiers: %v", err)
+	}
+	time.Sleep(o.after)
+	close(stop)
+	<-loadDone
+	loadEnd := time.Now()
+	giveUp.Store(time.Now().Add(30 * time.Second).UnixNano())
+	waitGroup(&l.wg, 60*time.Second)
+	logf("load done: %d messages in %.0f s; connecting the %d offline users", len(l.msgs), loadEnd.Sub(loadStart).Seconds(), len(offline))
+
+	// Recovery figures.
+	r.sendGap, r.sendOK = l.tl.gap(&l.tl.acks, r.faultAt, loadEnd)
+	r.delivGap, r.delivOK = l.tl.gap(&l.tl.pushes, r.faultAt, loadEnd)
+	r.readyAfter, r.notReadySeen = mon.readySince(r.faultAt, back)
+	if s.dep != "" && (r.readyAfter < 0 || r.readyAfter > 10*time.Second) {
+		r.fail("a tier was not ready 10 s after %s was back (%s)", s.dep, fmtDur(r.readyAfter))
+	}
+	l.mu.Lock()
+	for _, f := range l.refused {
+		r.refused++
+		r.refusedWhy[f.err]++
+		if !f.at.Before(r.faultAt) && f.at.Before(back.Add(10*time.Second)) {
+			r.refusedOutage++
+		}
+	}
+	r.sent = int64(len(l.msgs))
+	l.mu.Unlock()
+	r.skipped, r.dupSent = l.skipped.Load(), l.dupSent.Load()
+	if s.dep == "cassandra" && r.refusedOutage > 0 {
+		r.fail("%d send attempts refused during the Cassandra outage (sends touch only Kafka): %v", r.refusedOutage, r.refusedWhy)
+	}
+
+	// Offline users come online; every device catches up on its own
+	// (push, the syncs after login and on hints), then syncs once more.
+	if len(offline) > 0 {
+		if err := l.connect(ctx, offline); err != nil {
+			r.fail("check: %v", err)
+		}
+	}
+	r.Unhealed = l.awaitHealed(o.heal)
+	l.verify(ctx, &r.verdict)
+	switch {
+	case r.Lost > 0:
+		r.fail("%d acknowledged messages lost", r.Lost)
+	}
+	if r.StoredTwice > 0 {
+		r.fail("%d messages stored twice", r.StoredTwice)
+	}
+	if r.Reordered > 0 {
+		r.fail("%d reordered (seq mismatch %d, causal %d, sync order %d, push order %d)", r.Reordered, r.SeqMismatch, r.Causal, r.SyncOrder, r.PushOrder)
+	}
+	if r.IDErrors > 0 || r.Rejected > 0 {
+		r.fail("idempotency: %d retries answered another msg_id or 409, %d rejected events", r.IDErrors, r.Rejected)
+	}
+	if len(r.CheckErrors) > 0 {
+		r.fail("check could not read %d users: %s", len(r.CheckErrors), r.CheckErrors[0])
+	}
+	if r.Acked == 0 {
+		r.fail("nothing acknowledged")
+	}
+	return r
+}
+
+func waitGroup(wg interface{ Wait() }, d time.Duration) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+	}
+}
+
+func fmtDur(d time.Duration) string {
+	if d < 0 {
+		return "never"
+	}
+	return fmt.Sprintf("%.1f s", d.Seconds())
+}
+
+func render(rs []*result, o options, total time.Duration) string {
+	var b strings.Builder
+	host, _ := os.Hostname()
+	fmt.Fprintf(&b, "chaos suite, %s UTC, %d cores (%s), %d users × 2 devices (%.0f%% offline until the check), %.0f msg/s, total %s\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04"), runtime.NumCPU(), host, o.users, 100*o.offline, o.rate, total.Round(time.Second))
+	b.WriteString("| scenario | result | acked | lost | stored twice | reordered | unacked (stored) | refused attempts (in outage) | redelivered pushes | unhealed before final sync | sends ok again | deliveries resume | tiers ready after back | took |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rs {
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %d (%d) | %d (%d) | %d | %d | %s | %s | %s | %s |\n",
+			r.name, status(r), r.Acked, r.Lost, r.StoredTwice, r.Reordered, r.Unacked, r.UnackedStored, r.refused, r.refusedOutage,
+			r.RedeliveredPushes, r.Unhealed, gapStr(r.sendGap, r.sendOK), gapStr(r.delivGap, r.delivOK), fmtDur(r.readyAfter), r.duration.Round(time.Second))
+	}
+	b.WriteString("\nsends ok again / deliveries resume: the longest stretch after the fault without any acknowledged send / pushed event, and when it ended (from the fault); — none over 0.5 s. tiers ready after back: from the moment the faulty part was back (dependency ready by its own protocol, process restarted, SIGCONT) until every tier's /readyz answered 200.\n")
+	for _, r := range rs {
+		var why []string
+		for k, v := range r.refusedWhy {
+			why = append(why, fmt.Sprintf("%s ×%d", k, v))
+		}
+		sort.Strings(why)
+		fmt.Fprintf(&b, "\n- %s: %s; back %.1f s after the fault; %d messages (%d attempts skipped at %d in flight), %d resent after their ack",
+			r.name, r.desc, r.backAt.Sub(r.faultAt).Seconds(), r.sent, r.skipped, maxInflight, r.dupSent)
+		if len(why) > 0 {
+			fmt.Fprintf(&b, "; refused: %s", strings.Join(why, ", "))
+		}
+		for _, n := range r.notes {
+			fmt.Fprintf(&b, "; %s", n)
+		}
+		for _, f := range r.failures {
+			fmt.Fprintf(&b, "\n  - FAIL: %s", f)
+		}
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
+func gapStr(gap, end time.Duration) string {
+	if gap == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.1f s gap, +%.1f s", gap.Seconds(), end.Seconds())
+}
