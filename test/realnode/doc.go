@@ -13,7 +13,17 @@
 //     chart with the local image, applies an IMCluster pointing at private
 //     Kafka, Cassandra and etcd listening on the node's IP, awaits Ready,
 //     chats through the Services, scales and drains, and tears everything
-//     down (hack/cluster.sh down) even on failure.
+//     down (hack/cluster.sh down) even on failure. Along the way it scrapes
+//     the message, push and operator pods' /metrics and fails when the
+//     chart's Grafana dashboard or PrometheusRule (rendered with both on)
+//     names a metric no pod exports (event-only families excepted, which
+//     must then be defined in the Go source).
+//   - TestMonitoringManifests (helm only, no cluster): the chart lints and
+//     renders with the dashboards and alerts on, the dashboard is JSON and
+//     the PrometheusRule strict YAML, every query's metric names extract,
+//     every imcluster_* name is defined in the source, every alert has a
+//     severity, summary, description and a runbook in docs/observability.md,
+//     and both are off by default. TestPromQLMetrics tests the extractor.
 //
 // The host must be able to run a node: root, and the Debian packages
 // (containerd, runc, containernetworking-plugins, iptables, conntrack, socat,

@@ -30,7 +30,9 @@ import (
 // offline device on login, then scale the push tier 1→3→1 under a steady
 // send load with devices connected: zero lost, duplicated or reordered
 // messages, and the devices on removed pods reconnect. helm uninstall keeps
-// the CRD and the IMCluster.
+// the CRD and the IMCluster. The chart goes in with its Grafana dashboard
+// ConfigMap, and every metric the dashboard and the chart's alerts name
+// must show on the running pods' /metrics (scraped along the way).
 func TestJourney(t *testing.T) {
 	if testing.Short() {
 		t.Skip("brings up a real cluster; skipped with -short")
@@ -43,16 +45,21 @@ func TestJourney(t *testing.T) {
 	deps := startDeps(t, root, c.nodeIP)
 	c.load(t, archive)
 	t.Logf("image, cluster and private servers ready after %s", time.Since(t0).Round(time.Second))
+	monitoring := renderMonitoring(t, c.helm, root)
+	seen := metricsSeen{}
 
 	// The chart's default image is the one make image tags (appVersion).
 	tInstall := time.Now()
 	if _, err := run(t, 6*time.Minute, c.env, c.helm, "install", "imc", filepath.Join(root, "charts", "imcluster-operator"),
 		"-n", "imcluster-system", "--create-namespace", "--set", "image.pullPolicy=Never", "--set", "replicaCount=1",
-		"--wait", "--timeout", "5m"); err != nil {
+		"--set", "grafanaDashboard.create=true", "--wait", "--timeout", "5m"); err != nil {
 		c.describe(t, "imcluster-system")
 		t.Fatalf("helm install: %v", err)
 	}
 	t.Logf("helm install (operator pod Ready) took %s", time.Since(tInstall).Round(100*time.Millisecond))
+	if cm := strings.TrimSpace(c.mustKubectl(t, time.Minute, "get", "configmap", "-n", "imcluster-system", "-l", "grafana_dashboard=1", "-o", "name")); cm != "configmap/imc-imcluster-operator-dashboards" {
+		t.Errorf("dashboard ConfigMaps for the Grafana sidecar: %q", cm)
+	}
 
 	keys := map[string]string{}
 	var secretArgs []string
@@ -128,6 +135,7 @@ spec:
 	carol := newDevice(t, users, "carol", pushURL, apiURL)
 	carol.await(t, 30*time.Second, "hello-carol")
 	t.Log("chat through the Services: online push and offline pull on login delivered")
+	c.scrapeMetrics(t, seen)
 
 	// Routine changes must not page anyone (the operator's status
 	// semantics, docs/operator.md): through the scale-out, the scale-in and
@@ -173,6 +181,7 @@ spec:
 		}
 	}()
 	awaitCount(t, &nSent, 20, 60*time.Second)
+	c.scrapeMetrics(t, seen) // three push pods with devices, under load
 	tScaleIn := time.Now()
 	c.scale(t, 1)
 	t.Logf("scale-in 3→1 (drainSeconds 10) settled in %s", time.Since(tScaleIn).Round(100*time.Millisecond))
@@ -189,6 +198,7 @@ spec:
 	c.mustKubectl(t, 3*time.Minute, "wait", "--for=condition=Ready", "imcluster/chat", "--timeout=2m")
 	t.Logf("rolling upgrade to %s settled in %s", image2, time.Since(tUpgrade).Round(100*time.Millisecond))
 	awaitCount(t, &nSent, nSent.Load()+20, 60*time.Second)
+	c.scrapeMetrics(t, seen)
 	if notReady := stopReady(); len(notReady) > 0 {
 		t.Errorf("Ready was not True during routine scaling and the rollout: %v", notReady)
 	}
@@ -270,6 +280,11 @@ spec:
 	if lost+dup+reordered > 0 {
 		t.Errorf("under load: lost %d, duplicated %d, reordered %d messages", lost, dup, reordered)
 	}
+
+	// The dashboard and the alerts name only metrics the pods export. A
+	// device leaving counts a close on its push pod.
+	bob.cl.Close()
+	c.checkMonitoringMetrics(t, root, monitoring, seen)
 
 	// helm uninstall keeps the CRD and the IMCluster (resource-policy keep).
 	if _, err := run(t, 3*time.Minute, c.env, c.helm, "uninstall", "imc", "-n", "imcluster-system", "--wait"); err != nil {
