@@ -101,7 +101,8 @@ check-manifests: ## Fail if a generated file is stale (make test runs it as a Go
 	$(CONTROLLER_GEN_SH) check
 
 .PHONY: helm-lint
-helm-lint: ## helm lint the operator chart with default and full values.
+helm-lint: ## helm lint the operator chart with default and full values, and with the dashboards and alerts on.
 	hack/deps.sh install helm
-	eval "$$(hack/deps.sh env)" && for f in "" "-f test/operator/testdata/values-full.yaml"; do \
+	eval "$$(hack/deps.sh env)" && for f in "" "-f test/operator/testdata/values-full.yaml" \
+		"--set grafanaDashboard.create=true,prometheusRule.enabled=true"; do \
 		"$$IMC_HELM" lint --strict charts/imcluster-operator $$f || exit 1; done
