@@ -64,7 +64,7 @@ const (
 )
 
 // Conversation max-register columns.
-var convColumns = [...]string{"last_seq", "last_msg_seq", "read_seq", "peer_read_seq", "peer_delivered_seq"}
+var convColumns = [...]string{"last_seq", "last_msg_seq", "read_seq", "peer_read_seq", "peer_delivered_seq", "last_recalled_seq"}
 
 const (
 	colLast = iota
@@ -72,11 +72,13 @@ const (
 	colRead
 	colPeerRead
 	colPeerDelivered
+	colLastRecalled
 )
 
 type convUpdate struct {
 	peer string
 	val  [len(convColumns)]int64 // -1: unchanged
+	last *lastMsg                // the batch's newest message (convlist_write.go)
 }
 
 type stmt struct {
@@ -190,12 +192,16 @@ func (st *Store) Persist(ctx context.Context, items []Item) error {
 			msgIDs = append(msgIDs, stmt{cqlInsertMsgID, []any{r.MsgID, r.ConvID, it.Off, it.Hash, r.AtMs, msgIDTimestamp(it.Off)}, 64})
 			set(cf, colLastMsg, it.Off)
 			set(ct, colLastMsg, it.Off)
+			cf.noteMessage(it.Off, r)
+			ct.noteMessage(it.Off, r)
 			set(cf, colRead, it.Off) // sending implies having read the conversation
 		case protocol.KindRead:
 			set(cf, colRead, r.RefSeq)
 			set(ct, colPeerRead, r.RefSeq)
 		case protocol.KindRecall:
 			rb := model.Bucket(r.RefSeq)
+			set(cf, colLastRecalled, r.RefSeq)
+			set(ct, colLastRecalled, r.RefSeq)
 			recalls = append(recalls, stmt{cqlRecallMessage, []any{ts, r.ConvID, rb, r.RefSeq}, 64})
 			for _, u := range []string{from, to} {
 				recalls = append(recalls, stmt{cqlRecallFeed, []any{ts, st.ret.ttl, u, part, rb, r.RefSeq}, 64})
@@ -338,7 +344,8 @@ func (st *Store) batch(ctx context.Context, stmts []stmt) error {
 }
 
 // convStmts returns one user's conversation max-register updates (one
-// partition: the user's conversations).
+// partition: the user's conversations) and recency index rows (the user's
+// conv_activity partition: the same partition key, so the same replicas).
 func (st *Store) convStmts(user string, convs map[string]*convUpdate) []stmt {
 	var stmts []stmt
 	for convID, c := range convs {
@@ -369,9 +376,13 @@ func (st *Store) convStmts(user string, convs map[string]*convUpdate) []stmt {
 				sets += col + " = ?"
 				args = append(args, v)
 			}
+			extra, extraArgs := c.convListSets(v)
+			sets += extra
+			args = append(args, extraArgs...)
 			args = append(args, user, convID)
 			stmts = append(stmts, stmt{`UPDATE conversations USING TIMESTAMP ? SET ` + sets + ` WHERE user_id = ? AND conv_id = ?`, args, 64})
 		}
+		stmts = append(stmts, c.activityStmts(user, convID)...)
 	}
 	return stmts
 }
