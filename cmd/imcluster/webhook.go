@@ -45,4 +45,3 @@ func addWebhooks(cfg config.Message, role string, cli *clientv3.Client, cache *p
 	}
 	return nil
 }
-

@@ -66,11 +66,11 @@ type Dispatcher struct {
 	Concurrency            int
 	Now                    func() time.Time
 
-	hc      *http.Client
-	dlq     *mlog.Producer
-	events  *mlog.Producer
-	ready   atomic.Bool
-	claims  atomic.Int64 // claims of the current session not yet consuming
+	hc       *http.Client
+	dlq      *mlog.Producer
+	events   *mlog.Producer
+	ready    atomic.Bool
+	claims   atomic.Int64 // claims of the current session not yet consuming
 	watcher  *presenceWatcher
 	setupErr atomic.Pointer[error]
 }

@@ -64,13 +64,13 @@ func TestMain(m *testing.M) {
 // cluster is one isolated imcluster (own topic, keyspace, groups, etcd
 // prefix) with message and push processes started from the binary.
 type cluster struct {
-	t      *testing.T
-	cfg    config.Message
-	env    []string
-	etcd   *clientv3.Client
-	users  *auth.Signer
-	svc    *auth.Signer
-	secret []byte
+	t          *testing.T
+	cfg        config.Message
+	env        []string
+	etcd       *clientv3.Client
+	users      *auth.Signer
+	svc        *auth.Signer
+	secret     []byte
 	secretFile string
 
 	mu    sync.Mutex
@@ -92,7 +92,11 @@ type lockedBuf struct {
 	b  bytes.Buffer
 }
 
-func (l *lockedBuf) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
 func (l *lockedBuf) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
