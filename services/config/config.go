@@ -41,6 +41,8 @@ const (
 	EnvMaxMessageBytes   = "IM_MAX_MESSAGE_BYTES"
 	EnvRecallWindow      = "IM_RECALL_WINDOW"
 	EnvFeedRetention     = "IM_FEED_RETENTION"
+	EnvGroupMaxMembers   = "IM_GROUP_MAX_MEMBERS"
+	EnvGroupMaxPerUser   = "IM_GROUP_MAX_PER_USER"
 	EnvShutdownGrace     = "IM_SHUTDOWN_GRACE"
 	EnvMaxConnections    = "IM_PUSH_MAX_CONNECTIONS"
 	EnvHeartbeatInterval = "IM_PUSH_HEARTBEAT_INTERVAL"
@@ -118,7 +120,19 @@ type Message struct {
 	// the struct, 0 means "unset" (the default applies, as for every
 	// field) and FeedRetentionForever means "keep forever".
 	FeedRetention time.Duration
+	// MaxGroupMembers bounds a group's size (every member's feed gets a
+	// row per message); MaxGroupsPerUser the groups one user may belong
+	// to when created or added through the API.
+	MaxGroupMembers  int
+	MaxGroupsPerUser int
 }
+
+// Group limits (see Message.MaxGroupMembers).
+const (
+	DefaultGroupMaxMembers = 1000
+	DefaultGroupMaxPerUser = 500
+	MaxGroupMembersCeiling = 10000
+)
 
 // Feed retention settings (see Message.FeedRetention).
 const (
@@ -206,6 +220,14 @@ func LoadMessage(get Getenv) (Message, error) {
 	}
 	if m.MaxMessageBytes < 1 || m.MaxMessageBytes > 1<<20 {
 		errs = append(errs, EnvMaxMessageBytes+" must be in [1, 1048576]")
+	}
+	m.MaxGroupMembers = num(get, EnvGroupMaxMembers, DefaultGroupMaxMembers, &errs)
+	m.MaxGroupsPerUser = num(get, EnvGroupMaxPerUser, DefaultGroupMaxPerUser, &errs)
+	if m.MaxGroupMembers < 2 || m.MaxGroupMembers > MaxGroupMembersCeiling {
+		errs = append(errs, EnvGroupMaxMembers+" must be in [2, 10000]")
+	}
+	if m.MaxGroupsPerUser < 1 || m.MaxGroupsPerUser > 100000 {
+		errs = append(errs, EnvGroupMaxPerUser+" must be in [1, 100000]")
 	}
 	return m, joinErrs(errs)
 }

@@ -32,6 +32,8 @@ func (m Message) Env() map[string]string {
 	put(e, EnvServiceKeyFile, m.ServiceKeyFile)
 	putInt(e, EnvMaxMessageBytes, m.MaxMessageBytes)
 	putDur(e, EnvRecallWindow, m.RecallWindow)
+	putInt(e, EnvGroupMaxMembers, m.MaxGroupMembers)
+	putInt(e, EnvGroupMaxPerUser, m.MaxGroupsPerUser)
 	if m.FeedRetention == FeedRetentionForever {
 		e[EnvFeedRetention] = "0"
 	} else {

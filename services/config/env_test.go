@@ -19,7 +19,7 @@ func TestEnvRoundTrip(t *testing.T) {
 			ReplicationFactor: 3, Group: "g", TLSDir: "/tls", SASLUserFile: "/u", SASLPassFile: "/p"},
 		Cassandra: Cassandra{Hosts: []string{"c-0:9042"}, Keyspace: "ks", LocalDC: "dc1",
 			Replication: "NetworkTopologyStrategy:dc1=3,dc2=3", UserFile: "/cu", PassFile: "/cp"},
-		UserKeyFile: "/k/user", ServiceKeyFile: "/k/service", MaxMessageBytes: 4096, RecallWindow: 90 * time.Second,
+		UserKeyFile: "/k/user", ServiceKeyFile: "/k/service", MaxMessageBytes: 4096, RecallWindow: 90 * time.Second, MaxGroupMembers: 200, MaxGroupsPerUser: 30,
 		FeedRetention: 7 * 24 * time.Hour,
 	}
 	forever := msg

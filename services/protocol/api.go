@@ -8,7 +8,10 @@ package protocol
 
 // SendRequest is the body of POST /v1/messages.
 type SendRequest struct {
-	To          string      `json:"to"`
+	// To is the peer of a 1:1 message; GroupID the group of a group
+	// message. Exactly one is set.
+	To          string      `json:"to,omitempty"`
+	GroupID     string      `json:"group_id,omitempty"`
 	ClientMsgID string      `json:"client_msg_id"`
 	Type        MessageType `json:"type"`
 	Body        *Body       `json:"body"`

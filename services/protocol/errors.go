@@ -23,11 +23,15 @@ const (
 	ErrRateLimited      = "rate_limited"      // too many requests or frames
 	ErrUnavailable      = "unavailable"       // a dependency is down; retry
 	ErrInternal         = "internal"
-	ErrSlowConsumer     = "slow_consumer"  // push: client could not keep up
-	ErrKicked           = "kicked"         // push: same terminal logged in elsewhere
-	ErrDraining         = "draining"       // push: node shutting down, reconnect
-	ErrIdleTimeout      = "idle_timeout"   // push: no frame within the idle timeout
-	ErrAtCapacity       = "at_capacity"    // push: node holds its maximum connections
-	ErrTokenExpired     = "token_expired"  // push: the session's token expired; reconnect with a fresh one
-	ErrCursorExpired    = "cursor_expired" // sync: the cursor is older than the feed's retention, or ahead of the log; resync (docs/protocol.md)
+	ErrNotMember        = "not_member"      // groups: the caller is not a member
+	ErrGroupDissolved   = "group_dissolved" // groups: the group was dissolved
+	ErrLimitReached     = "limit_reached"   // groups: group size or groups per user
+	ErrExists           = "already_exists"  // groups: the group id is taken
+	ErrSlowConsumer     = "slow_consumer"   // push: client could not keep up
+	ErrKicked           = "kicked"          // push: same terminal logged in elsewhere
+	ErrDraining         = "draining"        // push: node shutting down, reconnect
+	ErrIdleTimeout      = "idle_timeout"    // push: no frame within the idle timeout
+	ErrAtCapacity       = "at_capacity"     // push: node holds its maximum connections
+	ErrTokenExpired     = "token_expired"   // push: the session's token expired; reconnect with a fresh one
+	ErrCursorExpired    = "cursor_expired"  // sync: the cursor is older than the feed's retention, or ahead of the log; resync (docs/protocol.md)
 )

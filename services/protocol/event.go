@@ -15,6 +15,10 @@ const (
 	// message stored under that id when it is in this conversation (0
 	// otherwise). Message carries the rejected content.
 	KindRejected Kind = "rejected"
+	// KindGroup is a change to a group (created, joined, left, removed,
+	// role, updated, dissolved) in the group's own timeline, in order with
+	// its messages: Group is set, From is who made the change.
+	KindGroup Kind = "group"
 )
 
 // MessageType is the type of a message's content.
@@ -49,7 +53,14 @@ type Body struct {
 	DurationMs int64  `json:"duration_ms,omitempty"`
 	Width      int    `json:"width,omitempty"`
 	Height     int    `json:"height,omitempty"`
+	// Mentions names members of a group conversation the message is for
+	// (user ids, or MentionAll for every member — admins and the owner
+	// only). Devices flag a message that names their user or MentionAll.
+	Mentions []string `json:"mentions,omitempty"`
 }
+
+// MentionAll in Body.Mentions mentions every member of a group.
+const MentionAll = "all"
 
 // Message is a stored chat message.
 type Message struct {
@@ -74,5 +85,11 @@ type Event struct {
 	// can skip echoing a device's own action back to it.
 	DeviceID string   `json:"device_id,omitempty"`
 	Message  *Message `json:"message,omitempty"`
-	AtMs     int64    `json:"at_ms"`
+	// Group is set for KindGroup.
+	Group *GroupChange `json:"group,omitempty"`
+	// Reason says why a KindRejected send was not stored: an error code
+	// (ErrIdempotencyClash when absent, ErrNotMember, ErrForbidden,
+	// ErrGroupDissolved).
+	Reason string `json:"reason,omitempty"`
+	AtMs   int64  `json:"at_ms"`
 }

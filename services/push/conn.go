@@ -425,10 +425,14 @@ func (c *conn) handleText(payload []byte) bool {
 			c.fail(protocol.ErrInvalidField, protocol.ClosePolicy, "acks must hold 1..256 items")
 			return false
 		}
+		acks := f.Acks[:0:0]
 		for _, a := range f.Acks {
 			if a.ConvID == "" || len(a.ConvID) > 256 || a.Seq < 0 || a.Seq > model.MaxSeq {
 				c.fail(protocol.ErrInvalidField, protocol.ClosePolicy, "ack needs conv_id and a seq in range")
 				return false
+			}
+			if model.IsGroupConv(a.ConvID) {
+				continue // groups have no delivered receipts (docs/protocol.md)
 			}
 			// Checked here so one bad ack can never make the message tier
 			// refuse a coalesced batch carrying other devices' receipts.
@@ -436,8 +440,11 @@ func (c *conn) handleText(payload []byte) bool {
 				c.fail(protocol.ErrForbidden, protocol.ClosePolicy, "ack for a conversation you are not in")
 				return false
 			}
+			acks = append(acks, a)
 		}
-		c.srv.acks.add(c.sess.UserID, c.sess.DeviceID, f.Acks)
+		if len(acks) > 0 {
+			c.srv.acks.add(c.sess.UserID, c.sess.DeviceID, acks)
+		}
 	case protocol.FrameSend:
 		if f.ID == "" || len(f.ID) > 64 || len(f.Send) == 0 {
 			c.fail(protocol.ErrMissingField, protocol.ClosePolicy, "send needs id (1..64 bytes) and send")

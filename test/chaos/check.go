@@ -186,6 +186,20 @@ func (l *load) verify(ctx context.Context, v *verdict) {
 		ours[m.cmid] = m
 	}
 	l.mu.Unlock()
+	// Sending marks the conversation read up to the message sent, so the
+	// unread pull holds a message only when its recipient sent nothing
+	// later in the conversation.
+	ownLast := make([]map[string]int64, len(l.users))
+	for u, uv := range views {
+		ownLast[u] = map[string]int64{}
+		for _, ev := range uv.sync {
+			if ev.Kind == protocol.KindMessage && ev.From == l.users[u] && ev.Seq > ownLast[u][ev.ConvID] {
+				ownLast[u][ev.ConvID] = ev.Seq
+			}
+		}
+	}
+	convOf := map[string]string{}
+	seqIn := map[string]int64{}
 	inSync := make([]map[string]bool, len(l.users))
 	inUnread := make([]map[string]bool, len(l.users))
 	twice := map[string]bool{}
@@ -211,6 +225,7 @@ func (l *load) verify(ctx context.Context, v *verdict) {
 				v.example("user %d: sync holds %s at seqs %d and %d", u, cm, s, ev.Seq)
 			}
 			perView[cm] = ev.Seq
+			convOf[cm], seqIn[cm] = ev.ConvID, ev.Seq
 			inSync[u][cm] = true
 			note(cm, ev.Seq)
 		}
@@ -264,7 +279,9 @@ func (l *load) verify(ctx context.Context, v *verdict) {
 		if !inSync[m.from][m.cmid] {
 			where = append(where, "sender's sync")
 		}
-		if !inUnread[m.to][m.cmid] {
+		if conv, ok := convOf[m.cmid]; ok && ownLast[m.to][conv] > seqIn[m.cmid] {
+			// read by replying: not unread
+		} else if !inUnread[m.to][m.cmid] {
 			where = append(where, "recipient's unread pull")
 		}
 		for _, d := range append(append([]*device(nil), l.byUser[m.to]...), l.byUser[m.from]...) {

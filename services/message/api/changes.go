@@ -95,7 +95,17 @@ func (s *Server) recall(w http.ResponseWriter, r *http.Request) *apiError {
 	if !ok {
 		return errf(http.StatusNotFound, protocol.ErrNotFound, "no message at this seq")
 	}
-	if ev.Message.From != c.user {
+	// In a group, the owner and admins recall any message at any time
+	// (moderation); everyone else only their own, within the window.
+	moderator := false
+	if model.IsGroupConv(conv) {
+		m, e := s.groupConversation(r.Context(), conv, c.user)
+		if e != nil {
+			return e
+		}
+		moderator = m.Role.CanManage()
+	}
+	if ev.Kind != protocol.KindMessage || (ev.Message.From != c.user && !moderator) {
 		return errf(http.StatusForbidden, protocol.ErrForbidden, "only the sender can recall a message")
 	}
 	if ev.Message.Recalled {
@@ -103,7 +113,7 @@ func (s *Server) recall(w http.ResponseWriter, r *http.Request) *apiError {
 		return nil
 	}
 	now := s.Now().UnixMilli()
-	if now-ev.Message.SentAtMs > s.RecallWindow.Milliseconds() {
+	if !moderator && now-ev.Message.SentAtMs > s.RecallWindow.Milliseconds() {
 		return errf(http.StatusForbidden, protocol.ErrRecallExpired, fmt.Sprintf("recall window of %s has passed", s.RecallWindow))
 	}
 	rec := model.Record{Kind: protocol.KindRecall, ConvID: conv, From: c.user, DeviceID: c.device, AtMs: now, RefSeq: seq}
@@ -153,6 +163,9 @@ func (s *Server) delivered(w http.ResponseWriter, r *http.Request) *apiError {
 	type key struct{ conv, user string }
 	groups := map[key][]protocol.DeliveredAck{}
 	for i, a := range req.Acks {
+		if model.IsGroupConv(a.ConvID) {
+			continue // groups have no delivered receipts (an older push node may still send them)
+		}
 		if _, ok := model.Peer(a.ConvID, a.UserID); !ok {
 			return badRequest(protocol.ErrInvalidField, fmt.Sprintf("acks[%d]: user %q is not in conversation %q", i, a.UserID, a.ConvID))
 		}

@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/imcluster/imcluster/services/message/model"
@@ -132,6 +133,14 @@ func (s *Server) conversations(w http.ResponseWriter, r *http.Request) *apiError
 	}
 	limit, e := queryInt(r, "limit", MaxPage, 1, MaxPage)
 	if e != nil {
+	from := int64(0) // a group member's history starts at their join
+	if model.IsGroupConv(conv) {
+		m, e := s.groupConversation(r.Context(), conv, c.user)
+		if e != nil {
+			return e
+		}
+		from = m.Joined
+	}
 		return e
 	}
 	after := r.URL.Query().Get("after")
@@ -144,6 +153,9 @@ func (s *Server) conversations(w http.ResponseWriter, r *http.Request) *apiError
 	}
 	resp := ConversationsResponse{Conversations: list}
 	if resp.Conversations == nil {
+	if i := slices.IndexFunc(msgs, func(ev protocol.Event) bool { return ev.Seq < from }); i >= 0 {
+		msgs, more = msgs[:i], false
+	}
 		resp.Conversations = []store.ConvState{}
 	}
 	if len(list) == int(limit) {
@@ -162,7 +174,7 @@ type HistoryResponse struct {
 }
 
 func (s *Server) history(w http.ResponseWriter, r *http.Request) *apiError {
-	_, conv, e := s.authConversation(r)
+	c, conv, e := s.authConversation(r)
 	if e != nil {
 		return e
 	}

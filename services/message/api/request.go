@@ -83,19 +83,23 @@ func readJSON(r *http.Request, limit int, dst any) *apiError {
 }
 
 // authConversation authenticates a user request and checks that the user
-// takes part in the path's conversation.
+// takes part in the path's conversation (for a group: is a member now).
 func (s *Server) authConversation(r *http.Request) (caller, string, *apiError) {
 	c, e := s.authenticate(r, true)
 	if e != nil {
 		return caller{}, "", e
 	}
-	conv, e := conversation(r, c.user)
+	conv := r.PathValue("conv")
+	if model.IsGroupConv(conv) {
+		_, e = s.groupConversation(r.Context(), conv, c.user)
+		return c, conv, e
+	}
+	conv, e = conversation(conv, c.user)
 	return c, conv, e
 }
 
-// conversation checks that user takes part in the path's conversation.
-func conversation(r *http.Request, user string) (string, *apiError) {
-	conv := r.PathValue("conv")
+// conversation checks that user takes part in the 1:1 conversation conv.
+func conversation(conv, user string) (string, *apiError) {
 	if _, _, err := model.ParseConvID(conv); err != nil {
 		return "", badRequest(protocol.ErrInvalidField, err.Error())
 	}

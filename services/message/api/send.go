@@ -20,14 +20,33 @@ type SendRequest = protocol.SendRequest
 // SendResponse answers a send (defined in package protocol).
 type SendResponse = protocol.SendResponse
 
-func (s *Server) validateSend(user string, req *SendRequest) *apiError {
+// validTarget checks where a send goes: a peer (to) or a group (group_id).
+func validTarget(user string, req *SendRequest) *apiError {
 	switch {
+	case req.To != "" && req.GroupID != "":
+		return badRequest(protocol.ErrInvalidField, "set to or group_id, not both")
+	case req.GroupID != "":
+		if err := model.ValidGroupID(req.GroupID); err != nil {
+			return badRequest(protocol.ErrInvalidField, "group_id: "+err.Error())
+		}
+		return nil
+	case req.Body != nil && len(req.Body.Mentions) > 0:
+		return badRequest(protocol.ErrInvalidField, "mentions are for group messages")
 	case req.To == "":
 		return badRequest(protocol.ErrMissingField, "to is required")
 	case auth.ValidSubject(req.To) != nil:
 		return badRequest(protocol.ErrInvalidField, "to: "+auth.ValidSubject(req.To).Error())
 	case req.To == user:
 		return badRequest(protocol.ErrInvalidField, "to: cannot send to yourself")
+	}
+	return nil
+}
+
+func (s *Server) validateSend(user string, req *SendRequest) *apiError {
+	if e := validTarget(user, req); e != nil {
+		return e
+	}
+	switch {
 	case req.ClientMsgID == "":
 		return badRequest(protocol.ErrMissingField, "client_msg_id is required")
 	case model.ValidClientMsgID(req.ClientMsgID) != nil:
@@ -79,7 +98,13 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) *apiError {
 	if e != nil {
 		return e
 	}
-	conv := model.ConvID(c.user, req.To)
+	conv, target := model.ConvID(c.user, req.To), req.To
+	if req.GroupID != "" {
+		conv, target = model.GroupConvID(req.GroupID), model.GroupConvID(req.GroupID)
+		if e := s.checkGroupSend(r.Context(), req.GroupID, c.user, req.Body); e != nil {
+			return e
+		}
+	}
 	msgID := model.MessageID(c.user, req.ClientMsgID)
 	if s.Gate != nil { // before_send (gate.go); before the retry lookup, whose hash is of the final body
 		if done, e := s.beforeSend(w, r, c.user, c.device, conv, msgID, attempt, &req); done || e != nil {
@@ -89,7 +114,7 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) *apiError {
 	resp := SendResponse{MsgID: msgID, ConvID: conv, SentAtMs: s.Now().UnixMilli()}
 	retry := attempt > 1
 	if retry {
-		found, e := s.storedCopy(r.Context(), msgID, model.ContentHash(req.To, req.Type, req.Body))
+		found, e := s.storedCopy(r.Context(), msgID, model.ContentHash(target, req.Type, req.Body))
 		if e != nil {
 			return e
 		}

@@ -37,6 +37,10 @@ type Store interface {
 	Sync(ctx context.Context, user string, cur model.SyncCursor, limit int) (store.SyncPage, error)
 	Unread(ctx context.Context, user string, cur model.UnreadCursor, limit int) (store.UnreadPage, error)
 	PersistedHeads(ctx context.Context) ([]int64, error)
+	LoadGroup(ctx context.Context, group string) (*store.GroupState, error)
+	UserGroups(ctx context.Context, user, after string, limit int) ([]store.UserGroup, string, error)
+	CountUserGroups(ctx context.Context, user string, limit int) (int, error)
+	PartitionState(ctx context.Context, part int32) (topicID string, maxOff int64, ok bool, err error)
 }
 
 // Bounds of the API.
@@ -81,7 +85,12 @@ type Server struct {
 	// Gate, if set, checks every send before it is produced (before_send
 	// webhook, gate.go); nil: no check.
 	Gate SendGate
+	// MaxGroupMembers and MaxGroupsPerUser are the group limits (0:
+	// config.DefaultGroupMaxMembers, config.DefaultGroupMaxPerUser).
+	MaxGroupMembers  int
+	MaxGroupsPerUser int
 
+	members  memberCache
 	inflight chan struct{}
 	logEnds  *logEndCache
 }
@@ -191,6 +200,15 @@ func (s *Server) routes() []route {
 		{"POST /v1/presence/terminals", s.presenceTerminals},
 		{"POST " + protocol.DeliveredPath, s.delivered},
 	}
+		{"POST /v1/groups", s.createGroup},
+		{"GET /v1/groups", s.myGroups},
+		{"GET /v1/groups/{group}", s.getGroup},
+		{"PATCH /v1/groups/{group}", s.updateGroup},
+		{"DELETE /v1/groups/{group}", s.dissolveGroup},
+		{"GET /v1/groups/{group}/members", s.listMembers},
+		{"POST /v1/groups/{group}/members", s.addMembers},
+		{"DELETE /v1/groups/{group}/members/{user}", s.removeMember},
+		{"PUT /v1/groups/{group}/members/{user}/role", s.setRole},
 }
 
 func unavailable(err error) *apiError {

@@ -54,12 +54,29 @@ type Record struct {
 
 	// Kinds read, recall, delivered: the seq referred to.
 	RefSeq int64 `json:"ref_seq,omitempty"`
+
+	// Kind group: the change.
+	Group *protocol.GroupChange `json:"group,omitempty"`
 }
 
-// To returns the other participant of the record's conversation.
+// IsGroup reports whether the record belongs to a group conversation.
+func (r *Record) IsGroup() bool { return IsGroupConv(r.ConvID) }
+
+// To returns the other participant of a 1:1 record's conversation ("" for
+// a group).
 func (r *Record) To() string {
 	p, _ := Peer(r.ConvID, r.From)
 	return p
+}
+
+// HashTarget is where a message goes, as its content hash sees it
+// (ContentHash): the peer of a 1:1 message, the conversation of a group
+// message.
+func (r *Record) HashTarget() string {
+	if r.IsGroup() {
+		return r.ConvID
+	}
+	return r.To()
 }
 
 // Encode returns the record's wire form.
@@ -88,8 +105,18 @@ func Decode(b []byte, maxBody int) (Record, error) {
 
 // Validate checks everything the pipeline relies on.
 func (r *Record) Validate(maxBody int) error {
-	if _, ok := Peer(r.ConvID, r.From); !ok {
+	if r.IsGroup() {
+		if _, err := ParseGroupConv(r.ConvID); err != nil {
+			return err
+		}
+		if err := auth.ValidSubject(r.From); err != nil {
+			return fmt.Errorf("from: %w", err)
+		}
+	} else if _, ok := Peer(r.ConvID, r.From); !ok {
 		return fmt.Errorf("sender %q is not in conversation %q", r.From, r.ConvID)
+	}
+	if r.Group != nil && r.Kind != protocol.KindGroup {
+		return fmt.Errorf("%s record carries a group change", r.Kind)
 	}
 	if r.DeviceID != "" {
 		if err := ValidDeviceID(r.DeviceID); err != nil {
@@ -107,8 +134,25 @@ func (r *Record) Validate(maxBody int) error {
 		if err := ValidClientMsgID(r.ClientMsgID); err != nil {
 			return err
 		}
-		return ValidBody(r.Type, r.Body, maxBody)
+		if err := ValidBody(r.Type, r.Body, maxBody); err != nil {
+			return err
+		}
+		if len(r.Body.Mentions) > 0 && !r.IsGroup() {
+			return errors.New("mentions outside a group")
+		}
+		return nil
+	case protocol.KindGroup:
+		if !r.IsGroup() {
+			return errors.New("group record outside a group")
+		}
+		if r.MsgID != "" || r.Body != nil || r.Type != "" || r.ClientMsgID != "" || r.RefSeq != 0 {
+			return errors.New("group record carries message fields")
+		}
+		return validGroupChange(r.Group)
 	case protocol.KindRead, protocol.KindRecall, protocol.KindDelivered:
+		if r.Kind == protocol.KindDelivered && r.IsGroup() {
+			return errors.New("no delivered receipts in groups")
+		}
 		if r.RefSeq < 0 {
 			return errors.New("ref_seq must be >= 0")
 		}
@@ -154,6 +198,9 @@ func ValidBody(t protocol.MessageType, b *protocol.Body, maxBody int) error {
 	}
 	if b == nil {
 		return errors.New("body missing")
+	}
+	if err := ValidMentions(b.Mentions); err != nil {
+		return err
 	}
 	for _, s := range []string{b.Text, b.URL, b.Name, b.MIME} {
 		if !utf8.ValidString(s) {
@@ -219,5 +266,6 @@ func (r *Record) Event(seq int64) protocol.Event {
 			SentAtMs:    r.AtMs,
 		}
 	}
+	ev.Group = r.Group
 	return ev
 }

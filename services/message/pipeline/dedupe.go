@@ -137,7 +137,7 @@ func (p *Processor) dedupe(ctx, giveUp context.Context, part int32, items []stor
 	}
 	for i := range items {
 		if items[i].Rec.Kind == protocol.KindMessage {
-			items[i].Hash = model.ContentHash(items[i].Rec.To(), items[i].Rec.Type, items[i].Rec.Body)
+			items[i].Hash = model.ContentHash(items[i].Rec.HashTarget(), items[i].Rec.Type, items[i].Rec.Body)
 		}
 	}
 	if len(misses) > 0 {

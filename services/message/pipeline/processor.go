@@ -22,6 +22,8 @@ type Store interface {
 	Persist(ctx context.Context, items []store.Item) error
 	// LookupMessageIDs returns where each of ids is stored, if it is.
 	LookupMessageIDs(ctx context.Context, ids []string) (map[string]store.StoredID, error)
+	// LoadGroup reads a group's row and member rows.
+	LoadGroup(ctx context.Context, group string) (*store.GroupState, error)
 	// SetPartitionState records the partition's highest persisted offset.
 	SetPartitionState(ctx context.Context, part int32, topicID string, maxOff int64) error
 }
@@ -51,8 +53,11 @@ type Processor struct {
 	Log        *slog.Logger
 	// Permanent classifies persist errors (nil: store.IsPermanent).
 	Permanent func(error) bool
+	// MaxGroupSize bounds a group's members (0: DefaultMaxGroupSize).
+	MaxGroupSize int
 
 	window window
+	groups groupCache
 }
 
 // Backoff bounds of the transient-error retries.
@@ -120,8 +125,21 @@ func (p *Processor) ProcessSession(ctx, giveUp context.Context, recs []Record) e
 	if items, err = p.dedupe(ctx, giveUp, part, items); err != nil {
 		return err
 	}
+	p.groups.session(part, giveUp)
+	items, groups, err := p.applyGroups(ctx, giveUp, part, items)
+	if err != nil {
+		return err
+	}
 	t := time.Now()
+	n := len(items)
 	items, err = p.persist(ctx, giveUp, items, recs)
+	if err != nil || len(items) != n {
+		// Failed, or some records were dead-lettered: the states may hold
+		// changes that were not stored.
+		p.groups.drop(groups)
+	} else {
+		p.groups.keep(part, groups)
+	}
 	if err != nil {
 		return err
 	}
@@ -183,8 +201,10 @@ func (p *Processor) route(ctx context.Context, items []store.Item) error {
 		case it.Rejected:
 			// Every device of the sender, the sending one included: its
 			// send was answered with success.
-			ev.Kind, ev.RefSeq = protocol.KindRejected, it.StoredSeq
+			ev.Kind, ev.RefSeq, ev.Reason = protocol.KindRejected, it.StoredSeq, it.Reason
 			routed[i] = Routed{Event: ev, Users: []string{it.Rec.From}}
+		case it.Rec.IsGroup():
+			routed[i] = Routed{Event: ev, Users: it.Members, ExceptDevice: it.Rec.DeviceID}
 		case it.Rec.Kind == protocol.KindDelivered:
 			routed[i] = Routed{Event: ev, Users: []string{it.Rec.To()}}
 		default:

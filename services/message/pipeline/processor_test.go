@@ -67,6 +67,10 @@ func (f *fakeStore) LookupMessageIDs(_ context.Context, ids []string) (map[strin
 
 func (f *fakeStore) SetPartitionState(context.Context, int32, string, int64) error { return nil }
 
+func (f *fakeStore) LoadGroup(_ context.Context, g string) (*store.GroupState, error) {
+	return &store.GroupState{ID: g, CreatedSeq: -1, DissolvedSeq: -1, Members: map[string]store.MemberState{}}, nil
+}
+
 type fakeRouter struct {
 	log    *[]string
 	routed []Routed

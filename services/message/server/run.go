@@ -75,7 +75,7 @@ type Options struct {
 // Component is an optional part of a message process.
 type Component struct {
 	Name      string
-	WhileDown string       // what still works while Health fails
+	WhileDown string // what still works while Health fails
 	Run       func(context.Context) error
 	Health    func() error // nil: not shown
 }
@@ -145,6 +145,7 @@ func Run(ctx context.Context, cfg config.Message, opt Options) error {
 		defer prod.Close()
 		srv = &api.Server{Auth: authn, Store: st, Producer: prod, Presence: opt.Directory, Partitions: int(cfg.Partitions),
 			MaxMessageBytes: cfg.MaxMessageBytes, RecallWindow: cfg.RecallWindow, Log: log, Now: opt.Now,
+			MaxGroupMembers: cfg.MaxGroupMembers, MaxGroupsPerUser: cfg.MaxGroupsPerUser,
 			LogEnds: prod} // the producer's client reads the log ends too
 		if opt.Gate != nil {
 			srv.Gate = opt.Gate
@@ -165,7 +166,8 @@ func Run(ctx context.Context, cfg config.Message, opt Options) error {
 		}
 		cons = &pipeline.Consumer{Kafka: cfg.Kafka, ClientID: cfg.NodeID, InstanceID: cfg.GroupInstanceID, Guard: st,
 			Grace: cfg.ShutdownGrace, Log: log,
-			Processor: &pipeline.Processor{Store: st, Router: router, DeadLetter: dlq, TopicID: info.ID, Log: log}}
+			Processor: &pipeline.Processor{Store: st, Router: router, DeadLetter: dlq, TopicID: info.ID, Log: log,
+				MaxGroupSize: cfg.MaxGroupMembers}}
 		// A process that serves the API must not flap with rebalances: it
 		// is ready once it joined; a pipeline-only process while it holds
 		// a session.

@@ -73,6 +73,9 @@ func scanMessage(conv string, sc *gocql.Iter) (protocol.Event, bool) {
 }
 
 func messageEvent(conv string, seq int64, msgID, cmid, from, dev, typ string, body *string, recalled bool, sent *int64) protocol.Event {
+	if typ == groupEventType {
+		return groupEvent(conv, seq, from, dev, body, sent)
+	}
 	to, _ := model.Peer(conv, from)
 	m := &protocol.Message{MsgID: msgID, ClientMsgID: cmid, From: from, To: to, Type: protocol.MessageType(typ), Recalled: recalled}
 	if sent != nil {
@@ -84,7 +87,7 @@ func messageEvent(conv string, seq int64, msgID, cmid, from, dev, typ string, bo
 	return protocol.Event{Kind: protocol.KindMessage, ConvID: conv, Seq: seq, From: from, DeviceID: dev, Message: m, AtMs: m.SentAtMs}
 }
 
-// Message returns the message at seq of conv.
+// Message returns the message at seq of conv (not a group change).
 func (st *Store) Message(ctx context.Context, conv string, seq int64) (protocol.Event, bool, error) {
 	it := st.s.Query(`SELECT `+messageColumns+` FROM messages WHERE conv_id = ? AND bucket = ? AND seq = ?`,
 		conv, model.Bucket(seq), seq).WithContext(ctx).Iter()
@@ -92,7 +95,7 @@ func (st *Store) Message(ctx context.Context, conv string, seq int64) (protocol.
 	if err := it.Close(); err != nil {
 		return ev, false, fmt.Errorf("while reading message: %w", err)
 	}
-	if ok && ev.Message.MsgID == "" {
+	if ok && (ev.Message == nil || ev.Message.MsgID == "") {
 		ok = false // a recall of a message that was never stored
 	}
 	return ev, ok, nil
@@ -106,7 +109,7 @@ func scanMessages(conv string, it *gocql.Iter, out []protocol.Event, cursor *int
 		if !ok {
 			break
 		}
-		if ev.Message.MsgID != "" {
+		if ev.Kind == protocol.KindGroup || ev.Message.MsgID != "" {
 			out = append(out, ev)
 		}
 		*cursor = ev.Seq
@@ -212,14 +215,14 @@ func (st *Store) Conversations(ctx context.Context, user, after string, inclusiv
 	return out, nil
 }
 
-const feedColumns = `off, kind, conv_id, from_user, device_id, ref_seq, at_ms, msg_id, client_msg_id, type, body, recalled`
+const feedColumns = `off, kind, conv_id, from_user, device_id, ref_seq, at_ms, msg_id, client_msg_id, type, body, recalled, reason`
 
 func scanFeed(sc *gocql.Iter) (protocol.Event, bool) {
 	var off int64
-	var kind, conv, from, dev, msgID, cmid, typ, body *string
+	var kind, conv, from, dev, msgID, cmid, typ, body, reason *string
 	var ref, at *int64
 	var recalled *bool
-	if !sc.Scan(&off, &kind, &conv, &from, &dev, &ref, &at, &msgID, &cmid, &typ, &body, &recalled) {
+	if !sc.Scan(&off, &kind, &conv, &from, &dev, &ref, &at, &msgID, &cmid, &typ, &body, &recalled, &reason) {
 		return protocol.Event{}, false
 	}
 	k := protocol.Kind(str(kind))
@@ -231,12 +234,15 @@ func scanFeed(sc *gocql.Iter) (protocol.Event, bool) {
 	if k == protocol.KindMessage || k == protocol.KindRejected {
 		ev := messageEvent(str(conv), off, str(msgID), str(cmid), str(from), str(dev), str(typ), body, recalled != nil && *recalled, at)
 		if k == protocol.KindRejected {
-			ev.Kind = k
+			ev.Kind, ev.Reason = k, str(reason)
 			if ref != nil {
 				ev.RefSeq = *ref
 			}
 		}
 		return ev, true
+	}
+	if k == protocol.KindGroup {
+		return groupEvent(str(conv), off, str(from), str(dev), body, at), true
 	}
 	ev := protocol.Event{Kind: k, ConvID: str(conv), Seq: off, From: str(from), DeviceID: str(dev)}
 	if ref != nil {

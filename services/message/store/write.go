@@ -27,6 +27,21 @@ type Item struct {
 	// (kind rejected, ref_seq StoredSeq), nothing else is written.
 	Rejected  bool
 	StoredSeq int64
+	// Reason says why a rejected record was not stored (a protocol error
+	// code; "" is ErrIdempotencyClash).
+	Reason string
+
+	// Group records and messages (set by the pipeline, which applies the
+	// group's changes in log order): Members are the users the record
+	// reaches — feeds, conversation rows, pushes — at its place in the log
+	// (for a removal or leave, the leaving users too, so they see it).
+	Members []string
+	// Roles are the member rows a group change (re)writes: joined users
+	// (created, joined) and role changes.
+	Roles map[string]protocol.Role
+	// Left are the users a group change removes (removed, left,
+	// dissolved).
+	Left []string
 }
 
 // Bounds of the write path.
@@ -55,8 +70,8 @@ const (
 	cqlRecallMessage = `UPDATE messages USING TIMESTAMP ? SET recalled = true, body = null WHERE conv_id = ? AND bucket = ? AND seq = ?`
 	cqlConvBucket    = `INSERT INTO conv_buckets (conv_id, bucket) VALUES (?, ?)`
 	cqlFeedBucket    = `INSERT INTO feed_buckets (user_id, part, bucket) VALUES (?, ?, ?)`
-	cqlInsertFeed    = `INSERT INTO feed (user_id, part, bucket, off, kind, conv_id, from_user, device_id, ref_seq, at_ms, msg_id, client_msg_id, type, body)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?`
+	cqlInsertFeed    = `INSERT INTO feed (user_id, part, bucket, off, kind, conv_id, from_user, device_id, ref_seq, at_ms, msg_id, client_msg_id, type, body, reason)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?`
 	// Feed rows and their recall cells expire after the feed retention
 	// (TTL 0: never; see retention.go).
 	cqlRecallFeed = `UPDATE feed USING TIMESTAMP ? AND TTL ? SET recalled = true, body = null WHERE user_id = ? AND part = ? AND bucket = ? AND off = ?`
@@ -159,15 +174,31 @@ func (st *Store) Persist(ctx context.Context, items []Item) error {
 		ts := it.Off + 1
 		body, bodyLen := bodyJSON(r.Body)
 		b := model.Bucket(it.Off) // of the feed entries and the message row
+		if r.Kind == protocol.KindGroup {
+			body, bodyLen = groupChangeJSON(r.Group)
+		}
 		feed := func(u string, kind protocol.Kind, ref int64) {
 			w := work(u)
 			w.buckets[b] = append(w.buckets[b], stmt{cqlInsertFeed, []any{
 				u, part, b, it.Off, string(kind), r.ConvID, from, nullable(r.DeviceID), ref, r.AtMs,
-				nullable(r.MsgID), nullable(r.ClientMsgID), nullable(string(r.Type)), nullable(body), ts, st.ret.ttl}, 200 + bodyLen})
+				nullable(r.MsgID), nullable(r.ClientMsgID), nullable(string(r.Type)), nullable(body), nullable(it.Reason), ts, st.ret.ttl}, 200 + bodyLen})
 		}
 		switch {
 		case it.Rejected:
 			feed(from, protocol.KindRejected, it.StoredSeq) // the sender's devices only
+			continue
+		case r.IsGroup():
+			gw := groupWork{st: st, it: &it, part: part, b: b, body: body, bodyLen: bodyLen, feed: feed,
+				conv: func(u string) *convUpdate { return conv(u, r.ConvID, "") }, set: set}
+			gw.build()
+			for k, rows := range gw.msgRows {
+				msgRows[k] = append(msgRows[k], rows...)
+			}
+			if len(gw.msgRows) > 0 {
+				convBuckets[convBucket{r.ConvID, b}] = struct{}{}
+			}
+			msgIDs = append(msgIDs, gw.single...)
+			recalls = append(recalls, gw.recalls...)
 			continue
 		case r.Kind == protocol.KindDelivered:
 			// Only the peer (whose messages were delivered) needs it: the
