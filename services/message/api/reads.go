@@ -133,14 +133,6 @@ func (s *Server) conversations(w http.ResponseWriter, r *http.Request) *apiError
 	}
 	limit, e := queryInt(r, "limit", MaxPage, 1, MaxPage)
 	if e != nil {
-	from := int64(0) // a group member's history starts at their join
-	if model.IsGroupConv(conv) {
-		m, e := s.groupConversation(r.Context(), conv, c.user)
-		if e != nil {
-			return e
-		}
-		from = m.Joined
-	}
 		return e
 	}
 	after := r.URL.Query().Get("after")
@@ -153,9 +145,6 @@ func (s *Server) conversations(w http.ResponseWriter, r *http.Request) *apiError
 	}
 	resp := ConversationsResponse{Conversations: list}
 	if resp.Conversations == nil {
-	if i := slices.IndexFunc(msgs, func(ev protocol.Event) bool { return ev.Seq < from }); i >= 0 {
-		msgs, more = msgs[:i], false
-	}
 		resp.Conversations = []store.ConvState{}
 	}
 	if len(list) == int(limit) {
@@ -178,6 +167,14 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) *apiError {
 	if e != nil {
 		return e
 	}
+	from := int64(0) // a group member's history starts at their join
+	if model.IsGroupConv(conv) {
+		m, e := s.groupConversation(r.Context(), conv, c.user)
+		if e != nil {
+			return e
+		}
+		from = m.Joined
+	}
 	limit, e := queryInt(r, "limit", DefaultPage, 1, MaxPage)
 	if e != nil {
 		return e
@@ -189,6 +186,9 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) *apiError {
 	msgs, more, err := s.Store.History(r.Context(), conv, before, int(limit))
 	if err != nil {
 		return unavailable(err)
+	}
+	if i := slices.IndexFunc(msgs, func(ev protocol.Event) bool { return ev.Seq < from }); i >= 0 {
+		msgs, more = msgs[:i], false
 	}
 	resp := HistoryResponse{Messages: msgs, HasMore: more}
 	if resp.Messages == nil {

@@ -199,7 +199,6 @@ func (s *Server) routes() []route {
 		{"POST /v1/presence/online", s.presenceMany},
 		{"POST /v1/presence/terminals", s.presenceTerminals},
 		{"POST " + protocol.DeliveredPath, s.delivered},
-	}
 		{"POST /v1/groups", s.createGroup},
 		{"GET /v1/groups", s.myGroups},
 		{"GET /v1/groups/{group}", s.getGroup},
@@ -209,6 +208,7 @@ func (s *Server) routes() []route {
 		{"POST /v1/groups/{group}/members", s.addMembers},
 		{"DELETE /v1/groups/{group}/members/{user}", s.removeMember},
 		{"PUT /v1/groups/{group}/members/{user}/role", s.setRole},
+	}
 }
 
 func unavailable(err error) *apiError {
