@@ -183,6 +183,11 @@ func renderConfig(c *v1alpha1.IMCluster) (rendered, error) {
 		PresenceLeaseTTL:  lease,
 	}
 	msgEnv, pushEnv := msg.Env(), push.Env()
+	wh, err := webhookConfig(c)
+	if err != nil {
+		return rendered{}, err
+	}
+	maps.Copy(msgEnv, wh.Env()) // read by the message tier only
 	shared := maps.Clone(msgEnv)
 	for k, v := range pushEnv {
 		if old, ok := shared[k]; ok && old != v {

@@ -40,6 +40,7 @@ func containerSecurityContext() *corev1.SecurityContext {
 // secretVolumes are the Secrets a tier or the bootstrap Job mounts.
 type secretVolumes struct {
 	auth, kafka, cassandra, etcd bool
+	webhook                      bool                   // message: spec.webhooks' signing secret
 	listenerTLS                  *v1alpha1.TLSSecretRef // the tier's own listener pair
 	messageCA                    bool                   // push: ca.crt of spec.message.tls
 }
@@ -72,6 +73,9 @@ func volumes(c *v1alpha1.IMCluster, want secretVolumes) ([]corev1.Volume, []core
 	}
 	if want.cassandra && s.Cassandra.Credentials != nil {
 		add("cassandra", s.Cassandra.Credentials.SecretName, cassandraDir, creds(s.Cassandra.Credentials))
+	}
+	if want.webhook && s.Webhooks != nil { // read at start: a change rolls message
+		add("webhook", s.Webhooks.SecretName, webhookDir, []corev1.KeyToPath{{Key: s.Webhooks.SecretKey, Path: "secret"}})
 	}
 	if want.etcd && s.Etcd.TLS != nil {
 		add("etcd-tls", s.Etcd.TLS.SecretName, etcdTLSDir, nil)
@@ -135,6 +139,7 @@ func tierPodTemplate(c *v1alpha1.IMCluster, tier string, spec *v1alpha1.TierSpec
 		grace = m.ShutdownGraceSeconds
 		want.kafka, want.cassandra = true, true
 		want.listenerTLS = m.TLS
+		want.webhook = true
 	case TierPush:
 		p := &c.Spec.Push
 		ports = []corev1.ContainerPort{

@@ -86,6 +86,8 @@ func (c *IMCluster) SetDefaults() {
 	setString(&s.Limits.RecallWindow, DefaultRecallWindow)
 	setString(&s.Limits.FeedRetention, DefaultFeedRetention)
 
+	s.Webhooks.setDefaults()
+
 	if s.Bootstrap.BackoffLimit == nil {
 		v := DefaultBackoffLimit
 		s.Bootstrap.BackoffLimit = &v

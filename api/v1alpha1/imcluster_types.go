@@ -66,6 +66,11 @@ type IMClusterSpec struct {
 	// +kubebuilder:default={}
 	// +optional
 	Bootstrap BootstrapSpec `json:"bootstrap,omitempty"`
+
+	// Webhooks to a business back end (before_send, after_send, ...);
+	// unset: none (docs/webhooks.md).
+	// +optional
+	Webhooks *WebhooksSpec `json:"webhooks,omitempty"`
 }
 
 // TierSpec is what both tiers share: size, resources and placement.
