@@ -120,40 +120,6 @@ func (s *Server) unread(w http.ResponseWriter, r *http.Request) *apiError {
 	return nil
 }
 
-// ConversationsResponse is one page of GET /v1/conversations.
-type ConversationsResponse struct {
-	Conversations []store.ConvState `json:"conversations"`
-	After         string            `json:"after,omitempty"` // pass as ?after= for the next page
-}
-
-func (s *Server) conversations(w http.ResponseWriter, r *http.Request) *apiError {
-	c, e := s.authenticate(r, true)
-	if e != nil {
-		return e
-	}
-	limit, e := queryInt(r, "limit", MaxPage, 1, MaxPage)
-	if e != nil {
-		return e
-	}
-	after := r.URL.Query().Get("after")
-	if len(after) > 200 {
-		return badRequest(protocol.ErrInvalidField, "after too long")
-	}
-	list, err := s.Store.Conversations(r.Context(), c.user, after, false, int(limit))
-	if err != nil {
-		return unavailable(err)
-	}
-	resp := ConversationsResponse{Conversations: list}
-	if resp.Conversations == nil {
-		resp.Conversations = []store.ConvState{}
-	}
-	if len(list) == int(limit) {
-		resp.After = list[len(list)-1].ConvID
-	}
-	writeJSON(w, http.StatusOK, resp)
-	return nil
-}
-
 // HistoryResponse is one page of GET /v1/conversations/{conv}/messages,
 // newest first.
 type HistoryResponse struct {

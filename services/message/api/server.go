@@ -192,6 +192,7 @@ func (s *Server) routes() []route {
 		{"GET /v1/sync", s.sync},
 		{"GET /v1/unread", s.unread},
 		{"GET /v1/conversations", s.conversations},
+		{"PATCH /v1/conversations/{conv}", s.setConvSettings},
 		{"GET /v1/conversations/{conv}/messages", s.history},
 		{"POST /v1/conversations/{conv}/read", s.read},
 		{"POST /v1/conversations/{conv}/recall", s.recall},
