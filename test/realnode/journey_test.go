@@ -281,6 +281,17 @@ spec:
 		t.Errorf("under load: lost %d, duplicated %d, reordered %d messages", lost, dup, reordered)
 	}
 
+	// A device sends over its socket (the push pod forwards it to the
+	// message tier), and the recipient's device gets it.
+	sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
+	res, err := bob.cl.Send(sctx, map[string]any{"to": "carol", "client_msg_id": "ws-bob-carol", "type": protocol.TypeText,
+		"body": map[string]string{"text": "ws-bob-carol"}})
+	scancel()
+	if err != nil || res.Status != 200 {
+		t.Errorf("bob's send over the socket: status %d, %v", res.Status, err)
+	}
+	carol.await(t, 30*time.Second, "ws-bob-carol")
+
 	// The dashboard and the alerts name only metrics the pods export. A
 	// device leaving counts a close on its push pod.
 	bob.cl.Close()

@@ -376,6 +376,7 @@ func sampleNames(r io.Reader) ([]string, error) {
 var eventOnly = map[string]string{
 	"imcluster_pipeline_retries_total": "a transient Cassandra or Kafka failure in the pipeline",
 	"imcluster_route_hints_total":      "a push node's batch skipped (breaker open, node refusing)",
+	"imcluster_push_sync_hints_total":  "a sync frame to devices whose pushes may have been dropped",
 }
 
 // missingMetrics returns the named metrics that no scrape showed, with
