@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -32,10 +33,17 @@ func TestReceiverFailsForAWhile(t *testing.T) {
 	bob := c.connect(msg, push, "bob", "bob-phone")
 	eventually(t, "bob online", 10*time.Second, func() bool { return c.sessions("bob") == 1 })
 
+	// IM_WEBHOOK_DOWN (a duration) keeps the receiver down that long while
+	// a message goes out every 200 ms (docs/benchmarks.md: 60s).
+	down, _ := time.ParseDuration(os.Getenv("IM_WEBHOOK_DOWN"))
 	const n = 20
 	var ids []string
 	var worst time.Duration
-	for i := range n {
+	start := time.Now()
+	for i := 0; i < n || time.Since(start) < down; i++ {
+		if down > 0 {
+			time.Sleep(200 * time.Millisecond)
+		}
 		t0 := time.Now()
 		res, err := c.send(msg, "alice", "bob", protocol.TypeText, &protocol.Body{Text: fmt.Sprintf("while down %d", i)})
 		if err != nil {
@@ -49,7 +57,7 @@ func TestReceiverFailsForAWhile(t *testing.T) {
 		})
 		worst = max(worst, time.Since(t0))
 	}
-	t.Logf("receiver down: %d messages sent and pushed, slowest send-to-push %v", n, worst)
+	t.Logf("receiver down %v: %d messages sent and pushed, slowest send-to-push %v", time.Since(start).Round(time.Second), len(ids), worst)
 	// The dispatcher keeps trying meanwhile.
 	eventually(t, "retries of the first event", 20*time.Second, func() bool {
 		r.mu.Lock()
@@ -63,7 +71,9 @@ func TestReceiverFailsForAWhile(t *testing.T) {
 	}
 	r.mu.Unlock()
 	r.setFailing(false)
+	t0 := time.Now()
 	r.await(t, 90*time.Second, ids...)
+	t.Logf("receiver back: all %d after_send events accepted %v later", len(ids), time.Since(t0).Round(time.Millisecond))
 
 	// A permanent refusal: dead-lettered at once, the next event flows.
 	cm := testdeps.Unique("c")
