@@ -40,7 +40,7 @@ type presenceWatcher struct {
 
 func (w *presenceWatcher) root() string     { return strings.TrimRight(w.prefix, "/") }
 func (w *presenceWatcher) sessions() string { return w.root() + "/push/sessions/" }
-func (w *presenceWatcher) revKey() string   { return w.root() + "/webhook/presence-rev" }
+func (w *presenceWatcher) revKey() string   { return PresenceRevKey(w.prefix) }
 func (w *presenceWatcher) electKey() string { return w.root() + "/webhook/presence-leader" }
 
 func (w *presenceWatcher) run(ctx context.Context) {
@@ -113,6 +113,12 @@ func (w *presenceWatcher) watch(ctx context.Context, el *concurrency.Election) e
 		rev = from
 	}
 	wch := w.cli.Watch(clientv3.WithRequireLeader(ctx), w.sessions(), clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithPrevKV())
+	// The starting point is saved at once: every session change after it
+	// is seen (the watch starts at rev+1 whenever it is established), and
+	// its presence tells that the watcher runs (tests await it).
+	if err := w.save(ctx, el, rev); err != nil {
+		return err
+	}
 	for wr := range wch {
 		if err := wr.Err(); err != nil {
 			return fmt.Errorf("while watching sessions: %w", err)
@@ -127,15 +133,27 @@ func (w *presenceWatcher) watch(ctx context.Context, el *concurrency.Election) e
 			}
 		}
 		if len(wr.Events) > 0 {
-			// Saved only while this watcher still leads.
-			last := strconv.FormatInt(wr.Events[len(wr.Events)-1].Kv.ModRevision, 10)
-			if _, err := w.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(el.Key()), "=", el.Rev())).
-				Then(clientv3.OpPut(w.revKey(), last)).Commit(); err != nil {
-				return fmt.Errorf("while saving the presence revision: %w", err)
+			if err := w.save(ctx, el, wr.Events[len(wr.Events)-1].Kv.ModRevision); err != nil {
+				return err
 			}
 		}
 	}
 	return ctx.Err()
+}
+
+// save records rev as produced up to, only while this watcher still leads.
+func (w *presenceWatcher) save(ctx context.Context, el *concurrency.Election, rev int64) error {
+	if _, err := w.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(el.Key()), "=", el.Rev())).
+		Then(clientv3.OpPut(w.revKey(), strconv.FormatInt(rev, 10))).Commit(); err != nil {
+		return fmt.Errorf("while saving the presence revision: %w", err)
+	}
+	return nil
+}
+
+// PresenceRevKey is the etcd key under prefix where the leading presence
+// watcher saves the revision it produced up to (present once one runs).
+func PresenceRevKey(prefix string) string {
+	return strings.TrimRight(prefix, "/") + "/webhook/presence-rev"
 }
 
 // apply updates users with one change and returns the transitions.

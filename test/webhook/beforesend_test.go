@@ -87,7 +87,7 @@ func TestBeforeSend(t *testing.T) {
 	t.Run("Refuse", func(t *testing.T) {
 		for _, msg := range []*proc{open, closed} {
 			st, ans, _ := c.rawSend(t, msg, "alice", "bob", testdeps.Unique("c"), "refuse me", 1)
-			if st != http.StatusForbidden || ans["code"] != "refused" || ans["reason"] != "not_friends" || ans["message"] != "you are not friends" {
+			if st != http.StatusForbidden || ans["code"] != "refused" || ans["reason"] != "not_friends" || ans["message"] != "not_friends: you are not friends" {
 				t.Fatalf("%s: refusal answered %d %v", msg.name, st, ans)
 			}
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/imcluster/imcluster/services/config"
 	"github.com/imcluster/imcluster/services/message/model"
 	"github.com/imcluster/imcluster/services/protocol"
+	"github.com/imcluster/imcluster/services/webhook"
 	"github.com/imcluster/imcluster/services/webhook/wire"
 	"github.com/imcluster/imcluster/test/testdeps"
 )
@@ -30,6 +31,13 @@ func TestAsyncEvents(t *testing.T) {
 	msg := c.startMessage("message-1", true, config.EnvWebhookURL+"="+r.srv.URL+"/events", config.EnvWebhookTimeout+"=2s")
 	push := c.startPush("push-1", msg)
 	conv := model.ConvID("alice", "bob")
+	// The presence watcher runs once it saved its starting revision.
+	eventually(t, "the presence watcher", 30*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		resp, err := c.etcd.Get(ctx, webhook.PresenceRevKey(c.cfg.EtcdPrefix))
+		return err == nil && len(resp.Kvs) == 1
+	})
 
 	alice := c.connect(msg, push, "alice", "alice-phone")
 	r.awaitType(t, 20*time.Second, config.WebhookUserOnline, "alice")

@@ -54,7 +54,8 @@ type GateDecision struct {
 const ErrRefused = "refused"
 
 // RefusedError is the answer to a refused send: protocol.Error plus the
-// business's reason code.
+// business's reason code (also the start of Message, "<reason>: <text>",
+// for clients that see only code and message: a send over the socket).
 type RefusedError struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
@@ -92,7 +93,13 @@ func (s *Server) beforeSend(w http.ResponseWriter, r *http.Request, from, device
 		return false, errf(http.StatusServiceUnavailable, protocol.ErrUnavailable, "before_send check failed: "+err.Error())
 	case d.Refuse:
 		mGate.WithLabelValues("refuse").Observe(time.Since(t0).Seconds())
-		writeJSON(w, http.StatusForbidden, RefusedError{Code: ErrRefused, Message: d.Message, Reason: d.Reason})
+		// The message starts with the reason: a send over the socket gets
+		// code and message only (the push node's send_result).
+		msg := d.Reason
+		if d.Message != "" {
+			msg += ": " + d.Message
+		}
+		writeJSON(w, http.StatusForbidden, RefusedError{Code: ErrRefused, Message: msg, Reason: d.Reason})
 		return true, nil
 	case d.Body != nil:
 		mGate.WithLabelValues("replace").Observe(time.Since(t0).Seconds())
