@@ -186,6 +186,7 @@ listen() { # user device push-url; sets LAST_PID to a listener writing $RUN/demo
 	# Like a real device, it starts from the sync cursor it saved last time.
 	local f="$RUN/demo/$2.jsonl" cursor=""
 	[[ -s "$RUN/cursors/$2" ]] && cursor=$(cat "$RUN/cursors/$2")
+	: >"$RUN/demo/$2.err" # wait_connected waits for this session's line
 	"$BIN/imctl" listen --as "$1" --device "$2" --terminal desktop --push "$3" --cursor "$cursor" >>"$f" 2>>"$RUN/demo/$2.err" &
 	LAST_PID=$!
 	LISTENERS+=("$LAST_PID")
@@ -289,10 +290,53 @@ cmd_demo() {
 	show "$demo/bob-phone.jsonl" '"kind":"recall".*"ref_seq":'"$last"','
 	step "history now (alice's view, newest first):"
 	"$imctl" history --as $alice --with $bob --limit 5 | sed -e 's/^/      /'
-	stop_listener "$pa" alice-phone
 	stop_listener "$pb" bob-phone
+	demo_group "$tag"
+	stop_listener "$pa" alice-phone
 	stop_listeners
 	say "Demo done (listener output in ${demo#"$ROOT"/}/)"
+}
+
+# demo_group: a group of three across both push nodes — alice (push-1,
+# listening), bob (push-2), carol offline until the end, who pulls what she
+# missed on login. Runs inside cmd_demo (its variables and listeners).
+demo_group() {
+	local tag=$1 grp="team-$1" demo="$RUN/demo" imctl="$BIN/imctl" pb pc i
+	say "Demo: a group — alice creates $grp with bob and carol (carol is offline)"
+	listen bob bob-phone $PUSH2
+	pb=$LAST_PID
+	wait_connected bob-phone
+	step "$(grep 'connected to' "$demo/bob-phone.err" | tail -n1)"
+	"$imctl" group create --as alice --id "$grp" --name "Team $tag" --members bob,carol >"$demo/group.json"
+	step "created: $(cut -c1-150 "$demo/group.json")"
+	wait_line "$demo/bob-phone.jsonl" '"kind":"group".*"op":"created"' "bob to see the group created"
+	"$imctl" send --as alice --group "$grp" --device alice-phone --text "hello team ($tag)" --mention carol >"$demo/g1.json"
+	step "alice -> $grp: \"hello team ($tag)\" @carol   $(cat "$demo/g1.json")"
+	wait_line "$demo/bob-phone.jsonl" "hello team ($tag)" "bob to receive alice's group message"
+	step "bob (push-2) got it by push:"
+	show "$demo/bob-phone.jsonl" "hello team ($tag)"
+	"$imctl" send --as bob --group "$grp" --device bob-laptop --text "hi all ($tag)" --via-push --push $PUSH2 >"$demo/g2.json"
+	step "bob -> $grp from his laptop's socket: \"hi all ($tag)\"   $(cat "$demo/g2.json")"
+	wait_line "$demo/alice-phone.jsonl" "hi all ($tag)" "alice to receive bob's group message"
+	step "alice (push-1) got it:"
+	show "$demo/alice-phone.jsonl" "hi all ($tag)"
+	say "Demo: carol logs in; she pulls what she missed, then syncs it"
+	for i in $(seq 1 100); do
+		"$imctl" unread --as carol >"$demo/carol-unread.json"
+		grep -q "hi all ($tag)" "$demo/carol-unread.json" && break
+		sleep 0.1
+	done
+	step "carol's unread pull: $(grep -o 'hello team ('"$tag"')[^}]*mentions":\[[^]]*\]\|hi all ('"$tag"')' "$demo/carol-unread.json" | tr '\n' ',' | sed 's/,$//')"
+	listen carol carol-phone $PUSH1
+	pc=$LAST_PID
+	wait_connected carol-phone
+	wait_line "$demo/carol-phone.jsonl" "hi all ($tag)" "carol to sync the group"
+	step "$(grep 'connected to' "$demo/carol-phone.err" | tail -n1) — and synced:"
+	grep -- '"conv_id":"g:'"$grp"'"' "$demo/carol-phone.jsonl" | sed -e 's/^/      /' | cut -c1-160
+	step "the group's history (carol's view, newest first):"
+	"$imctl" history --as carol --group "$grp" --limit 5 | sed -e 's/^/      /'
+	stop_listener "$pb" bob-phone
+	stop_listener "$pc" carol-phone
 }
 
 cmd_stop() {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -24,6 +25,15 @@ func printJSON(v any) {
 	fmt.Println(string(b))
 }
 
+// convOf is the conversation of a command: a group's with --group, else
+// the 1:1 conversation of as and with.
+func convOf(as, with, group string) string {
+	if group != "" {
+		return model.GroupConvID(group)
+	}
+	return model.ConvID(as, with)
+}
+
 func apiAs(user, device string) (*client.API, error) {
 	tok, err := userToken(user)
 	if err != nil {
@@ -33,7 +43,8 @@ func apiAs(user, device string) (*client.API, error) {
 }
 
 func init() {
-	var as, to, text, cmid, typ, device, url_ string
+	var as, to, group, text, cmid, typ, device, url_ string
+	var mentions []string
 	var viaPush bool
 	send := &cobra.Command{
 		Use:   "send",
@@ -43,7 +54,11 @@ func init() {
 			if cmid == "" {
 				cmid = uuid.NewString()
 			}
-			req := client.SendRequest{To: to, ClientMsgID: cmid, Type: protocol.MessageType(typ), Body: &protocol.Body{Text: text, URL: url_}}
+			if to == "" && group == "" {
+				return errNoTarget
+			}
+			req := client.SendRequest{To: to, GroupID: group, ClientMsgID: cmid, Type: protocol.MessageType(typ),
+				Body: &protocol.Body{Text: text, URL: url_, Mentions: mentions}}
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			if viaPush {
@@ -79,6 +94,8 @@ func init() {
 	f := send.Flags()
 	f.StringVar(&as, "as", "", "sender user id")
 	f.StringVar(&to, "to", "", "recipient user id")
+	f.StringVar(&group, "group", "", "group id (instead of --to)")
+	f.StringSliceVar(&mentions, "mention", nil, "mention a group member (repeatable; all: everyone, owner and admins only)")
 	f.StringVar(&text, "text", "", "text body")
 	f.StringVar(&url_, "url", "", "media URL (image, file, voice, video)")
 	f.StringVar(&typ, "type", "text", "text, image, file, voice, video")
@@ -134,7 +151,7 @@ func init() {
 }
 
 func init() {
-	var as, with, before string
+	var as, with, group, before string
 	var limit int
 	var rawJSON bool
 	history := &cobra.Command{
@@ -151,7 +168,7 @@ func init() {
 				q.Set("before", before)
 			}
 			var raw json.RawMessage
-			if err := a.Get(context.Background(), "/v1/conversations/"+url.PathEscape(model.ConvID(as, with))+"/messages?"+q.Encode(), &raw); err != nil {
+			if err := a.Get(context.Background(), "/v1/conversations/"+url.PathEscape(convOf(as, with, group))+"/messages?"+q.Encode(), &raw); err != nil {
 				return err
 			}
 			if rawJSON {
@@ -168,6 +185,10 @@ func init() {
 			}
 			for _, ev := range page.Messages {
 				m := ev.Message
+				if ev.Kind == protocol.KindGroup && ev.Group != nil {
+					fmt.Printf("seq %-8d %s  %s: group %s %s\n", ev.Seq, time.UnixMilli(ev.AtMs).Format("15:04:05"), ev.From, ev.Group.Op, strings.Join(ev.Group.Users, ","))
+					continue
+				}
 				if m == nil {
 					continue
 				}
@@ -180,7 +201,14 @@ func init() {
 				case m.Body != nil:
 					text = string(m.Type) + " " + m.Body.URL
 				}
-				fmt.Printf("seq %-8d %s  %s -> %s  %s\n", ev.Seq, time.UnixMilli(m.SentAtMs).Format("15:04:05"), m.From, m.To, text)
+				to := m.To
+				if to == "" {
+					to = ev.ConvID
+				}
+				if m.Body != nil && len(m.Body.Mentions) > 0 {
+					text += "  @" + strings.Join(m.Body.Mentions, " @")
+				}
+				fmt.Printf("seq %-8d %s  %s -> %s  %s\n", ev.Seq, time.UnixMilli(m.SentAtMs).Format("15:04:05"), m.From, to, text)
 			}
 			if page.HasMore && page.NextBefore != nil {
 				fmt.Printf("(more: --before %d)\n", *page.NextBefore)
@@ -192,6 +220,7 @@ func init() {
 	f.BoolVar(&rawJSON, "json", false, "print the API's JSON answer")
 	f.StringVar(&as, "as", "", "user id")
 	f.StringVar(&with, "with", "", "the other participant")
+	f.StringVar(&group, "group", "", "a group id (instead of --with)")
 	f.StringVar(&before, "before", "", "seq from a previous page's \"more\" line")
 	f.IntVar(&limit, "limit", 50, "page size")
 	rootCmd.AddCommand(history)
@@ -219,7 +248,7 @@ func init() {
 	rootCmd.AddCommand(unread)
 
 	for _, verb := range []string{"read", "recall"} {
-		var as, with, device string
+		var as, with, group, device string
 		var seq int64
 		cmd := &cobra.Command{
 			Use:   verb,
@@ -230,7 +259,7 @@ func init() {
 				if err != nil {
 					return err
 				}
-				conv := model.ConvID(as, with)
+				conv := convOf(as, with, group)
 				if verb == "read" {
 					err = a.Read(context.Background(), conv, seq)
 				} else {
@@ -245,6 +274,7 @@ func init() {
 		}
 		cmd.Flags().StringVar(&as, "as", "", "user id")
 		cmd.Flags().StringVar(&with, "with", "", "the other participant")
+		cmd.Flags().StringVar(&group, "group", "", "a group id (instead of --with)")
 		cmd.Flags().StringVar(&device, "device", "imctl", "device id")
 		cmd.Flags().Int64Var(&seq, "seq", 0, "seq")
 		rootCmd.AddCommand(cmd)

@@ -66,7 +66,7 @@ func TestGroupSDKRemovalRace(t *testing.T) {
 						t.Errorf("remove: %v", err)
 						return
 					}
-					removalSeq = r.Group.Seq
+					removalSeq = *r.Group.Seq
 				}
 			}
 		}()

@@ -109,7 +109,7 @@ func TestGroupTimeline(t *testing.T) {
 
 	// dave joins: his view starts at his join event.
 	joined := e.groupCall(t, "alice", "POST", "/v1/groups/"+gid+"/members", api.UsersRequest{Users: []string{"dave"}}, 200)
-	joinSeq := joined.Group.Seq
+	joinSeq := *joined.Group.Seq
 	m := e.send(t, "alice", groupText(gid, "after-join", "welcome dave", "dave"))
 	// carol is removed; a message after it does not reach her.
 	removed := e.groupCall(t, "alice", "DELETE", "/v1/groups/"+gid+"/members/carol", nil, 200)
@@ -134,8 +134,8 @@ func TestGroupTimeline(t *testing.T) {
 	}
 	carol, _ := e.syncAll(t, "carol", "", 100)
 	cg := eventsOf(carol, conv)
-	if last := cg[len(cg)-1]; last != fmt.Sprintf("group:%d", removed.Group.Seq) {
-		t.Fatalf("carol's timeline ends with %s, want her removal at %d (bob's later message is %d)", last, removed.Group.Seq, *after.Seq)
+	if last := cg[len(cg)-1]; last != fmt.Sprintf("group:%d", *removed.Group.Seq) {
+		t.Fatalf("carol's timeline ends with %s, want her removal at %d (bob's later message is %d)", last, *removed.Group.Seq, *after.Seq)
 	}
 	if r := e.c.Do(t, "POST", "/v1/messages", e.user(t, "carol"), groupText(gid, "c-late", "still here?")); r.Status != 403 {
 		t.Fatalf("removed member's send: %d %s", r.Status, r.Body)

@@ -51,7 +51,7 @@ type Group struct {
 	CreatedMs int64             `json:"created_ms"`
 	Dissolved bool              `json:"dissolved,omitempty"`
 	// Seq is the seq of the change an answer is about (absent in reads).
-	Seq int64 `json:"seq,omitempty"`
+	Seq *int64 `json:"seq,omitempty"`
 }
 
 // Member is one member of a group.

@@ -173,7 +173,7 @@ func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) *apiError {
 	}
 	if g.Exists() {
 		if g.Owner == c.user && g.Name == req.Name && g.CreatedMs > 0 {
-			writeJSON(w, http.StatusOK, GroupResponse{Group: g.Info(0)}) // a retried create
+			writeJSON(w, http.StatusOK, GroupResponse{Group: g.Info()}) // a retried create
 			return nil
 		}
 		return errf(http.StatusConflict, protocol.ErrExists, "group id is taken")
@@ -230,9 +230,9 @@ func (s *Server) applyChange(w http.ResponseWriter, r *http.Request, c caller, g
 		// The change is in the log; only the read failed or lags.
 		resp.Group, resp.Pending = protocol.Group{GroupID: gid, ConvID: rec.ConvID}, true
 	} else {
-		resp.Group = g.Info(off)
+		resp.Group = g.Info()
 	}
-	resp.Group.Seq = off
+	resp.Group.Seq = &off
 	if resp.Pending {
 		status = http.StatusAccepted
 	}
@@ -264,7 +264,7 @@ func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) *apiError {
 	if e != nil {
 		return e
 	}
-	writeJSON(w, http.StatusOK, GroupResponse{Group: g.Info(0)})
+	writeJSON(w, http.StatusOK, GroupResponse{Group: g.Info()})
 	return nil
 }
 
@@ -336,7 +336,7 @@ func (s *Server) addMembers(w http.ResponseWriter, r *http.Request) *apiError {
 		}
 	}
 	if len(added) == 0 {
-		writeJSON(w, http.StatusOK, GroupResponse{Group: g.Info(0)}) // nothing to do
+		writeJSON(w, http.StatusOK, GroupResponse{Group: g.Info()}) // nothing to do
 		return nil
 	}
 	if len(g.Current())+len(added) > s.maxGroupMembers() {

@@ -126,7 +126,7 @@ func DecodeUnreadCursor(s string) (UnreadCursor, error) {
 		return UnreadCursor{}, fmt.Errorf("%w: truncated", ErrBadCursor)
 	}
 	c := UnreadCursor{After: v, ConvID: string(b[1+k:])}
-	if _, _, err := ParseConvID(c.ConvID); err != nil {
+	if err := ValidConvID(c.ConvID); err != nil {
 		return UnreadCursor{}, fmt.Errorf("%w: %v", ErrBadCursor, err)
 	}
 	return c, nil

@@ -96,9 +96,9 @@ func (g *GroupState) Clone() *GroupState {
 }
 
 // Info returns the group's public description.
-func (g *GroupState) Info(lastSeq int64) protocol.Group {
+func (g *GroupState) Info() protocol.Group {
 	return protocol.Group{GroupID: g.ID, ConvID: model.GroupConvID(g.ID), Name: g.Name, Avatar: g.Avatar, Attrs: g.Attrs,
-		Owner: g.Owner, Members: len(g.Current()), CreatedMs: g.CreatedMs, Dissolved: g.Dissolved(), Seq: lastSeq}
+		Owner: g.Owner, Members: len(g.Current()), CreatedMs: g.CreatedMs, Dissolved: g.Dissolved()}
 }
 
 func orMinus1(p *int64) int64 {
