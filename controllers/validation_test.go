@@ -61,6 +61,11 @@ spec:
 		{"negative-retention", `spec: {limits: {feedRetention: "-1h"}}`, "spec.limits.feedRetention"},
 		{"retention-over-20-years", `spec: {limits: {feedRetention: "175201h"}}`, "limits.feedRetention must be at most"},
 		{"bad-service-type", `spec: {push: {service: {type: ExternalName}}}`, "spec.push.service.type"},
+		{"webhooks-without-url", `spec: {webhooks: {secretName: hooks}}`, "webhooks needs url, beforeSend or both"},
+		{"webhooks-without-secret", `spec: {webhooks: {url: "https://b/e"}}`, "spec.webhooks.secretName"},
+		{"webhook-url-not-http", `spec: {webhooks: {secretName: hooks, url: "ftp://b/e"}}`, "spec.webhooks.url"},
+		{"webhook-unknown-event", `spec: {webhooks: {secretName: hooks, url: "https://b/e", events: [after_everything]}}`, "spec.webhooks.events"},
+		{"before-send-on-failure", `spec: {webhooks: {secretName: hooks, beforeSend: {url: "https://b/s", onFailure: maybe}}}`, "spec.webhooks.beforeSend.onFailure"},
 		{"name-too-long-" + strings.Repeat("x", 30), ``, "at most 40 characters"},
 	}
 	for _, tc := range tests {
@@ -151,6 +156,8 @@ func TestGoDefaultsMatchCRDDefaults(t *testing.T) {
 			c.Spec.Kafka.SASL = &v1alpha1.CredentialsSecretRef{SecretName: "k"}
 			c.Spec.Cassandra.Credentials = &v1alpha1.CredentialsSecretRef{SecretName: "c"}
 			c.Spec.Push.Autoscaling = &v1alpha1.AutoscalingSpec{MaxReplicas: 9}
+			c.Spec.Webhooks = &v1alpha1.WebhooksSpec{SecretName: "hooks", URL: "https://b/e",
+				BeforeSend: &v1alpha1.BeforeSendWebhookSpec{URL: "https://b/s"}}
 			return c
 		}(),
 	} {
