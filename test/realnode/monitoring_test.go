@@ -456,6 +456,7 @@ func definedMetrics(t *testing.T, root string) map[string]bool {
 // name would be caught.
 func (c *localCluster) checkMonitoringMetrics(t *testing.T, root string, refs monitoringRefs, seen metricsSeen) {
 	t.Helper()
+	t0 := time.Now()
 	defined := definedMetrics(t, root)
 	for n := range eventOnly {
 		if !defined[n] {
@@ -487,8 +488,8 @@ func (c *localCluster) checkMonitoringMetrics(t *testing.T, root string, refs mo
 	if len(missing) > 0 {
 		t.Errorf("the dashboards and alerts name %d metrics no pod exports:\n  %s", len(missing), strings.Join(missing, "\n  "))
 	}
-	t.Logf("monitoring: %d metrics named by the dashboards and alerts, %d seen on the pods' /metrics (%v), %d only defined in the source (event-only: %v)",
-		len(refs.metrics), len(refs.metrics)-len(missing)-len(bySource), components, len(bySource), bySource)
+	t.Logf("monitoring: %d metrics named by the dashboards and alerts, %d seen on the pods' /metrics (%v), %d only defined in the source (event-only: %v); checked in %s",
+		len(refs.metrics), len(refs.metrics)-len(missing)-len(bySource), components, len(bySource), bySource, time.Since(t0).Round(10*time.Millisecond))
 }
 
 // TestMonitoringManifests renders the chart's dashboards and alerts (no
