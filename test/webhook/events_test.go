@@ -5,6 +5,7 @@ package webhook
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -76,6 +77,25 @@ func TestAsyncEvents(t *testing.T) {
 
 	// bob online: after_send but no offline_message.
 	eventually(t, "bob's session in the presence cache", 10*time.Second, func() bool { return c.sessions("bob") == 1 })
+
+	// The SDK's batch presence call: alice and bob online on ios, carol not.
+	svc, err := c.svc.Sign("biz", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var terms map[string][]sdk.Terminal
+	eventually(t, "alice and bob online for the SDK", 10*time.Second, func() bool {
+		terms, err = sdk.New(msg.api, svc).OnlineTerminalsOf(context.Background(), []string{"alice", "bob", "carol", "bob"})
+		return err == nil && len(terms) == 2
+	})
+	if len(terms["alice"]) != 1 || terms["alice"][0].DeviceID != "alice-phone" || terms["alice"][0].Terminal != "ios" ||
+		len(terms["bob"]) != 1 || terms["bob"][0].DeviceID != "bob-phone" || terms["carol"] != nil {
+		t.Fatalf("OnlineTerminalsOf: %+v", terms)
+	}
+	var ae *sdk.APIError
+	if _, err := sdk.New(msg.api, c.token("alice")).OnlineTerminalsOf(context.Background(), []string{"bob"}); !errors.As(err, &ae) || ae.Status != http.StatusForbidden {
+		t.Fatalf("a user token asked presence: %v", err)
+	}
 	res2, err := c.send(msg, "alice", "bob", protocol.TypeText, &protocol.Body{Text: "hi again"})
 	if err != nil {
 		t.Fatal(err)
