@@ -152,6 +152,11 @@ func checkDashboard(t *testing.T, key, body string, add func(where, expr string,
 	if !strings.HasSuffix(key, ".json") {
 		t.Errorf("dashboard key %s: want NAME.json", key)
 	}
+	// A ConfigMap holds 1 MiB; kubectl apply's last-applied annotation
+	// 256 KiB (users who render the chart and apply it).
+	if len(body) > 200<<10 {
+		t.Errorf("dashboard %s is %d bytes: too big for kubectl apply's last-applied annotation", key, len(body))
+	}
 	var d struct {
 		UID        string            `json:"uid"`
 		Title      string            `json:"title"`
