@@ -1,13 +1,22 @@
 package message_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
+	"os"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/imcluster/imcluster/services/auth"
 	"github.com/imcluster/imcluster/services/message/api"
+	"github.com/imcluster/imcluster/services/message/internal/msgtest"
 	"github.com/imcluster/imcluster/services/message/model"
 	"github.com/imcluster/imcluster/services/message/server"
 	"github.com/imcluster/imcluster/services/message/store"
@@ -246,5 +255,150 @@ func TestConversationListBadInput(t *testing.T) {
 	}
 	if l := e.convList(t, "carol", ""); len(l.Conversations) != 0 || l.HasMore {
 		t.Fatalf("carol's list: %+v", l)
+	}
+}
+
+// TestConversationListLatency is the list's benchmark on the real stack
+// (issue 12: a user with 1,000 conversations answers the first page of 50
+// in p99 < 20 ms). It runs only with IMCL_BENCH=1 (a few minutes of sends);
+// docs/benchmarks.md has the command and the figures.
+func TestConversationListLatency(t *testing.T) {
+	if os.Getenv("IMCL_BENCH") != "1" {
+		t.Skip("IMCL_BENCH=1 runs the conversation list benchmark")
+	}
+	const convs, hot, hotMsgs, rounds = 1000, 10, 110, 500
+	e := newEnv(t, 4)
+	e.start(t, server.RoleAll)
+	sendAll := func(reqs []func() (string, api.SendRequest)) {
+		t.Helper()
+		var wg sync.WaitGroup
+		var failed atomic.Int64
+		ch := make(chan func() (string, api.SendRequest))
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for f := range ch {
+					from, req := f()
+					body, _ := json.Marshal(req)
+					hr, _ := http.NewRequest("POST", e.proc.URL+"/v1/messages", bytes.NewReader(body))
+					hr.Header.Set("Authorization", "Bearer "+msgtest.Token(t, e.keys.User, from))
+					resp, err := http.DefaultClient.Do(hr)
+					if err != nil {
+						failed.Add(1)
+						continue
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					_ = resp.Body.Close()
+					if resp.StatusCode != 200 {
+						failed.Add(1)
+					}
+				}
+			}()
+		}
+		for _, f := range reqs {
+			ch <- f
+		}
+		close(ch)
+		wg.Wait()
+		if n := failed.Load(); n > 0 {
+			t.Fatalf("%d sends failed", n)
+		}
+	}
+	var reqs []func() (string, api.SendRequest)
+	for i := range convs {
+		peer := fmt.Sprintf("peer%04d", i)
+		// boss gets one message in each of 1,000 conversations (all
+		// unread); chief sends one to each (all read: his own).
+		reqs = append(reqs,
+			func() (string, api.SendRequest) {
+				return peer, text("boss", "b"+peer, "hello boss, a message of some length")
+			},
+			func() (string, api.SendRequest) { return "chief", text(peer, "c"+peer, "hello from the chief") })
+	}
+	start := time.Now()
+	sendAll(reqs)
+	e.waitConsumed(t)
+	t.Logf("setup: %d sends in %s", len(reqs), time.Since(start).Round(time.Millisecond))
+
+	// drifter has 1,000 conversations whose last messages are an hour
+	// apart (the API's clock moved back for each send).
+	for i := range convs {
+		e.skew.Store(-int64(convs-i) * int64(time.Hour))
+		e.send(t, fmt.Sprintf("peer%04d", i), text("drifter", fmt.Sprintf("d%d", i), "an older message"))
+	}
+	e.skew.Store(0)
+	e.waitConsumed(t)
+
+	measure := func(name, user string, query ...string) {
+		t.Helper()
+		tok := e.user(t, user)
+		hc := &http.Client{}
+		path := "/v1/conversations?limit=50"
+		if len(query) > 0 {
+			path = "/v1/conversations?limit=50&" + query[0]
+		}
+		get := func() (time.Duration, api.ConversationsResponse) {
+			req, _ := http.NewRequest("GET", e.proc.URL+path, nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			t0 := time.Now()
+			resp, err := hc.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out api.ConversationsResponse
+			err = json.NewDecoder(resp.Body).Decode(&out)
+			_ = resp.Body.Close()
+			d := time.Since(t0)
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("%s: %d %v", name, resp.StatusCode, err)
+			}
+			return d, out
+		}
+		for range 50 { // warm-up: prepared statements, connections
+			get()
+		}
+		var ds []time.Duration
+		var last api.ConversationsResponse
+		for range rounds {
+			d, out := get()
+			ds = append(ds, d)
+			last = out
+		}
+		slices.Sort(ds)
+		unread := 0
+		for _, c := range last.Conversations {
+			unread += c.Unread
+		}
+		if len(last.Conversations) != 50 || (!last.HasMore && last.After == "") {
+			t.Fatalf("%s: a page of %d, has_more %v", name, len(last.Conversations), last.HasMore)
+		}
+		q := func(p float64) time.Duration { return ds[int(p*float64(len(ds)-1))].Round(10 * time.Microsecond) }
+		t.Logf("%s: first page of 50 (unread total %d), %d requests: p50 %s p90 %s p99 %s max %s",
+			name, unread, rounds, q(0.5), q(0.9), q(0.99), ds[len(ds)-1].Round(10*time.Microsecond))
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		t.Logf("load average before measuring: %s", bytes.TrimSpace(b))
+	}
+	measure("baseline: the conv_id-ordered form (?after=), 50 rows, no counts", "chief", "after=p:")
+	measure("1,000 conversations, all 50 on the page unread", "boss")
+	measure("1,000 conversations, all read", "chief")
+	measure("1,000 conversations an hour apart, all 50 on the page unread", "drifter")
+
+	// 10 conversations with 110 unread each ("99+") at the top of boss's list.
+	reqs = nil
+	for i := range hot {
+		peer := fmt.Sprintf("peer%04d", i)
+		for j := range hotMsgs {
+			reqs = append(reqs, func() (string, api.SendRequest) {
+				return peer, text("boss", fmt.Sprintf("h%s-%d", peer, j), "more")
+			})
+		}
+	}
+	sendAll(reqs)
+	e.waitConsumed(t)
+	measure("1,000 conversations, 10 of the page at 99+ and 40 with 1 unread", "boss")
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		t.Logf("load average after measuring: %s", bytes.TrimSpace(b))
 	}
 }

@@ -77,6 +77,8 @@ const (
 	unreadBuckets = 8
 	// rowsPerRead bounds the conversation rows of one multi-row read.
 	rowsPerRead = 100
+	// walkPage is the index rows per request of a walk.
+	walkPage = 1000
 )
 
 // LastMessage is the newest message of a conversation.
@@ -295,46 +297,65 @@ func (st *Store) SetConvFlags(ctx context.Context, user, conv string, pinned, mu
 }
 
 // ConversationList returns up to limit of user's conversations after cur.
+// The pins, the pinned phase and the index walk run at once (the walk
+// for a whole page; the pinned conversations then take their places).
 func (st *Store) ConversationList(ctx context.Context, user string, cur ListCursor, limit int) (ListPage, error) {
 	limit = clampLimit(limit)
 	var page ListPage
-	pins, err := st.Pinned(ctx, user)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var pinned map[string]bool
+	var pinnedList []ConvListEntry
+	pinsDone := make(chan error, 1)
+	go func() {
+		pins, err := st.Pinned(ctx, user)
+		if err == nil && (!cur.Set || cur.Pinned) && len(pins) > 0 {
+			var rows map[string]ConvListEntry
+			if rows, err = st.convRows(ctx, user, pins); err == nil {
+				for _, e := range rows {
+					e.Pinned = true
+					if cur.after(true, e.ActivityMs, e.ConvID) {
+						pinnedList = append(pinnedList, e)
+					}
+				}
+				sortByKey(pinnedList)
+			}
+		}
+		pinned = make(map[string]bool, len(pins))
+		for _, id := range pins {
+			pinned[id] = true
+		}
+		pinsDone <- err
+	}()
+	var pinsErr error
+	pinsRead := false
+	awaitPins := func() (map[string]bool, error) {
+		if !pinsRead {
+			pinsErr, pinsRead = <-pinsDone, true
+		}
+		return pinned, pinsErr
+	}
+	rest := cur
+	if !cur.Set || cur.Pinned {
+		rest = ListCursor{}
+	}
+	var walked []ConvListEntry
+	more, next, err := st.walkActivity(ctx, user, rest, awaitPins, limit, &walked)
+	if _, perr := awaitPins(); perr != nil {
+		return page, perr
+	}
 	if err != nil {
 		return page, err
 	}
-	pinned := make(map[string]bool, len(pins))
-	for _, id := range pins {
-		pinned[id] = true
-	}
-	var list []ConvListEntry
-	if !cur.Set || cur.Pinned {
-		rows, err := st.convRows(ctx, user, pins)
-		if err != nil {
-			return page, err
-		}
-		for _, e := range rows {
-			e.Pinned = true
-			if cur.after(true, e.ActivityMs, e.ConvID) {
-				list = append(list, e)
-			}
-		}
-		sortByKey(list)
-		if len(list) >= limit {
-			// The unpinned phase follows on the next page.
-			list = list[:limit]
-			page.More = true
-		}
-	}
-	if !page.More && len(list) < limit {
-		rest := cur
-		if !cur.Set || cur.Pinned {
-			rest = ListCursor{}
-		}
-		more, next, err := st.walkActivity(ctx, user, rest, pinned, limit-len(list), &list)
-		if err != nil {
-			return page, err
-		}
-		page.More = more
+	list := pinnedList
+	switch {
+	case len(list) >= limit:
+		// The unpinned phase follows on the next page.
+		list, page.More = list[:limit], true
+	case len(list)+len(walked) > limit:
+		list, page.More = append(list, walked[:limit-len(list)]...), true
+	default:
+		list, page.More = append(list, walked...), more
 		if more && next.Set {
 			page.Next = next
 		}
@@ -368,12 +389,12 @@ type candidate struct {
 // unpinned phase) to *out, in order. It reports whether more may follow
 // and, when it stopped at the scan bound with a short page, the cursor to
 // go on from (otherwise the caller takes the last entry's key).
-func (st *Store) walkActivity(ctx context.Context, user string, cur ListCursor, pinned map[string]bool, want int, out *[]ConvListEntry) (bool, ListCursor, error) {
+func (st *Store) walkActivity(ctx context.Context, user string, cur ListCursor, pins func() (map[string]bool, error), want int, out *[]ConvListEntry) (bool, ListCursor, error) {
 	q := st.s.Query(`SELECT slot, conv_id, at_ms FROM conv_activity WHERE user_id = ?`, user)
 	if cur.Set {
 		q = st.s.Query(`SELECT slot, conv_id, at_ms FROM conv_activity WHERE user_id = ? AND slot <= ?`, user, cur.ActivityMs/activitySlotMs)
 	}
-	it := q.WithContext(ctx).PageSize(500).Iter()
+	it := q.WithContext(ctx).PageSize(walkPage).Iter()
 	defer it.Close()
 	seen := map[string]bool{}
 	var done, open []candidate // of finished slots / of the slot being read
@@ -406,9 +427,13 @@ func (st *Store) walkActivity(ctx context.Context, user string, cur ListCursor, 
 			if err != nil {
 				return err
 			}
+			pinned, err := pins()
+			if err != nil {
+				return err
+			}
 			for _, c := range batch {
 				e, ok := rows[c.id]
-				if !ok || e.ActivityMs > c.at {
+				if !ok || e.ActivityMs > c.at || pinned[c.id] {
 					continue
 				}
 				e.ActivityMs = c.at
@@ -448,7 +473,7 @@ func (st *Store) walkActivity(ctx context.Context, user string, cur ListCursor, 
 			continue
 		}
 		seen[id] = true
-		if pinned[id] || !cur.after(false, at, id) {
+		if !cur.after(false, at, id) {
 			continue
 		}
 		open = append(open, candidate{id, at})
@@ -475,7 +500,7 @@ func (st *Store) walkActivity(ctx context.Context, user string, cur ListCursor, 
 // message is after their read cursor, in parallel.
 func (st *Store) unreadCounts(ctx context.Context, user string, list []ConvListEntry) error {
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(16)
+	g.SetLimit(MaxPage) // one page: bounded
 	for i := range list {
 		e := &list[i]
 		if e.LastMsgSeq <= e.ReadSeq || e.LastMsgSeq < 0 {
@@ -495,6 +520,18 @@ func (st *Store) unreadCounts(ctx context.Context, user string, list []ConvListE
 // or more than unreadScan rows or unreadBuckets buckets had to be read).
 func (st *Store) countUnread(ctx context.Context, user, conv string, read, last int64) (int, bool, error) {
 	from := read + 1
+	if model.IsGroupConv(conv) {
+		// A member's unread messages start at their (last) join: the
+		// group's history before it is not theirs to read.
+		joined, err := st.joinedSeq(ctx, conv, user)
+		if err != nil {
+			return 0, false, err
+		}
+		from = max(from, joined)
+		if from > last {
+			return 0, false, nil
+		}
+	}
 	buckets := []int32{model.Bucket(last)}
 	if model.Bucket(from) != buckets[0] {
 		var err error
@@ -509,14 +546,16 @@ func (st *Store) countUnread(ctx context.Context, user, conv string, read, last 
 		if i == unreadBuckets {
 			return min(n, MaxUnreadCount), true, nil
 		}
-		it := st.s.Query(`SELECT seq, from_user, recalled, msg_id FROM messages WHERE conv_id = ? AND bucket = ? AND seq >= ? AND seq <= ? LIMIT ?`,
+		it := st.s.Query(`SELECT seq, from_user, recalled, msg_id, type FROM messages WHERE conv_id = ? AND bucket = ? AND seq >= ? AND seq <= ? LIMIT ?`,
 			conv, b, from, last, unreadScan-scanned).WithContext(ctx).PageSize(unreadScan).Iter()
 		var seq int64
-		var sender, msgID *string
+		var sender, msgID, typ *string
 		var recalled *bool
-		for it.Scan(&seq, &sender, &recalled, &msgID) {
+		for it.Scan(&seq, &sender, &recalled, &msgID, &typ) {
 			scanned++
-			if str(msgID) == "" || (recalled != nil && *recalled) || str(sender) == user {
+			// Not counted: recalls of never-stored messages (no msg_id),
+			// recalled messages, the user's own, group membership notices.
+			if str(msgID) == "" || (recalled != nil && *recalled) || str(sender) == user || str(typ) == groupEventType {
 				continue
 			}
 			n++
@@ -533,4 +572,22 @@ func (st *Store) countUnread(ctx context.Context, user, conv string, read, last 
 		}
 	}
 	return n, false, nil
+}
+
+// joinedSeq returns the seq of user's last join of the group conversation
+// conv (0 when unknown: then the read cursor alone bounds the count).
+func (st *Store) joinedSeq(ctx context.Context, conv, user string) (int64, error) {
+	group, err := model.ParseGroupConv(conv)
+	if err != nil {
+		return 0, nil
+	}
+	var joined *int64
+	err = st.s.Query(`SELECT joined_seq FROM group_members WHERE group_id = ? AND user_id = ?`, group, user).WithContext(ctx).Scan(&joined)
+	if errors.Is(err, gocql.ErrNotFound) || (err == nil && joined == nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("while reading group membership: %w", err)
+	}
+	return *joined, nil
 }
