@@ -46,7 +46,7 @@ func TestJourney(t *testing.T) {
 	c.load(t, archive)
 	t.Logf("image, cluster and private servers ready after %s", time.Since(t0).Round(time.Second))
 	monitoring := renderMonitoring(t, c.helm, root)
-	seen := metricsSeen{}
+	seen := newMetricsSeen()
 
 	// The chart's default image is the one make image tags (appVersion).
 	tInstall := time.Now()

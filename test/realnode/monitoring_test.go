@@ -29,8 +29,9 @@ var monitoringValues = []string{"--set", "grafanaDashboard.create=true,prometheu
 
 // monitoringRefs is what the chart's dashboards and alerts name.
 type monitoringRefs struct {
-	metrics  map[string][]string // metric name → where (dashboard panel or alert)
-	recorded map[string]bool     // names the rules record themselves
+	metrics  map[string][]string        // metric name → where (dashboard panel or alert)
+	labels   map[string]map[string]bool // metric name → label names its matchers use
+	recorded map[string]bool            // names the rules record themselves
 	alerts   []promRule
 }
 
@@ -82,18 +83,33 @@ func renderMonitoring(t *testing.T, helm, root string) monitoringRefs {
 		t.Fatalf("helm template with the monitoring options: %v", err)
 	}
 	runbooks := runbookSections(t, root)
-	refs := monitoringRefs{metrics: map[string][]string{}, recorded: map[string]bool{}}
-	add := func(where, expr string, extract func(string) ([]string, error)) {
-		names, err := extract(expr)
+	refs := monitoringRefs{metrics: map[string][]string{}, labels: map[string]map[string]bool{}, recorded: map[string]bool{}}
+	add := func(where, expr string, variable bool) {
+		var err error
+		if variable {
+			if expr, err = grafanaVariableExpr(expr); err != nil {
+				t.Errorf("%s: %v", where, err)
+				return
+			}
+		}
+		sels, err := promqlSelectors(expr)
 		if err != nil {
 			t.Errorf("%s: %v", where, err)
 			return
 		}
-		if len(names) == 0 {
+		if len(sels) == 0 && expr != "" {
 			t.Errorf("%s: %q names no metric", where, expr)
 		}
-		for _, n := range names {
-			refs.metrics[n] = append(refs.metrics[n], where)
+		for _, s := range sels {
+			if !slices.Contains(refs.metrics[s.name], where) {
+				refs.metrics[s.name] = append(refs.metrics[s.name], where)
+			}
+			if refs.labels[s.name] == nil {
+				refs.labels[s.name] = map[string]bool{}
+			}
+			for _, l := range s.labels {
+				refs.labels[s.name][l] = true
+			}
 		}
 	}
 	var dashboards, rules int
@@ -134,7 +150,7 @@ func renderMonitoring(t *testing.T, helm, root string) monitoringRefs {
 					}
 					checkRule(t, r, runbooks)
 					refs.alerts = append(refs.alerts, r)
-					add("alert "+r.Alert+r.Record, r.Expr, promqlMetrics)
+					add("alert "+r.Alert+r.Record, r.Expr, false)
 				}
 			}
 		}
@@ -147,7 +163,7 @@ func renderMonitoring(t *testing.T, helm, root string) monitoringRefs {
 }
 
 // checkDashboard checks one dashboard's JSON and hands every query to add.
-func checkDashboard(t *testing.T, key, body string, add func(where, expr string, extract func(string) ([]string, error))) {
+func checkDashboard(t *testing.T, key, body string, add func(where, expr string, variable bool)) {
 	t.Helper()
 	if !strings.HasSuffix(key, ".json") {
 		t.Errorf("dashboard key %s: want NAME.json", key)
@@ -202,7 +218,7 @@ func checkDashboard(t *testing.T, key, body string, add func(where, expr string,
 				t.Errorf("dashboard %s: panel %q has no query", key, p.Title)
 			}
 			for _, tg := range p.Targets {
-				add(fmt.Sprintf("%s panel %q", key, p.Title), tg.Expr, promqlMetrics)
+				add(fmt.Sprintf("%s panel %q", key, p.Title), tg.Expr, false)
 			}
 			walk(p.Panels)
 		}
@@ -223,7 +239,7 @@ func checkDashboard(t *testing.T, key, body string, add func(where, expr string,
 			}
 			q = obj.Query
 		}
-		add(fmt.Sprintf("%s variable %s", key, v.Name), q, grafanaVariableMetrics)
+		add(fmt.Sprintf("%s variable %s", key, v.Name), q, true)
 	}
 }
 
@@ -287,15 +303,31 @@ func runbookSections(t *testing.T, root string) map[string]bool {
 	return out
 }
 
-// metricsSeen records which sample names each pod's /metrics showed: name
-// → "component/pod".
-type metricsSeen map[string]map[string]bool
+// metricsSeen records the sample names the pods' /metrics showed: name →
+// "component/pod", and name → label names.
+type metricsSeen struct {
+	pods, labels map[string]map[string]bool
+}
+
+func newMetricsSeen() *metricsSeen {
+	return &metricsSeen{pods: map[string]map[string]bool{}, labels: map[string]map[string]bool{}}
+}
+
+func (s *metricsSeen) add(name, pod string, labels ...string) {
+	if s.pods[name] == nil {
+		s.pods[name], s.labels[name] = map[string]bool{}, map[string]bool{}
+	}
+	s.pods[name][pod] = true
+	for _, l := range labels {
+		s.labels[name][l] = true
+	}
+}
 
 // scrapeMetrics reads /metrics of every running imcluster pod (message,
 // push) and operator pod, on its container port named "metrics", from the
 // host (the node: pod IPs are on its bridge), and records the sample names.
 // It returns the components it could scrape.
-func (c *localCluster) scrapeMetrics(t *testing.T, seen metricsSeen) map[string]int {
+func (c *localCluster) scrapeMetrics(t *testing.T, seen *metricsSeen) map[string]int {
 	t.Helper()
 	scraped := map[string]int{}
 	for _, sel := range [][]string{
@@ -313,25 +345,23 @@ func (c *localCluster) scrapeMetrics(t *testing.T, seen metricsSeen) map[string]
 			if len(f) != 4 {
 				continue // no IP yet, or no metrics port
 			}
-			names, err := scrape("http://" + net.JoinHostPort(f[2], f[3]) + "/metrics")
+			samples, err := scrape("http://" + net.JoinHostPort(f[2], f[3]) + "/metrics")
 			if err != nil {
 				t.Logf("scraping %s %s: %v", f[0], f[1], err) // a pod going away; the final check needs every tier
 				continue
 			}
 			scraped[f[0]]++
-			for _, n := range names {
-				if seen[n] == nil {
-					seen[n] = map[string]bool{}
-				}
-				seen[n][f[0]+"/"+f[1]] = true
+			for n, labels := range samples {
+				seen.add(n, f[0]+"/"+f[1], labels...)
 			}
 		}
 	}
 	return scraped
 }
 
-// scrape returns the sample names of a Prometheus text exposition.
-func scrape(url string) ([]string, error) {
+// scrape returns the sample names of a Prometheus text exposition and
+// their label names.
+func scrape(url string) (map[string][]string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -347,13 +377,14 @@ func scrape(url string) ([]string, error) {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		return nil, fmt.Errorf("%s: %s", resp.Status, b)
 	}
-	return sampleNames(resp.Body)
+	return samples(resp.Body)
 }
 
-// sampleNames reads the metric name of every sample line (comments and
-// HELP/TYPE lines skipped): a histogram shows as x_bucket, x_sum, x_count.
-func sampleNames(r io.Reader) ([]string, error) {
-	set := map[string]bool{}
+// samples reads the metric name and label names of every sample line
+// (comments and HELP/TYPE lines skipped): a histogram shows as x_bucket
+// (with le), x_sum, x_count. Label names come sorted and unique per name.
+func samples(r io.Reader) (map[string][]string, error) {
+	set := map[string]map[string]bool{}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -365,12 +396,53 @@ func sampleNames(r io.Reader) ([]string, error) {
 		if end <= 0 {
 			return nil, fmt.Errorf("not a sample line: %q", l)
 		}
-		set[l[:end]] = true
+		name := l[:end]
+		if set[name] == nil {
+			set[name] = map[string]bool{}
+		}
+		if l[end] == '{' {
+			labels, err := sampleLabels(l[end:])
+			if err != nil {
+				return nil, err
+			}
+			for _, lb := range labels {
+				set[name][lb] = true
+			}
+		}
 	}
 	if err := sc.Err(); err != nil {
 		return nil, err
 	}
-	return slices.Sorted(maps.Keys(set)), nil
+	out := map[string][]string{}
+	for n, ls := range set {
+		out[n] = slices.Sorted(maps.Keys(ls))
+	}
+	return out, nil
+}
+
+// sampleLabels returns the label names of `{a="x",b="y\"z"} 1`.
+func sampleLabels(s string) ([]string, error) {
+	var names []string
+	i := 1
+	for i < len(s) && s[i] != '}' {
+		eq := strings.IndexByte(s[i:], '=')
+		if eq < 0 || i+eq+1 >= len(s) || s[i+eq+1] != '"' {
+			return nil, fmt.Errorf("labels %q", s)
+		}
+		names = append(names, strings.TrimSpace(strings.TrimPrefix(s[i:i+eq], ",")))
+		end, err := skipString(s, i+eq+1)
+		if err != nil {
+			return nil, err
+		}
+		i = end
+		if i < len(s) && s[i] == ',' {
+			i++
+		}
+	}
+	if i >= len(s) {
+		return nil, fmt.Errorf("unclosed labels %q", s)
+	}
+	return names, nil
 }
 
 // eventOnly are metric families the dashboards or alerts name that a
@@ -387,10 +459,10 @@ var eventOnly = map[string]string{
 // missingMetrics returns the named metrics that no scrape showed, with
 // where they are named; names the rules record, and event-only families
 // defined in the source, pass.
-func missingMetrics(refs map[string][]string, seen metricsSeen, recorded map[string]bool, defined map[string]bool) (missing, bySource []string) {
+func missingMetrics(refs map[string][]string, seen *metricsSeen, recorded map[string]bool, defined map[string]bool) (missing, bySource []string) {
 	for _, n := range slices.Sorted(maps.Keys(refs)) {
 		switch {
-		case len(seen[n]) > 0, recorded[n]:
+		case len(seen.pods[n]) > 0, recorded[n]:
 		case eventOnly[n] != "" && defined[histogramBase(n)]:
 			bySource = append(bySource, n)
 		default:
@@ -398,6 +470,29 @@ func missingMetrics(refs map[string][]string, seen metricsSeen, recorded map[str
 		}
 	}
 	return missing, bySource
+}
+
+// targetLabels are added by Prometheus from the scrape target (a
+// PodMonitor's or ServiceMonitor's), not by the process.
+var targetLabels = map[string]bool{"namespace": true, "pod": true, "job": true, "instance": true,
+	"container": true, "endpoint": true, "service": true, "exported_namespace": true}
+
+// missingLabels returns, for the metrics the scrapes showed, the label
+// names the queries match on that no sample of the metric carries (a
+// renamed label empties a panel without an error).
+func missingLabels(used map[string]map[string]bool, seen *metricsSeen) []string {
+	var out []string
+	for _, n := range slices.Sorted(maps.Keys(used)) {
+		if len(seen.pods[n]) == 0 {
+			continue // missingMetrics reports it, or it is event-only or recorded
+		}
+		for _, l := range slices.Sorted(maps.Keys(used[n])) {
+			if !targetLabels[l] && !seen.labels[n][l] {
+				out = append(out, fmt.Sprintf("%s{%s} (it has %v)", n, l, slices.Sorted(maps.Keys(seen.labels[n]))))
+			}
+		}
+	}
+	return out
 }
 
 // histogramBase strips a histogram's or summary's sample suffix.
@@ -459,7 +554,7 @@ func definedMetrics(t *testing.T, root string) map[string]bool {
 // the journey's earlier scrapes too), for up to 60 s; then fails on each
 // one still missing. It first proves on the live scrapes that a misspelled
 // name would be caught.
-func (c *localCluster) checkMonitoringMetrics(t *testing.T, root string, refs monitoringRefs, seen metricsSeen) {
+func (c *localCluster) checkMonitoringMetrics(t *testing.T, root string, refs monitoringRefs, seen *metricsSeen) {
 	t.Helper()
 	t0 := time.Now()
 	defined := definedMetrics(t, root)
@@ -492,6 +587,16 @@ func (c *localCluster) checkMonitoringMetrics(t *testing.T, root string, refs mo
 	}
 	if len(missing) > 0 {
 		t.Errorf("the dashboards and alerts name %d metrics no pod exports:\n  %s", len(missing), strings.Join(missing, "\n  "))
+	}
+	badLabels := missingLabels(refs.labels, seen)
+	if len(badLabels) > 0 {
+		t.Errorf("the dashboards and alerts match on labels the metrics do not have:\n  %s", strings.Join(badLabels, "\n  "))
+	}
+	// And a label one letter off.
+	probeLabels := maps.Clone(refs.labels)
+	probeLabels["imcluster_push_closed_total"] = map[string]bool{"reasons": true}
+	if b := missingLabels(probeLabels, seen); len(b) != len(badLabels)+1 {
+		t.Errorf("a misspelled label was not reported missing: %v", b)
 	}
 	t.Logf("monitoring: %d metrics named by the dashboards and alerts, %d seen on the pods' /metrics (%v), %d only defined in the source (event-only: %v); checked in %s",
 		len(refs.metrics), len(refs.metrics)-len(missing)-len(bySource), components, len(bySource), bySource, time.Since(t0).Round(10*time.Millisecond))
@@ -545,7 +650,9 @@ func helmBinary(t *testing.T) string {
 }
 
 func TestMissingMetrics(t *testing.T) {
-	seen := metricsSeen{"a_total": {"push/p": true}, "h_bucket": {"message/m": true}}
+	seen := newMetricsSeen()
+	seen.add("a_total", "push/p")
+	seen.add("h_bucket", "message/m", "le")
 	defined := map[string]bool{"imcluster_pipeline_retries_total": true}
 	tests := []struct {
 		name           string
@@ -587,11 +694,36 @@ x_seconds_bucket{le="+Inf"} 2
 x_seconds_sum 0.3
 x_seconds_count 2
 go_goroutines 12
-up{job="a b"} 1
+up{job="a b",k="q\"},{"} 1
 `
-	got, err := sampleNames(strings.NewReader(in))
-	want := []string{"go_goroutines", "up", "x_seconds_bucket", "x_seconds_count", "x_seconds_sum"}
-	if err != nil || !slices.Equal(got, want) {
-		t.Errorf("sampleNames = %v, %v; want %v", got, err, want)
+	got, err := samples(strings.NewReader(in))
+	want := map[string][]string{"go_goroutines": {}, "up": {"job", "k"}, "x_seconds_bucket": {"le"}, "x_seconds_count": {}, "x_seconds_sum": {}}
+	if err != nil || !maps.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("samples = %v, %v; want %v", got, err, want)
+	}
+	for _, bad := range []string{"m{a=\"b\" 1\n", "m{a} 1\n"} {
+		if _, err := samples(strings.NewReader(bad)); err == nil {
+			t.Errorf("samples(%q): no error", bad)
+		}
+	}
+}
+
+func TestMissingLabels(t *testing.T) {
+	seen := newMetricsSeen()
+	seen.add("x_bucket", "message/m", "le", "stage")
+	seen.add("y", "push/p")
+	tests := []struct {
+		used map[string]map[string]bool
+		bad  int
+	}{
+		{map[string]map[string]bool{"x_bucket": {"stage": true, "namespace": true}, "y": {"pod": true}}, 0},
+		{map[string]map[string]bool{"x_bucket": {"stag": true}}, 1},
+		{map[string]map[string]bool{"y": {"route": true}}, 1},
+		{map[string]map[string]bool{"unseen": {"whatever": true}}, 0},
+	}
+	for i, tc := range tests {
+		if got := missingLabels(tc.used, seen); len(got) != tc.bad {
+			t.Errorf("case %d: %v, want %d", i, got, tc.bad)
+		}
 	}
 }

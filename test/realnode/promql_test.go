@@ -58,10 +58,33 @@ var promqlWords = map[string]bool{
 // variables ($x, ${x}, [[x]]) are skipped. It fails on what it cannot
 // check: unbalanced brackets, an unknown function, a __name__ regex.
 func promqlMetrics(expr string) ([]string, error) {
+	sels, err := promqlSelectors(expr)
+	if err != nil {
+		return nil, err
+	}
 	var names []string
+	for _, s := range sels {
+		names = append(names, s.name)
+	}
+	slices.Sort(names)
+	return slices.Compact(names), nil
+}
+
+// selector is one vector selector: the metric and its matchers' label
+// names (__name__ excluded).
+type selector struct {
+	name   string
+	labels []string
+}
+
+// promqlSelectors returns the expression's vector selectors in order (see
+// promqlMetrics).
+func promqlSelectors(expr string) ([]selector, error) {
+	var sels []selector
 	var stack []byte
 	closing := map[byte]byte{'(': ')', '[': ']', '{': '}'}
 	i := 0
+	lastIdentEnd := -1         // where the last metric name ended (after spaces)
 	peek := func(j int) byte { // next non-space byte at or after j
 		for j < len(expr) && (expr[j] == ' ' || expr[j] == '\t' || expr[j] == '\n' || expr[j] == '\r') {
 			j++
@@ -87,12 +110,17 @@ func promqlMetrics(expr string) ([]string, error) {
 				i++
 			}
 		case ch == '{':
-			end, name, err := skipMatchers(expr, i)
+			end, name, labels, err := skipMatchers(expr, i)
 			if err != nil {
 				return nil, err
 			}
-			if name != "" {
-				names = append(names, name)
+			switch {
+			case name != "":
+				sels = append(sels, selector{name, labels})
+			case len(sels) > 0 && sels[len(sels)-1].labels == nil && lastIdentEnd == i:
+				sels[len(sels)-1].labels = labels // x{…}: the matchers of x
+			default:
+				return nil, fmt.Errorf("a selector without a metric name at %d in %q", i, expr)
 			}
 			i = end
 		case ch == '[':
@@ -160,7 +188,11 @@ func promqlMetrics(expr string) ([]string, error) {
 					return nil, fmt.Errorf("unknown function %s( in %q", word, expr)
 				}
 			default:
-				names = append(names, word)
+				sels = append(sels, selector{name: word})
+				lastIdentEnd = j
+				for lastIdentEnd < len(expr) && (expr[lastIdentEnd] == ' ' || expr[lastIdentEnd] == '\t' || expr[lastIdentEnd] == '\n') {
+					lastIdentEnd++
+				}
 			}
 		case strings.IndexByte("+-*/%^=!<>,@:", ch) >= 0:
 			i++
@@ -171,8 +203,7 @@ func promqlMetrics(expr string) ([]string, error) {
 	if len(stack) > 0 {
 		return nil, fmt.Errorf("unclosed %q in %q", stack[len(stack)-1], expr)
 	}
-	slices.Sort(names)
-	return slices.Compact(names), nil
+	return sels, nil
 }
 
 func isIdentByte(c byte, notFirst bool) bool {
@@ -195,36 +226,54 @@ func skipString(s string, i int) (int, error) {
 
 var nameMatcher = regexp.MustCompile(`^__name__\s*(=~|!=|!~|=)\s*$`)
 
-// skipMatchers returns the index after the matcher list starting at i, and
-// the metric name of a __name__="x" matcher in it.
-func skipMatchers(s string, i int) (end int, name string, err error) {
+// skipMatchers returns the index after the matcher list starting at i, the
+// metric name of a __name__="x" matcher in it, and the other matchers'
+// label names (non-nil).
+func skipMatchers(s string, i int) (end int, name string, labels []string, err error) {
 	j := i + 1
 	label := j
+	labels = []string{}
+	matched := false // the current matcher has its value
+	unfinished := func() bool { return !matched && strings.TrimSpace(s[label:j]) != "" }
 	for j < len(s) {
 		switch s[j] {
 		case '"', '\'', '`':
 			k, err := skipString(s, j)
 			if err != nil {
-				return 0, "", err
+				return 0, "", nil, err
 			}
-			if m := nameMatcher.FindStringSubmatch(strings.TrimSpace(s[label:j])); m != nil {
+			lhs := strings.TrimSpace(s[label:j])
+			if m := nameMatcher.FindStringSubmatch(lhs); m != nil {
 				if m[1] != "=" {
-					return 0, "", fmt.Errorf("__name__%s cannot be checked (name the metric) in %q", m[1], s)
+					return 0, "", nil, fmt.Errorf("__name__%s cannot be checked (name the metric) in %q", m[1], s)
 				}
 				name = s[j+1 : k-1]
+			} else if m := labelMatcher.FindStringSubmatch(lhs); m != nil {
+				labels = append(labels, m[1])
+			} else {
+				return 0, "", nil, fmt.Errorf("matcher %q… in %q", lhs, s)
 			}
+			matched = true
 			j = k
 		case ',':
+			if unfinished() {
+				return 0, "", nil, fmt.Errorf("matcher %q in %q", s[label:j], s)
+			}
 			j++
-			label = j
+			label, matched = j, false
 		case '}':
-			return j + 1, name, nil
+			if unfinished() {
+				return 0, "", nil, fmt.Errorf("matcher %q in %q", s[label:j], s)
+			}
+			return j + 1, name, labels, nil
 		default:
 			j++
 		}
 	}
-	return 0, "", fmt.Errorf("unclosed { at %d in %q", i, s)
+	return 0, "", nil, fmt.Errorf("unclosed { at %d in %q", i, s)
 }
+
+var labelMatcher = regexp.MustCompile(`^([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!=|!~|=)$`)
 
 var (
 	labelValuesQuery = regexp.MustCompile(`^label_values\((.*),\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\)$`)
@@ -233,19 +282,29 @@ var (
 )
 
 // grafanaVariableMetrics returns the metrics a Grafana Prometheus variable
-// query names: label_values(expr, label), label_values(label) (none),
-// query_result(expr). Other forms (metrics(…)) cannot be checked.
+// query names (see grafanaVariableExpr).
 func grafanaVariableMetrics(q string) ([]string, error) {
+	expr, err := grafanaVariableExpr(q)
+	if err != nil || expr == "" {
+		return nil, err
+	}
+	return promqlMetrics(expr)
+}
+
+// grafanaVariableExpr returns the PromQL of a Grafana Prometheus variable
+// query: label_values(expr, label), label_values(label) (""),
+// query_result(expr). Other forms (metrics(…)) cannot be checked.
+func grafanaVariableExpr(q string) (string, error) {
 	q = strings.TrimSpace(q)
 	switch {
 	case labelOnlyQuery.MatchString(q):
-		return nil, nil
+		return "", nil
 	case labelValuesQuery.MatchString(q):
-		return promqlMetrics(labelValuesQuery.FindStringSubmatch(q)[1])
+		return labelValuesQuery.FindStringSubmatch(q)[1], nil
 	case queryResult.MatchString(q):
-		return promqlMetrics(queryResult.FindStringSubmatch(q)[1])
+		return queryResult.FindStringSubmatch(q)[1], nil
 	}
-	return nil, fmt.Errorf("variable query %q: only label_values and query_result are checked", q)
+	return "", fmt.Errorf("variable query %q: only label_values and query_result are checked", q)
 }
 
 func TestPromQLMetrics(t *testing.T) {
@@ -299,6 +358,37 @@ func TestPromQLMetrics(t *testing.T) {
 				t.Errorf("names = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestPromQLSelectors(t *testing.T) {
+	tests := []struct {
+		expr string
+		want string // name{labels} per selector
+	}{
+		{`rate(x_bucket{namespace=~"$ns", stage="total"}[5m]) / y`, `x_bucket{namespace,stage} y{}`},
+		{`x {a!="1",b!~"2|3"} and on (pod) z{c="}"}`, `x{a,b} z{c}`},
+		{`{__name__="m", le="+Inf"}`, `m{le}`},
+		{`sum by (le) (m)`, `m{}`},
+	}
+	for _, tc := range tests {
+		sels, err := promqlSelectors(tc.expr)
+		if err != nil {
+			t.Errorf("%s: %v", tc.expr, err)
+			continue
+		}
+		var got []string
+		for _, s := range sels {
+			got = append(got, s.name+"{"+strings.Join(s.labels, ",")+"}")
+		}
+		if g := strings.Join(got, " "); g != tc.want {
+			t.Errorf("%s: %s, want %s", tc.expr, g, tc.want)
+		}
+	}
+	for _, bad := range []string{`rate({a="b"}[5m])`, `m{a=b}`} {
+		if _, err := promqlSelectors(bad); err == nil {
+			t.Errorf("%s: no error", bad)
+		}
 	}
 }
 
