@@ -594,7 +594,7 @@ func (c *localCluster) checkMonitoringMetrics(t *testing.T, root string, refs mo
 	}
 	// And a label one letter off.
 	probeLabels := maps.Clone(refs.labels)
-	probeLabels["imcluster_push_closed_total"] = map[string]bool{"reasons": true}
+	probeLabels["imcluster_push_connections"] = map[string]bool{"reason": true}
 	if b := missingLabels(probeLabels, seen); len(b) != len(badLabels)+1 {
 		t.Errorf("a misspelled label was not reported missing: %v", b)
 	}
