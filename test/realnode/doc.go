@@ -17,7 +17,8 @@
 //     the message, push and operator pods' /metrics and fails when the
 //     chart's Grafana dashboard or PrometheusRule (rendered with both on)
 //     names a metric no pod exports (event-only families excepted, which
-//     must then be defined in the Go source).
+//     must then be defined in the Go source), or matches on a label the
+//     metric does not carry.
 //   - TestMonitoringManifests (helm only, no cluster): the chart lints and
 //     renders with the dashboards and alerts on, the dashboard is JSON and
 //     the PrometheusRule strict YAML, every query's metric names extract,
