@@ -66,13 +66,15 @@ type Dispatcher struct {
 	Concurrency            int
 	Now                    func() time.Time
 
-	hc       *http.Client
-	dlq      *mlog.Producer
-	events   *mlog.Producer
-	ready    atomic.Bool
-	claims   atomic.Int64 // claims of the current session not yet consuming
-	watcher  *presenceWatcher
-	setupErr atomic.Pointer[error]
+	hc          *http.Client
+	dlq         *mlog.Producer
+	events      *mlog.Producer
+	ready       atomic.Bool
+	claims      atomic.Int64 // claims of the current session not yet consuming
+	watcher     *presenceWatcher
+	setupErr    atomic.Pointer[error]
+	admin       sarama.ClusterAdmin
+	adminClient sarama.Client
 }
 
 // Ready reports whether the dispatcher holds a group session and every
@@ -199,6 +201,19 @@ func (d *Dispatcher) consume(ctx context.Context) error {
 		return fmt.Errorf("while joining consumer group %s: %w", d.Hook.Group, err)
 	}
 	defer group.Close()
+	// A second client reads the group's committed offsets and the log ends
+	// for Setup (an admin closes its client: not the group's).
+	ac, err := sarama.NewClient(d.Kafka.Brokers, sc)
+	if err != nil {
+		return fmt.Errorf("while connecting the webhook admin client: %w", err)
+	}
+	d.admin, err = sarama.NewClusterAdminFromClient(ac)
+	if err != nil {
+		ac.Close()
+		return fmt.Errorf("while connecting the webhook admin client: %w", err)
+	}
+	d.adminClient = ac
+	defer d.admin.Close()
 	go func() {
 		for err := range group.Errors() {
 			d.Log.Warn("webhook consumer group error", "err", err)
@@ -217,10 +232,38 @@ func (d *Dispatcher) consume(ctx context.Context) error {
 
 type handler Dispatcher
 
+// Setup pins the start of every claimed partition the group never
+// committed: it commits the partition's current end before consuming, and
+// the claim starts there. Without it a dispatcher that died on its first
+// batch (receiver down) would leave no offset, and the next one would
+// start at the then log end: the stuck batch and everything after it
+// would be skipped.
 func (h *handler) Setup(sess sarama.ConsumerGroupSession) error {
 	n := 0
 	for _, parts := range sess.Claims() {
 		n += len(parts)
+	}
+	committed, err := h.admin.ListConsumerGroupOffsets(h.Hook.Group, sess.Claims())
+	if err != nil {
+		return fmt.Errorf("while reading the webhook group's offsets: %w", err)
+	}
+	pinned := 0
+	for topic, parts := range sess.Claims() {
+		for _, p := range parts {
+			if b := committed.GetBlock(topic, p); b != nil && b.Err == sarama.ErrNoError && b.Offset >= 0 {
+				continue
+			}
+			end, err := h.adminClient.GetOffset(topic, p, sarama.OffsetNewest)
+			if err != nil {
+				return fmt.Errorf("while reading the end of %s/%d: %w", topic, p, err)
+			}
+			sess.MarkOffset(topic, p, end, "")
+			pinned++
+		}
+	}
+	if pinned > 0 {
+		sess.Commit()
+		h.Log.Info("webhook group starts at the log end", "partitions", pinned)
 	}
 	h.claims.Store(int64(n))
 	h.ready.Store(true)

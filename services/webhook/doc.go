@@ -35,7 +35,11 @@
 // and the events topic (<log topic>.webhook). It shares nothing with the
 // pipeline's group but the log: a slow, failing or absent receiver delays
 // only webhook events, never storing or pushing. A new group starts at
-// the log's end (configuring a webhook does not replay history).
+// the log's end (configuring a webhook does not replay history): the
+// first session that claims a partition the group never committed
+// commits the partition's end before consuming it, so a dispatcher that
+// dies on its first batch leaves that start behind and the next one
+// resumes there instead of at the then log end.
 //
 // Events and where they come from:
 //

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,9 +21,10 @@ import (
 )
 
 // TestReceiverFailsForAWhile: while the receiver answers 503, messages are
-// still pushed at once (the webhook group is not the pipeline's); once it
-// is back every after_send arrives (nothing lost). An event the receiver
-// refuses for good (400) goes to the dead-letter topic.
+// still pushed at once (the webhook group is not the pipeline's); the
+// message process dies meanwhile and another takes over; once the
+// receiver is back every after_send arrives (nothing lost). An event the
+// receiver refuses for good (400) goes to the dead-letter topic.
 func TestReceiverFailsForAWhile(t *testing.T) {
 	c := newCluster(t)
 	r := newReceiver(t, c.secret)
@@ -70,6 +72,26 @@ func TestReceiverFailsForAWhile(t *testing.T) {
 		t.Fatal("events accepted while the receiver was failing")
 	}
 	r.mu.Unlock()
+
+	// The message process dies on its stuck first batch, uncommitted; the
+	// one that takes over delivers it (the group's start was pinned when
+	// it was created, so it does not start at the then log end).
+	_ = msg.cmd.Process.Signal(syscall.SIGKILL)
+	<-msg.done
+	msg = c.startMessage("message-2", true, config.EnvWebhookURL+"="+r.srv.URL+"/events",
+		config.EnvWebhookEvents+"=after_send", config.EnvWebhookTimeout+"=1s", config.EnvWebhookMaxAttempts+"=1000")
+	for i := range 3 {
+		res, err := c.send(msg, "alice", "bob", protocol.TypeText, &protocol.Body{Text: fmt.Sprintf("after the crash %d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, res.MsgID+":after_send")
+	}
+	eventually(t, "the new process retries the stuck event", 60*time.Second, func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.attempts[ids[0]] >= 5
+	})
 	r.setFailing(false)
 	t0 := time.Now()
 	r.await(t, 90*time.Second, ids...)
