@@ -38,6 +38,7 @@ type benchOpts struct {
 	runID       string
 	textBytes   int
 	sendVia     string
+	groupSize   int
 }
 
 // BenchResult is imctl bench's JSON output.
@@ -68,6 +69,12 @@ type BenchResult struct {
 
 	SendAckMs     Percentiles `json:"send_ack_ms"`
 	SendDeliverMs Percentiles `json:"send_deliver_ms"`
+	// Group mode (--group-size): every message goes to the other members'
+	// devices; Delivered, Lost and Duplicated count deliveries, and
+	// SendDeliverAllMs is the time until the last member got it.
+	GroupSize        int         `json:"group_size,omitempty"`
+	Groups           int         `json:"groups,omitempty"`
+	SendDeliverAllMs Percentiles `json:"send_deliver_all_ms,omitempty"`
 
 	// Server CPU over the window from the first send to the last
 	// delivery (or the end of --settle): every server process of the
@@ -142,14 +149,17 @@ checks the limit first and reports clearly when it is hit.`,
 	f.BoolVar(&o.jsonOut, "json", false, "print the result as JSON on stdout")
 	f.StringVar(&o.runID, "run-id", "", "user name prefix (default: bench-<time>)")
 	f.IntVar(&o.textBytes, "text-bytes", 64, "message text size")
+	f.IntVar(&o.groupSize, "group-size", 0, "group mode: put the users in groups of this size (users/size groups) and send group messages, each delivered to every other member (0: 1:1, user i to user i+1)")
 	f.StringVar(&o.sendVia, "send-via", viaHTTP, "send path: http (the message API) or ws (a send frame on the sender's socket, forwarded by its push node)")
 	rootCmd.AddCommand(cmd)
 }
 
 type sentMsg struct {
-	start, acked, delivered time.Time
+	start, acked, delivered time.Time // delivered: to every expected receiver
 	ok                      bool
 	deliveries              int32
+	expect                  int32        // receivers (1 for 1:1)
+	receivers               map[int]bool // who got it (under sentMu)
 }
 
 func runBench(ctx context.Context, o benchOpts) error {
@@ -221,34 +231,39 @@ func runBench(ctx context.Context, o benchOpts) error {
 		lastSeqMu sync.Mutex
 		lastSeq   = map[string]int64{}
 	)
-	onEvent := func(me string, ev protocol.Event) {
-		// Count what reaches the recipient (the sender's own device is
-		// excepted by routing; any other device of the sender would be an
-		// echo, not a delivery).
-		if ev.Kind != protocol.KindMessage || ev.Message == nil || ev.Message.To != me {
+	var delivLat []time.Duration // every delivery's send→deliver (under sentMu)
+	onEvent := func(meIdx int, ev protocol.Event) {
+		// Count what reaches the recipient, or in group mode every other
+		// member (the sender's own device is excepted by routing; any
+		// other device of the sender would be an echo, not a delivery).
+		me := users[meIdx]
+		if ev.Kind != protocol.KindMessage || ev.Message == nil || ev.Message.From == me || o.groupSize == 0 && ev.Message.To != me {
 			return
 		}
 		now := time.Now()
 		lastSeqMu.Lock()
-		if last, ok := lastSeq[ev.ConvID]; ok && ev.Seq < last {
+		key := ev.ConvID + "\x00" + me // order is per receiver
+		if last, ok := lastSeq[key]; ok && ev.Seq < last {
 			reordered.Add(1)
 		} else {
-			lastSeq[ev.ConvID] = ev.Seq
+			lastSeq[key] = ev.Seq
 		}
 		lastSeqMu.Unlock()
 		sentMu.Lock()
+		defer sentMu.Unlock()
 		m := sent[ev.Message.ClientMsgID]
-		sentMu.Unlock()
 		if m == nil {
 			return
 		}
-		if atomic.AddInt32(&m.deliveries, 1) > 1 {
+		if m.receivers[meIdx] {
 			dups.Add(1)
 			return
 		}
-		sentMu.Lock()
-		m.delivered = now
-		sentMu.Unlock()
+		m.receivers[meIdx] = true
+		delivLat = append(delivLat, now.Sub(m.start))
+		if m.deliveries++; m.deliveries == m.expect {
+			m.delivered = now
+		}
 		delivered.Add(1)
 	}
 	urls := pushURLs()
@@ -269,7 +284,7 @@ func runBench(ctx context.Context, o benchOpts) error {
 			defer wg.Done()
 			defer func() { <-sem }()
 			c := client.New(client.Config{URLs: []string{urls[i%len(urls)]}, Token: tokens[i], DeviceID: "d0", Terminal: "bench",
-				NoSync: true, NoAutoAck: true, TLS: g.tls, OnEvent: func(ev protocol.Event) { onEvent(users[i], ev) }})
+				NoSync: true, NoAutoAck: true, TLS: g.tls, OnEvent: func(ev protocol.Event) { onEvent(i, ev) }})
 			c.Start()
 			cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 			err := c.WaitConnected(cctx)
@@ -318,6 +333,11 @@ func runBench(ctx context.Context, o benchOpts) error {
 		measureMemory(&res)
 		return report(res, o.jsonOut)
 	}
+	plan, err := newBenchPlan(ctx, o, users, tokens)
+	if err != nil {
+		return err
+	}
+	res.GroupSize, res.Groups = o.groupSize, plan.groups()
 	// Give the message tier's presence cache a moment to see every session.
 	time.Sleep(time.Second)
 
@@ -354,14 +374,13 @@ func runBench(ctx context.Context, o benchOpts) error {
 			time.Sleep(d)
 		}
 		ssem <- struct{}{}
-		from := k % o.users
-		if clients[from] == nil || clients[(from+1)%o.users] == nil {
+		from, to, group := plan.pick(k)
+		if clients[from] == nil || to >= 0 && clients[to] == nil {
 			<-ssem
 			continue
 		}
-		to := (from + 1) % o.users
 		cmid := fmt.Sprintf("%s-%d", o.runID, k)
-		m := &sentMsg{start: time.Now()}
+		m := &sentMsg{start: time.Now(), expect: plan.receivers(from, clients), receivers: map[int]bool{}}
 		sentMu.Lock()
 		sent[cmid] = m
 		sentMu.Unlock()
@@ -371,7 +390,7 @@ func runBench(ctx context.Context, o benchOpts) error {
 			defer swg.Done()
 			defer func() { <-ssem }()
 			sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			err := send(sctx, from, to, cmid)
+			err := send(sctx, from, to, group, cmid)
 			cancel()
 			now := time.Now()
 			if err != nil {
@@ -390,7 +409,7 @@ func runBench(ctx context.Context, o benchOpts) error {
 	swg.Wait()
 	sendSecs := time.Since(start).Seconds()
 	settleEnd := time.Now().Add(o.settle)
-	for delivered.Load() < nAcked.Load() && time.Now().Before(settleEnd) {
+	for !plan.allDelivered(&sentMu, sent) && time.Now().Before(settleEnd) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	stopProgress()
@@ -408,21 +427,25 @@ func runBench(ctx context.Context, o benchOpts) error {
 	res.Sent, res.Acked, res.SendErrors = nSent.Load(), nAcked.Load(), nErr.Load()
 	res.Delivered, res.Duplicated, res.Reordered = delivered.Load(), dups.Load(), reordered.Load()
 	res.AckedPerSec = float64(res.Acked) / sendSecs
-	var delivLat []time.Duration
+	var allLat []time.Duration
 	var lastDeliver time.Time
 	sentMu.Lock()
 	for _, m := range sent {
-		if m.ok && m.delivered.IsZero() {
-			res.Lost++
+		if m.ok {
+			res.Lost += int64(m.expect - m.deliveries)
 		}
 		if !m.delivered.IsZero() {
-			delivLat = append(delivLat, m.delivered.Sub(m.start))
+			allLat = append(allLat, m.delivered.Sub(m.start))
 			if m.delivered.After(lastDeliver) {
 				lastDeliver = m.delivered
 			}
 		}
 	}
+	res.SendDeliverMs = percentiles(delivLat)
 	sentMu.Unlock()
+	if o.groupSize > 0 {
+		res.SendDeliverAllMs = percentiles(allLat)
+	}
 	if !lastDeliver.IsZero() {
 		res.DelivPerSec = float64(res.Delivered) / lastDeliver.Sub(start).Seconds()
 	}
@@ -431,7 +454,6 @@ func runBench(ctx context.Context, o benchOpts) error {
 			o.rate, res.AckedPerSec, o.concurrency))
 	}
 	res.SendAckMs = percentiles(ackLat)
-	res.SendDeliverMs = percentiles(delivLat)
 	measureMemory(&res)
 	return report(res, o.jsonOut)
 }
@@ -550,6 +572,11 @@ func report(r BenchResult, asJSON bool) error {
 		fmt.Printf("delivered %d (%.0f/s), lost %d, duplicated %d, reordered %d\n", r.Delivered, r.DelivPerSec, r.Lost, r.Duplicated, r.Reordered)
 		fmt.Printf("send→ack     ms: p50 %.1f  p90 %.1f  p99 %.1f  max %.1f\n", r.SendAckMs.P50, r.SendAckMs.P90, r.SendAckMs.P99, r.SendAckMs.Max)
 		fmt.Printf("send→deliver ms: p50 %.1f  p90 %.1f  p99 %.1f  max %.1f\n", r.SendDeliverMs.P50, r.SendDeliverMs.P90, r.SendDeliverMs.P99, r.SendDeliverMs.Max)
+		if r.GroupSize > 0 {
+			a := r.SendDeliverAllMs
+			fmt.Printf("groups: %d of %d members (delivered, lost and duplicated count deliveries to members)\n", r.Groups, r.GroupSize)
+			fmt.Printf("send→all members ms: p50 %.1f  p90 %.1f  p99 %.1f  max %.1f\n", a.P50, a.P90, a.P99, a.Max)
+		}
 		if len(r.ServerCPU) > 0 {
 			var parts []string
 			for _, p := range r.ServerCPU {

@@ -16,28 +16,33 @@ const (
 	viaWS   = "ws"   // a send frame on the sender's own push socket, forwarded by the push tier
 )
 
-// sendFunc sends one bench message from user index from to user index to;
-// nil means the message tier acked it (in the durable log).
-type sendFunc func(ctx context.Context, from, to int, cmid string) error
+// sendFunc sends one bench message from user index from to user index to,
+// or, with group set, to that group; nil means the message tier acked it
+// (in the durable log).
+type sendFunc func(ctx context.Context, from, to int, group, cmid string) error
 
 // benchSender returns how bench sends: over HTTP with each user's token
 // (the default), or over each sender's WebSocket.
 func benchSender(via, apiURL, text string, users, tokens []string, clients []*client.Client, concurrency int) (sendFunc, error) {
-	req := func(to int, cmid string) client.SendRequest {
-		return client.SendRequest{To: users[to], ClientMsgID: cmid, Type: protocol.TypeText, Body: &protocol.Body{Text: text}}
+	req := func(to int, group, cmid string) client.SendRequest {
+		r := client.SendRequest{GroupID: group, ClientMsgID: cmid, Type: protocol.TypeText, Body: &protocol.Body{Text: text}}
+		if group == "" {
+			r.To = users[to]
+		}
+		return r
 	}
 	switch via {
 	case viaHTTP, "":
 		hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConns: concurrency, MaxIdleConnsPerHost: concurrency,
 			TLSClientConfig: g.tls}}
-		return func(ctx context.Context, from, to int, cmid string) error {
+		return func(ctx context.Context, from, to int, group, cmid string) error {
 			api := client.API{BaseURL: apiURL, Token: tokens[from], Device: "d0", HTTP: hc}
-			_, err := api.Send(ctx, req(to, cmid))
+			_, err := api.Send(ctx, req(to, group, cmid))
 			return err
 		}, nil
 	case viaWS:
-		return func(ctx context.Context, from, to int, cmid string) error {
-			res, err := clients[from].Send(ctx, req(to, cmid))
+		return func(ctx context.Context, from, to int, group, cmid string) error {
+			res, err := clients[from].Send(ctx, req(to, group, cmid))
 			if err == nil && res.Status/100 != 2 {
 				err = fmt.Errorf("send over the socket answered %d", res.Status)
 			}

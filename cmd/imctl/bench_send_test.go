@@ -80,7 +80,7 @@ func TestBenchSenderPaths(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := send(ctx, 0, 1, tc.cmid); err != nil {
+		if err := send(ctx, 0, 1, "", tc.cmid); err != nil {
 			t.Fatalf("%s: %v", tc.via, err)
 		}
 		mu.Lock()
