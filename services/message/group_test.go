@@ -1,9 +1,11 @@
 package message_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -166,4 +168,99 @@ func TestGroupTimeline(t *testing.T) {
 	if r := e.c.Do(t, "POST", "/v1/messages", e.user(t, "bob"), groupText(gid, "b-late", "hello?")); r.Status != 403 && r.Status != 410 {
 		t.Fatalf("send to a dissolved group: %d %s", r.Status, r.Body)
 	}
+}
+
+// TestGroupBadInputs: every group route refuses bad input and forbidden
+// actions with a stable code, and none of them puts anything in the log
+// or changes the group.
+func TestGroupBadInputs(t *testing.T) {
+	e := newEnv(t, 2)
+	e.start(t, "all")
+	e.groupCall(t, "alice", "POST", "/v1/groups", api.CreateGroupRequest{GroupID: "g1", Name: "G", Members: []string{"bob", "carl"}}, 201)
+	e.groupCall(t, "alice", "PUT", "/v1/groups/g1/members/carl/role", api.RoleRequest{Role: protocol.RoleAdmin}, 200)
+	alice, bob, carl, eve := e.user(t, "alice"), e.user(t, "bob"), e.user(t, "carl"), e.user(t, "eve")
+	long := strings.Repeat("n", model.MaxGroupNameLen+1)
+	var many []string
+	for i := range model.MaxUsersPerChange + 1 {
+		many = append(many, fmt.Sprintf("u%d", i))
+	}
+	manyJSON, _ := json.Marshal(map[string][]string{"users": many})
+	cases := []struct {
+		name, method, path, token, body string
+		status                          int
+		code                            string
+	}{
+		{"create: no name", "POST", "/v1/groups", alice, `{"group_id":"g2"}`, 400, protocol.ErrMissingField},
+		{"create: long name", "POST", "/v1/groups", alice, `{"name":"` + long + `"}`, 400, protocol.ErrInvalidField},
+		{"create: bad id", "POST", "/v1/groups", alice, `{"group_id":"a:b","name":"x"}`, 400, protocol.ErrInvalidField},
+		{"create: bad member", "POST", "/v1/groups", alice, `{"name":"x","members":["b b"]}`, 400, protocol.ErrInvalidField},
+		{"create: member twice", "POST", "/v1/groups", alice, `{"name":"x","members":["bob","bob"]}`, 400, protocol.ErrInvalidField},
+		{"create: unknown field", "POST", "/v1/groups", alice, `{"name":"x","topic":"y"}`, 400, protocol.ErrUnknownField},
+		{"create: taken id", "POST", "/v1/groups", eve, `{"group_id":"g1","name":"G"}`, 409, protocol.ErrExists},
+		{"create: too many members", "POST", "/v1/groups", alice, `{"name":"x","members":` + string(mustJSON(t, many)) + `}`, 400, protocol.ErrInvalidField},
+		{"create: no token", "POST", "/v1/groups", "", `{"name":"x"}`, 401, protocol.ErrUnauthenticated},
+		{"get: outsider", "GET", "/v1/groups/g1", eve, "", 403, protocol.ErrNotMember},
+		{"get: no such group", "GET", "/v1/groups/nope", alice, "", 404, protocol.ErrNotFound},
+		{"get: bad id", "GET", "/v1/groups/a:b", alice, "", 400, protocol.ErrInvalidField},
+		{"update: member", "PATCH", "/v1/groups/g1", bob, `{"name":"mine"}`, 403, protocol.ErrForbidden},
+		{"update: nothing", "PATCH", "/v1/groups/g1", alice, `{}`, 400, protocol.ErrMissingField},
+		{"update: empty name", "PATCH", "/v1/groups/g1", alice, `{"name":""}`, 400, protocol.ErrInvalidField},
+		{"update: outsider", "PATCH", "/v1/groups/g1", eve, `{"name":"x"}`, 403, protocol.ErrNotMember},
+		{"dissolve: admin", "DELETE", "/v1/groups/g1", carl, "", 403, protocol.ErrForbidden},
+		{"dissolve: member", "DELETE", "/v1/groups/g1", bob, "", 403, protocol.ErrForbidden},
+		{"add: member", "POST", "/v1/groups/g1/members", bob, `{"users":["dan"]}`, 403, protocol.ErrForbidden},
+		{"add: no users", "POST", "/v1/groups/g1/members", alice, `{"users":[]}`, 400, protocol.ErrInvalidField},
+		{"add: too many", "POST", "/v1/groups/g1/members", alice, string(manyJSON), 400, protocol.ErrInvalidField},
+		{"add: bad user", "POST", "/v1/groups/g1/members", alice, `{"users":["x/y"]}`, 400, protocol.ErrInvalidField},
+		{"remove: member removes member", "DELETE", "/v1/groups/g1/members/carl", bob, "", 403, protocol.ErrForbidden},
+		{"remove: admin removes owner", "DELETE", "/v1/groups/g1/members/alice", carl, "", 403, protocol.ErrForbidden},
+		{"remove: not a member", "DELETE", "/v1/groups/g1/members/eve", alice, "", 404, protocol.ErrNotFound},
+		{"leave: owner", "DELETE", "/v1/groups/g1/members/alice", alice, "", 403, protocol.ErrForbidden},
+		{"role: admin sets roles", "PUT", "/v1/groups/g1/members/bob/role", carl, `{"role":"admin"}`, 403, protocol.ErrForbidden},
+		{"role: unknown role", "PUT", "/v1/groups/g1/members/bob/role", alice, `{"role":"king"}`, 400, protocol.ErrInvalidField},
+		{"role: no role", "PUT", "/v1/groups/g1/members/bob/role", alice, `{}`, 400, protocol.ErrMissingField},
+		{"role: own role", "PUT", "/v1/groups/g1/members/alice/role", alice, `{"role":"member"}`, 404, protocol.ErrNotFound},
+		{"members: outsider", "GET", "/v1/groups/g1/members", eve, "", 403, protocol.ErrNotMember},
+		{"members: page over 100", "GET", "/v1/groups/g1/members?limit=101", alice, "", 400, protocol.ErrInvalidField},
+		{"my groups: bad after", "GET", "/v1/groups?after=a:b", alice, "", 400, protocol.ErrInvalidField},
+		{"send: to and group_id", "POST", "/v1/messages", alice, `{"to":"bob","group_id":"g1","client_msg_id":"c","type":"text","body":{"text":"x"}}`, 400, protocol.ErrInvalidField},
+		{"send: bad group_id", "POST", "/v1/messages", alice, `{"group_id":"a:b","client_msg_id":"c","type":"text","body":{"text":"x"}}`, 400, protocol.ErrInvalidField},
+		{"send: group without body", "POST", "/v1/messages", alice, `{"group_id":"g1","client_msg_id":"c","type":"text"}`, 400, protocol.ErrMissingField},
+		{"send: outsider", "POST", "/v1/messages", eve, `{"group_id":"g1","client_msg_id":"c","type":"text","body":{"text":"x"}}`, 403, protocol.ErrNotMember},
+		{"send: no such group", "POST", "/v1/messages", alice, `{"group_id":"nope","client_msg_id":"c","type":"text","body":{"text":"x"}}`, 404, protocol.ErrNotFound},
+		{"send: @all by a member", "POST", "/v1/messages", bob, `{"group_id":"g1","client_msg_id":"c","type":"text","body":{"text":"x","mentions":["all"]}}`, 403, protocol.ErrForbidden},
+		{"send: mentions in 1:1", "POST", "/v1/messages", alice, `{"to":"bob","client_msg_id":"c","type":"text","body":{"text":"x","mentions":["bob"]}}`, 400, protocol.ErrInvalidField},
+		{"send: bad mention", "POST", "/v1/messages", alice, `{"group_id":"g1","client_msg_id":"c","type":"text","body":{"text":"x","mentions":["a b"]}}`, 400, protocol.ErrInvalidField},
+		{"history: outsider", "GET", "/v1/conversations/g:g1/messages", eve, "", 403, protocol.ErrNotMember},
+		{"history: bad group conv", "GET", "/v1/conversations/g:a:b/messages", alice, "", 400, protocol.ErrInvalidField},
+		{"read: outsider", "POST", "/v1/conversations/g:g1/read", eve, `{"seq":0}`, 403, protocol.ErrNotMember},
+		{"recall: outsider", "POST", "/v1/conversations/g:g1/recall", eve, `{"seq":0}`, 403, protocol.ErrNotMember},
+		{"recall: a group event", "POST", "/v1/conversations/g:g1/recall", alice, `{"seq":0}`, 404, protocol.ErrNotFound},
+	}
+	before := e.logEnd(t)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := e.c.Do(t, c.method, c.path, c.token, c.body)
+			if r.Status != c.status || r.Code() != c.code {
+				t.Fatalf("got %d %s, want %d %s", r.Status, r.Body, c.status, c.code)
+			}
+		})
+	}
+	if after := e.logEnd(t); after != before {
+		t.Fatalf("bad inputs produced %d records", after-before)
+	}
+	var g api.GroupResponse
+	e.c.Do(t, "GET", "/v1/groups/g1", alice, nil).Decode(t, &g)
+	if g.Group.Name != "G" || g.Group.Members != 3 || g.Group.Owner != "alice" || g.Group.Dissolved {
+		t.Fatalf("the group changed: %+v", g.Group)
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
