@@ -144,18 +144,18 @@ func (p *Processor) decideGroupItem(g *store.GroupState, it *store.Item) bool {
 	switch {
 	case r.Kind == protocol.KindGroup && r.Group.Op == protocol.GroupCreated:
 		return p.applyCreate(g, it)
-	case !g.Exists() || !isMember:
-		if r.Kind == protocol.KindMessage || r.Kind == protocol.KindGroup {
-			rejectItem(it, protocol.ErrNotMember)
-			return true
-		}
-		return false // a read or recall by a non-member changes nothing
 	case g.Dissolved():
 		if r.Kind == protocol.KindMessage || r.Kind == protocol.KindGroup {
 			rejectItem(it, protocol.ErrGroupDissolved)
 			return true
 		}
 		return false
+	case !g.Exists() || !isMember:
+		if r.Kind == protocol.KindMessage || r.Kind == protocol.KindGroup {
+			rejectItem(it, protocol.ErrNotMember)
+			return true
+		}
+		return false // a read or recall by a non-member changes nothing
 	}
 	switch r.Kind {
 	case protocol.KindMessage:
