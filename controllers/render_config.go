@@ -161,6 +161,9 @@ func renderConfig(c *v1alpha1.IMCluster) (rendered, error) {
 		MaxMessageBytes: int(s.Limits.MaxMessageBytes),
 		RecallWindow:    recall,
 		FeedRetention:   retention,
+		// Groups: set by the API server's defaults (or the user).
+		MaxGroupMembers:  int(s.Limits.MaxGroupMembers),
+		MaxGroupsPerUser: int(s.Limits.MaxGroupsPerUser),
 	}
 	if s.Kafka.TLS != nil {
 		msg.Kafka.TLSDir = kafkaTLSDir

@@ -45,6 +45,7 @@ func TestConfigHashesPerTier(t *testing.T) {
 		{"nothing", func(*v1alpha1.IMCluster) {}, false, false, false},
 		{"message limit", func(c *v1alpha1.IMCluster) { c.Spec.Limits.MaxMessageBytes = 100 }, true, false, false},
 		{"feed retention", func(c *v1alpha1.IMCluster) { c.Spec.Limits.FeedRetention = "48h" }, true, false, false},
+		{"group size limit", func(c *v1alpha1.IMCluster) { c.Spec.Limits.MaxGroupMembers = 200 }, true, false, false},
 		{"feed retention forever", func(c *v1alpha1.IMCluster) { c.Spec.Limits.FeedRetention = "0" }, true, false, false},
 		{"feed retention, same duration", func(c *v1alpha1.IMCluster) { c.Spec.Limits.FeedRetention = "43200m" }, false, false, false},
 		{"push queue", func(c *v1alpha1.IMCluster) { c.Spec.Push.SendQueue = 8 }, false, true, false},

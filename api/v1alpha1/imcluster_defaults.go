@@ -27,6 +27,8 @@ const (
 	DefaultMaxMessageBytes    int32 = 16384
 	DefaultRecallWindow             = "2m"
 	DefaultFeedRetention            = "720h" // 30 days, services/config.DefaultFeedRetention
+	DefaultMaxGroupMembers    int32 = 1000   // services/config.DefaultGroupMaxMembers
+	DefaultMaxGroupsPerUser   int32 = 500    // services/config.DefaultGroupMaxPerUser
 	DefaultBackoffLimit       int32 = 4
 	DefaultActiveDeadline     int64 = 600
 	DefaultTargetCPU          int32 = 70
@@ -85,6 +87,8 @@ func (c *IMCluster) SetDefaults() {
 	setInt32(&s.Limits.MaxMessageBytes, DefaultMaxMessageBytes)
 	setString(&s.Limits.RecallWindow, DefaultRecallWindow)
 	setString(&s.Limits.FeedRetention, DefaultFeedRetention)
+	setInt32(&s.Limits.MaxGroupMembers, DefaultMaxGroupMembers)
+	setInt32(&s.Limits.MaxGroupsPerUser, DefaultMaxGroupsPerUser)
 
 	s.Webhooks.setDefaults()
 

@@ -498,6 +498,23 @@ type LimitsSpec struct {
 	// +kubebuilder:default="720h"
 	// +optional
 	FeedRetention string `json:"feedRetention,omitempty"`
+
+	// MaxGroupMembers bounds a group's size (IM_GROUP_MAX_MEMBERS). Every
+	// member's feed gets a row per group message (write diffusion), so
+	// this bounds one message's write cost (docs/benchmarks.md).
+	// +kubebuilder:validation:Minimum=2
+	// +kubebuilder:validation:Maximum=10000
+	// +kubebuilder:default=1000
+	// +optional
+	MaxGroupMembers int32 `json:"maxGroupMembers,omitempty"`
+
+	// MaxGroupsPerUser bounds the groups one user may be created in or
+	// added to (IM_GROUP_MAX_PER_USER).
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000
+	// +kubebuilder:default=500
+	// +optional
+	MaxGroupsPerUser int32 `json:"maxGroupsPerUser,omitempty"`
 }
 
 // BootstrapSpec tunes the bootstrap Job.
