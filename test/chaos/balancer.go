@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"io"
 	"net"
 	"sync"
@@ -22,6 +23,8 @@ type balancer struct {
 	backends []*proc
 	ready    map[string]bool
 	next     atomic.Uint64
+
+	acceptErrs atomic.Int64
 }
 
 func newBalancer() (*balancer, error) {
@@ -69,8 +72,17 @@ func (b *balancer) candidates() []string {
 func (b *balancer) serve() {
 	for {
 		c, err := b.ln.Accept()
-		if err != nil {
+		if errors.Is(err, net.ErrClosed) {
 			return
+		}
+		if err != nil {
+			// EMFILE and the like: the listener stays, the accept is
+			// tried again (returning here would leave every later
+			// connection in the backlog forever).
+			b.acceptErrs.Add(1)
+			logf("balancer: accept: %v", err)
+			time.Sleep(50 * time.Millisecond)
+			continue
 		}
 		go b.proxy(c)
 	}

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/imcluster/imcluster/pkg/client"
@@ -137,14 +138,30 @@ func (l *load) verify(ctx context.Context, v *verdict) {
 	v.Acked, v.Unacked = len(acked), len(unacked)
 
 	// Every device syncs from its cursor: what it lacks then is lost.
+	// Bounded: a device whose sync has not completed in time is checked
+	// as it is (and reported).
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 32)
-	for _, d := range l.devices {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() { defer wg.Done(); defer func() { <-sem }(); d.c.SyncNow() }()
+	var synced atomic.Int64
+	all := make(chan struct{})
+	go func() {
+		for _, d := range l.devices {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() { defer wg.Done(); defer func() { <-sem }(); d.c.SyncNow(); synced.Add(1) }()
+		}
+		wg.Wait()
+		close(all)
+	}()
+	select {
+	case <-all:
+	case <-time.After(2 * time.Minute):
+		v.CheckErrors = append(v.CheckErrors, fmt.Sprintf("only %d of %d devices completed their final sync in 2 min", synced.Load(), len(l.devices)))
+	case <-ctx.Done():
+		return
 	}
-	wg.Wait()
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
 
 	// The message API's view of every user.
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}

@@ -58,8 +58,15 @@ func logf(format string, a ...any) {
 }
 
 func run(o options) int {
-	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// Sockets: a thousand devices, the sends in flight, both ends of every
+	// balancer connection.
+	var lim syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil && lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	}
 	var sel []scenario
 	for _, s := range scenarios() {
 		if o.only == "all" || strings.Contains(","+o.only+",", ","+s.name+",") {
@@ -78,6 +85,18 @@ func run(o options) int {
 	defer c.lb.close()
 	defer c.contDeps()
 	defer c.stopAll()
+	// Interrupted: clean up at once (the tier processes; hack/chaos.sh
+	// stops the dependencies) instead of waiting for the scenario.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		logf("%v: stopping the tier processes and resuming any stopped dependency", s)
+		cancel()
+		c.stopAll()
+		c.contDeps()
+		os.Exit(130)
+	}()
 	if err := c.bootstrap(ctx); err != nil {
 		logf("%v", err)
 		return 1
@@ -217,6 +236,9 @@ func runScenario(ctx context.Context, o options, c *cluster, mon *monitor, s sce
 	r.sent = int64(len(l.msgs))
 	l.mu.Unlock()
 	r.skipped, r.dupSent = l.skipped.Load(), l.dupSent.Load()
+	if n := c.lb.acceptErrs.Load(); n > 0 {
+		r.note(fmt.Sprintf("the balancer's accept failed %d times (see the log)", n))
+	}
 	if s.dep == "cassandra" && r.refusedOutage > 0 {
 		r.fail("%d send attempts refused during the Cassandra outage (sends touch only Kafka): %v", r.refusedOutage, r.refusedWhy)
 	}
