@@ -13,10 +13,12 @@
 //     chart with the local image, applies an IMCluster pointing at private
 //     Kafka, Cassandra and etcd listening on the node's IP, awaits Ready,
 //     chats through the Services, scales and drains, and tears everything
-//     down (hack/cluster.sh down) even on failure. Along the way it scrapes
-//     the message, push and operator pods' /metrics and fails when the
-//     chart's Grafana dashboard or PrometheusRule (rendered with both on)
-//     names a metric no pod exports (event-only families excepted, which
+//     down (hack/cluster.sh down) even on failure. The chart goes in with
+//     its dashboard ConfigMap and, on prometheus-operator's CRD
+//     (testdata/prometheusrule-crd.yaml), its PrometheusRule. Along the
+//     way it scrapes the message, push and operator pods' /metrics and
+//     fails when the chart's Grafana dashboard or PrometheusRule names a
+//     metric no pod exports (event-only families excepted, which
 //     must then be defined in the Go source), or matches on a label the
 //     metric does not carry.
 //   - TestMonitoringManifests (helm only, no cluster): the chart lints and

@@ -48,17 +48,26 @@ func TestJourney(t *testing.T) {
 	monitoring := renderMonitoring(t, c.helm, root)
 	seen := newMetricsSeen()
 
+	// prometheus-operator's PrometheusRule CRD, so that the chart's alerts
+	// go in with it and the apiserver validates them against its schema.
+	c.mustKubectl(t, time.Minute, "apply", "--server-side", "-f", filepath.Join(root, "test", "realnode", "testdata", "prometheusrule-crd.yaml"))
+	c.mustKubectl(t, time.Minute, "wait", "--for=condition=Established", "--timeout=30s", "crd/prometheusrules.monitoring.coreos.com")
+
 	// The chart's default image is the one make image tags (appVersion).
 	tInstall := time.Now()
 	if _, err := run(t, 6*time.Minute, c.env, c.helm, "install", "imc", filepath.Join(root, "charts", "imcluster-operator"),
 		"-n", "imcluster-system", "--create-namespace", "--set", "image.pullPolicy=Never", "--set", "replicaCount=1",
-		"--set", "grafanaDashboard.create=true", "--wait", "--timeout", "5m"); err != nil {
+		"--set", "grafanaDashboard.create=true,prometheusRule.enabled=true", "--wait", "--timeout", "5m"); err != nil {
 		c.describe(t, "imcluster-system")
 		t.Fatalf("helm install: %v", err)
 	}
 	t.Logf("helm install (operator pod Ready) took %s", time.Since(tInstall).Round(100*time.Millisecond))
 	if cm := strings.TrimSpace(c.mustKubectl(t, time.Minute, "get", "configmap", "-n", "imcluster-system", "-l", "grafana_dashboard=1", "-o", "name")); cm != "configmap/imc-imcluster-operator-dashboards" {
 		t.Errorf("dashboard ConfigMaps for the Grafana sidecar: %q", cm)
+	}
+	if got := strings.Fields(c.mustKubectl(t, time.Minute, "get", "prometheusrule", "-n", "imcluster-system", "imc-imcluster-operator",
+		"-o", "jsonpath={.spec.groups[*].rules[*].alert}")); len(got) != len(monitoring.alerts) {
+		t.Errorf("the PrometheusRule stored %d alerts %v, the chart renders %d", len(got), got, len(monitoring.alerts))
 	}
 
 	keys := map[string]string{}
