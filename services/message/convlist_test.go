@@ -402,3 +402,36 @@ func TestConversationListLatency(t *testing.T) {
 		t.Logf("load average after measuring: %s", bytes.TrimSpace(b))
 	}
 }
+
+// TestConversationListGroup: a group conversation is listed for every
+// member; its unread count holds other members' messages only, not
+// membership notices, and for a member added later only what came after
+// the join.
+func TestConversationListGroup(t *testing.T) {
+	e := newEnv(t, 2)
+	e.start(t, server.RoleAll)
+	gid := "cl-" + fmt.Sprint(time.Now().UnixNano()%1_000_000)
+	conv := model.GroupConvID(gid)
+	e.groupCall(t, "alice", "POST", "/v1/groups", api.CreateGroupRequest{GroupID: gid, Name: "List", Members: []string{"bob"}}, 201)
+	e.send(t, "alice", groupText(gid, "g1", "one"))
+	e.send(t, "alice", groupText(gid, "g2", "two"))
+	e.send(t, "bob", groupText(gid, "g3", "three"))
+	e.groupCall(t, "alice", "POST", "/v1/groups/"+gid+"/members", api.UsersRequest{Users: []string{"carol"}}, 200)
+	last := e.send(t, "alice", groupText(gid, "g4", "four"))
+	e.waitConsumed(t)
+	want := map[string]int{"alice": 0, "bob": 1, "carol": 1}
+	for user, n := range want {
+		l := e.convList(t, user, "")
+		m := byConv(l.Conversations)
+		c, ok := m[conv]
+		if !ok {
+			t.Fatalf("%s's list has no %s: %v", user, conv, convIDs(l.Conversations))
+		}
+		if c.Unread != n {
+			t.Errorf("%s: unread %d, want %d", user, c.Unread, n)
+		}
+		if c.LastMessage == nil || c.LastMessage.Seq != *last.Seq || c.LastMessage.Preview != "four" || c.LastMessage.From != "alice" {
+			t.Errorf("%s: last message %+v", user, c.LastMessage)
+		}
+	}
+}
