@@ -3,7 +3,7 @@
 // images by URL, delivered and read marks, recall. Everything goes through
 // the TypeScript SDK (sdk/ts); `imctl web` serves this page, its config
 // (/config.json) and a same-origin proxy to the message API (/api/).
-import { Client, LocalStorage, convId, newClientMsgId, peerOf } from "@imcluster/sdk";
+import { Client, LocalStorage, convId, groupOf, mentions, newClientMsgId, peerOf } from "@imcluster/sdk";
 const $ = (id) => document.getElementById(id);
 const SESSION_KEY = "imcluster.web.session";
 let cfg;
@@ -14,7 +14,8 @@ let current = null;
 function conv(id) {
     let c = convs.get(id);
     if (!c) {
-        c = { id, peer: peerOf(id, me), readSeq: -1, peerReadSeq: -1, peerDeliveredSeq: -1, lastMsgSeq: -1, msgs: new Map(), pending: new Map(), historyLoaded: false };
+        const group = groupOf(id);
+        c = { id, peer: group ? "# " + group : peerOf(id, me), group, readSeq: -1, peerReadSeq: -1, peerDeliveredSeq: -1, lastMsgSeq: -1, msgs: new Map(), pending: new Map(), historyLoaded: false };
         convs.set(id, c);
     }
     return c;
@@ -144,6 +145,10 @@ function onEvent(ev) {
             c.msgs.set(recalled.seq, recalled);
             break;
         }
+        case "group":
+            // Membership changes are lines of the group's timeline.
+            c.msgs.set(ev.seq, ev);
+            break;
         case "rejected": {
             const p = c.pending.get(ev.message?.client_msg_id ?? "");
             if (p) {
@@ -160,7 +165,7 @@ function onEvent(ev) {
 function unreadCount(c) {
     let n = 0;
     for (const ev of c.msgs.values())
-        if (ev.from !== me && ev.seq > c.readSeq && !ev.message?.recalled)
+        if (ev.kind === "message" && ev.from !== me && ev.seq > c.readSeq && !ev.message?.recalled)
             n++;
     return n;
 }
@@ -212,7 +217,7 @@ async function send(type, text, url) {
     renderMessages();
     try {
         const body = type === "image" ? { url } : { text };
-        const res = await client.send({ to: c.peer, type, body, clientMsgId: cmid });
+        const res = await client.send(c.group ? { groupId: c.group, type, body, clientMsgId: cmid } : { to: c.peer, type, body, clientMsgId: cmid });
         if (res.seq !== undefined) {
             addMessage(c, { kind: "message", conv_id: c.id, seq: res.seq, from: me, at_ms: res.sent_at_ms,
                 message: { msg_id: res.msg_id, client_msg_id: cmid, from: me, to: c.peer, type, body, sent_at_ms: res.sent_at_ms } });
@@ -302,6 +307,15 @@ function renderMessages() {
         const m = ev.message;
         const mine = ev.from === me;
         const div = document.createElement("div");
+        if (ev.kind === "group") {
+            div.className = "msg system";
+            div.dataset.seq = String(ev.seq);
+            div.append(textSpan(`${ev.from} ${ev.group?.op ?? "changed"} ${(ev.group?.users ?? []).join(", ")}`.trim()));
+            box.append(div);
+            continue;
+        }
+        if (mentions(ev, me) && !mine)
+            div.dataset.mention = "true";
         div.className = "msg" + (mine ? " mine" : "") + (m?.recalled ? " recalled" : "");
         div.dataset.seq = String(ev.seq);
         div.dataset.from = ev.from ?? "";

@@ -4,7 +4,7 @@
 // the TypeScript SDK (sdk/ts); `imctl web` serves this page, its config
 // (/config.json) and a same-origin proxy to the message API (/api/).
 
-import { Client, Conversation, Event, LocalStorage, MessageType, convId, newClientMsgId, peerOf } from "@imcluster/sdk";
+import { Client, Conversation, Event, LocalStorage, MessageType, convId, groupOf, mentions, newClientMsgId, peerOf } from "@imcluster/sdk";
 
 interface PageConfig { api: string; push: string[]; devTokens: boolean }
 interface Session { user: string; token: string }
@@ -13,7 +13,8 @@ interface Pending { cmid: string; type: MessageType; text?: string; url?: string
 
 interface Conv {
   id: string;
-  peer: string;
+  peer: string; // 1:1: the other user; a group: "# " + its id
+  group: string; // the group id ("" for 1:1)
   readSeq: number; // my read cursor (-1: none)
   peerReadSeq: number;
   peerDeliveredSeq: number;
@@ -35,7 +36,8 @@ let current: Conv | null = null;
 function conv(id: string): Conv {
   let c = convs.get(id);
   if (!c) {
-    c = { id, peer: peerOf(id, me), readSeq: -1, peerReadSeq: -1, peerDeliveredSeq: -1, lastMsgSeq: -1, msgs: new Map(), pending: new Map(), historyLoaded: false };
+    const group = groupOf(id);
+    c = { id, peer: group ? "# " + group : peerOf(id, me), group, readSeq: -1, peerReadSeq: -1, peerDeliveredSeq: -1, lastMsgSeq: -1, msgs: new Map(), pending: new Map(), historyLoaded: false };
     convs.set(id, c);
   }
   return c;
@@ -164,6 +166,10 @@ function onEvent(ev: Event): void {
       c.msgs.set(recalled.seq, recalled);
       break;
     }
+    case "group":
+      // Membership changes are lines of the group's timeline.
+      c.msgs.set(ev.seq, ev);
+      break;
     case "rejected": {
       const p = c.pending.get(ev.message?.client_msg_id ?? "");
       if (p) { p.state = "failed"; p.error = "refused: client_msg_id reused"; }
@@ -176,7 +182,7 @@ function onEvent(ev: Event): void {
 
 function unreadCount(c: Conv): number {
   let n = 0;
-  for (const ev of c.msgs.values()) if (ev.from !== me && ev.seq > c.readSeq && !ev.message?.recalled) n++;
+  for (const ev of c.msgs.values()) if (ev.kind === "message" && ev.from !== me && ev.seq > c.readSeq && !ev.message?.recalled) n++;
   return n;
 }
 
@@ -224,7 +230,7 @@ async function send(type: MessageType, text: string | undefined, url: string | u
   renderMessages();
   try {
     const body = type === "image" ? { url } : { text };
-    const res = await client.send({ to: c.peer, type, body, clientMsgId: cmid });
+    const res = await client.send(c.group ? { groupId: c.group, type, body, clientMsgId: cmid } : { to: c.peer, type, body, clientMsgId: cmid });
     if (res.seq !== undefined) {
       addMessage(c, { kind: "message", conv_id: c.id, seq: res.seq, from: me, at_ms: res.sent_at_ms,
         message: { msg_id: res.msg_id, client_msg_id: cmid, from: me, to: c.peer, type, body, sent_at_ms: res.sent_at_ms } });
@@ -311,6 +317,14 @@ function renderMessages(): void {
     const m = ev.message;
     const mine = ev.from === me;
     const div = document.createElement("div");
+    if (ev.kind === "group") {
+      div.className = "msg system";
+      div.dataset.seq = String(ev.seq);
+      div.append(textSpan(`${ev.from} ${ev.group?.op ?? "changed"} ${(ev.group?.users ?? []).join(", ")}`.trim()));
+      box.append(div);
+      continue;
+    }
+    if (mentions(ev, me) && !mine) div.dataset.mention = "true";
     div.className = "msg" + (mine ? " mine" : "") + (m?.recalled ? " recalled" : "");
     div.dataset.seq = String(ev.seq);
     div.dataset.from = ev.from ?? "";

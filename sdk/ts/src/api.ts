@@ -3,7 +3,7 @@
 // is the reference.
 
 import {
-  ConversationsPage, Conversation, Event, HistoryPage, ImError, ReadResponse, RecallResponse,
+  ConversationsPage, Conversation, Event, GroupResult, HistoryPage, ImError, ReadResponse, RecallResponse,
   SendRequest, SendResponse, SyncPage, UnreadPage,
 } from "./types.js";
 
@@ -100,6 +100,38 @@ export class Api {
     const headers: Record<string, string> = {};
     if (attempt) headers["Idempotency-Attempt"] = String(attempt);
     return this.call("POST", "/v1/messages", body, headers);
+  }
+
+  // --- groups (docs/protocol.md §8): every change answers with the group once applied ---
+
+  /** Creates a group owned by the caller (groupId optional: generated when absent). */
+  createGroup(g: { groupId?: string; name: string; members?: string[]; avatar?: string; attrs?: Record<string, string> }): Promise<GroupResult> {
+    return this.call("POST", "/v1/groups", { group_id: g.groupId, name: g.name, members: g.members, avatar: g.avatar, attrs: g.attrs });
+  }
+
+  /** A group's description (members only). */
+  group(groupId: string): Promise<GroupResult> {
+    return this.call("GET", `/v1/groups/${encodeURIComponent(groupId)}`);
+  }
+
+  /** Adds members (owner and admins). */
+  addMembers(groupId: string, users: string[]): Promise<GroupResult> {
+    return this.call("POST", `/v1/groups/${encodeURIComponent(groupId)}/members`, { users });
+  }
+
+  /** Removes a member (owner and admins); removing oneself leaves. */
+  removeMember(groupId: string, user: string): Promise<GroupResult> {
+    return this.call("DELETE", `/v1/groups/${encodeURIComponent(groupId)}/members/${encodeURIComponent(user)}`);
+  }
+
+  /** One page of the group's members (after: the previous page's `after`). */
+  members(groupId: string, after = "", limit?: number): Promise<{ members?: { user_id: string; role: string; joined_seq: number }[]; after?: string }> {
+    return this.call("GET", `/v1/groups/${encodeURIComponent(groupId)}/members` + query({ after, limit }));
+  }
+
+  /** One page of the caller's groups. */
+  groups(after = "", limit?: number): Promise<{ groups?: { group_id: string; conv_id: string; joined_seq: number }[]; after?: string }> {
+    return this.call("GET", "/v1/groups" + query({ after, limit }));
   }
 
   /** Calls the API; a non-2xx answer throws an ImError carrying its code and status. */

@@ -84,8 +84,10 @@ export interface ClientEvents {
   read: Event;
   recall: Event;
   delivered: Event;
-  /** A send of this user was refused after it entered the log (idempotency_clash). */
+  /** A send of this user was refused after it entered the log (event.reason: idempotency_clash when absent, not_member, forbidden, group_dissolved). */
   rejected: Event;
+  /** A change to a group this user is in (event.group; docs/protocol.md §8). */
+  group: Event;
   /** After each welcome. */
   connected: Welcome;
   /** After each lost connection; willReconnect is false after a kick, a refused token or close(). */
@@ -115,7 +117,9 @@ export interface ClientEvents {
 
 /** A message to send; clientMsgId is made when missing (keep it to retry later). */
 export interface OutgoingMessage {
-  to: string;
+  /** The peer (1:1), or set groupId instead for a group message. */
+  to?: string;
+  groupId?: string;
   type?: MessageType;
   body: Body;
   clientMsgId?: string;
@@ -701,7 +705,9 @@ export class Client extends Emitter<ClientEvents> {
         const left = deadline - Date.now();
         if (left <= 0) throw new ImError("timeout", "send deadline passed");
         await this.waitConnected(left);
-        const req: SendRequest = { to: msg.to, client_msg_id: clientMsgId, type: msg.type ?? "text", body: msg.body };
+        const req: SendRequest = msg.groupId
+          ? { group_id: msg.groupId, client_msg_id: clientMsgId, type: msg.type ?? "text", body: msg.body }
+          : { to: msg.to, client_msg_id: clientMsgId, type: msg.type ?? "text", body: msg.body };
         return await this.sendOnce(req, attempt, Math.min(left, this.opts.sendAttemptTimeoutMs ?? 10_000));
       } catch (e) {
         if (this.closed || !retryable(e) || attempt >= attempts || Date.now() >= deadline) {
@@ -718,6 +724,12 @@ export class Client extends Emitter<ClientEvents> {
   /** Sends a text message. */
   sendText(to: string, text: string, opts?: SendOptions & { clientMsgId?: string }): Promise<SendResponse> {
     return this.send({ to, type: "text", body: { text }, clientMsgId: opts?.clientMsgId }, opts);
+  }
+
+  /** Sends a text message to a group, mentioning some members (or "all"). */
+  sendGroupText(groupId: string, text: string, opts?: SendOptions & { clientMsgId?: string; mentions?: string[] }): Promise<SendResponse> {
+    const body: Body = opts?.mentions?.length ? { text, mentions: opts.mentions } : { text };
+    return this.send({ groupId, type: "text", body, clientMsgId: opts?.clientMsgId }, opts);
   }
 
   /** Sends an image by URL. */
@@ -766,7 +778,11 @@ export class Client extends Emitter<ClientEvents> {
     clearTimeout(p.timer);
     if (f.error) p.reject(new ImError(f.error.code, f.error.message ?? "", f.status ?? 0));
     else if (f.status === 200) p.resolve(f.result as SendResponse);
-    else p.reject(new ImError("http_" + f.status, JSON.stringify(f.result ?? null), f.status ?? 0));
+    else {
+      // The message tier's error answer, relayed: its code is the contract.
+      const r = (f.result ?? {}) as { code?: string; message?: string };
+      p.reject(new ImError(r.code ?? "http_" + f.status, r.message ?? JSON.stringify(f.result ?? null), f.status ?? 0));
+    }
   }
 
   private failPending(): void {
@@ -780,7 +796,7 @@ export class Client extends Emitter<ClientEvents> {
 
   // --- HTTP calls as this user ---------------------------------------------------
 
-  /** Marks conv read up to seq (conv: a conversation id, or the peer's user id). */
+  /** Marks conv read up to seq (conv: a conversation id — p:… or g:… — or the peer's user id). */
   read(conv: string, seq: number): Promise<ReadResponse> {
     return this.api.read(this.conv(conv), seq);
   }
@@ -805,8 +821,9 @@ export class Client extends Emitter<ClientEvents> {
     return this.api.conversations();
   }
 
+  /** A conversation id as is (p:… or g:…), or a peer's user id. */
   private conv(c: string): string {
-    return c.startsWith("p:") || !this.user_ ? c : convId(this.user_, c);
+    return c.startsWith("p:") || c.startsWith("g:") || !this.user_ ? c : convId(this.user_, c);
   }
 }
 

@@ -11,8 +11,8 @@ export { Dedupe } from "./dedupe.js";
 export { Emitter } from "./emitter.js";
 export { LocalStorage, MemoryStorage } from "./storage.js";
 export type { CursorStorage, WebStorageLike } from "./storage.js";
-export { ErrorCode, ImError, convId, peerOf } from "./types.js";
+export { ErrorCode, ImError, convId, groupConvId, groupOf, mentions, peerOf } from "./types.js";
 export type {
-  Body, Conversation, ConversationsPage, Event, EventKind, HistoryPage, Message, MessageType, ReadResponse,
+  Body, Conversation, Group, GroupChange, GroupResult, ConversationsPage, Event, EventKind, HistoryPage, Message, MessageType, ReadResponse,
   RecallResponse, SendRequest, SendResponse, ServerFrame, SyncPage, UnreadPage, Welcome,
 } from "./types.js";

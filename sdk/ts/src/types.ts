@@ -3,7 +3,7 @@
 // contract: they mirror services/protocol.
 
 /** The kinds of conversation events. */
-export type EventKind = "message" | "read" | "recall" | "delivered" | "rejected";
+export type EventKind = "message" | "read" | "recall" | "delivered" | "rejected" | "group";
 
 /** Message content types. */
 export type MessageType = "text" | "image" | "file" | "voice" | "video";
@@ -18,6 +18,18 @@ export interface Body {
   duration_ms?: number;
   width?: number;
   height?: number;
+  /** Group messages: the user ids mentioned, or "all" (docs/protocol.md §8). */
+  mentions?: string[];
+}
+
+/** A change to a group (a `group` event; docs/protocol.md §8). */
+export interface GroupChange {
+  op: "created" | "joined" | "left" | "removed" | "role" | "updated" | "dissolved";
+  users?: string[];
+  role?: "owner" | "admin" | "member";
+  name?: string;
+  avatar?: string;
+  attrs?: Record<string, string>;
 }
 
 export interface Message {
@@ -47,17 +59,44 @@ export interface Event {
   /** read/recall/delivered/rejected: the seq referred to (the Client fills in 0, which the wire omits). */
   ref_seq?: number;
   message?: Message;
+  /** kind group: the change. */
+  group?: GroupChange;
+  /** kind rejected: why (idempotency_clash when absent, not_member, forbidden, group_dissolved). */
+  reason?: string;
   at_ms?: number;
 }
 
 /** The body of a send (POST /v1/messages, or a socket send frame). */
 export interface SendRequest {
-  to: string;
+  /** The peer of a 1:1 message; group_id for a group message (exactly one). */
+  to?: string;
+  group_id?: string;
   client_msg_id: string;
   type: MessageType;
   body: Body;
   /** 1 for the first try, incremented per retry (docs/TEAM.md). */
   attempt?: number;
+}
+
+/** A group's description (GET /v1/groups/{group}). */
+export interface Group {
+  group_id: string;
+  conv_id: string;
+  name: string;
+  avatar?: string;
+  attrs?: Record<string, string>;
+  owner: string;
+  members: number;
+  created_ms: number;
+  dissolved?: boolean;
+  /** The seq of the change an answer is about. */
+  seq?: number;
+}
+
+/** The answer to a group change or read; pending: in the log, not applied yet. */
+export interface GroupResult {
+  group: Group;
+  pending?: boolean;
 }
 
 /** The answer to a send. `seq` is present only when the API knows it. */
@@ -182,6 +221,22 @@ export class ImError extends Error {
 /** 1:1 conversation id of two users (ids sorted), as the server makes it. */
 export function convId(a: string, b: string): string {
   return a < b ? `p:${a}:${b}` : `p:${b}:${a}`;
+}
+
+/** The conversation id of a group. */
+export function groupConvId(group: string): string {
+  return `g:${group}`;
+}
+
+/** The group of a group conversation id ("" for a 1:1 conversation). */
+export function groupOf(conv: string): string {
+  return conv.startsWith("g:") ? conv.slice(2) : "";
+}
+
+/** Whether a message event mentions user me (by name or "all"). */
+export function mentions(ev: Event, me: string): boolean {
+  const m = ev.message?.body?.mentions ?? [];
+  return m.includes(me) || m.includes("all");
 }
 
 /** The other participant of a 1:1 conversation. */

@@ -3,7 +3,7 @@
 
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
-import { Api, Client, Event, MemoryStorage, convId } from "../src/index.js";
+import { Api, Client, Event, MemoryStorage, convId, groupConvId, mentions } from "../src/index.js";
 import { Device, WS, ctl, noStack, stack, token, uniqueUser, until } from "./helpers.js";
 
 const devices: Device[] = [];
@@ -175,6 +175,13 @@ describe("stack: SDK against the real tiers", { skip: noStack, timeout: 240_000 
       await jApi.send({ to: ivy, client_msg_id: `${t}-${ivy}`, type: "text", body: { text: t } });
       sent.push(t);
     }
+    // Sends are answered once in the log: wait until the pipeline stored
+    // them, so the resync's conversation list has the conversation.
+    const iApi = await httpApi(ivy, "i-probe");
+    let stored = false;
+    await until("jack's messages stored", () => stored, 20_000, async () => {
+      stored = (await iApi.unread()).events.filter((e) => e.conv_id === conv).length === 3;
+    });
     const storage = new MemoryStorage();
     storage.set("cursor:i-web", stack.aheadCursor);
     const resyncs: number[] = [];
@@ -215,6 +222,50 @@ describe("stack: SDK against the real tiers", { skip: noStack, timeout: 240_000 
     assert.equal(d.disconnects.length, 0, "no disconnect: " + d.disconnects.map(String).join("; "));
     assert.ok(d.client.expiresAt > firstExp, "the session's expiry moved on");
     assert.ok(minted >= 2);
+  });
+
+  test("a group across both push nodes: created event, messages with a mention, one order, reads to the reader only, a member removed", async () => {
+    const own = uniqueUser("own"), ana = uniqueUser("ana"), ben = uniqueUser("ben");
+    const o = await device(own, { deviceId: "o-web", urls: [stack.push[0]] });
+    const a = await device(ana, { deviceId: "a-web", urls: [stack.push[1]] });
+    const gid = uniqueUser("grp");
+    const conv = groupConvId(gid);
+    const created = await o.client.api.createGroup({ groupId: gid, name: "Team", members: [ana, ben] });
+    assert.equal(created.group.members, 3);
+    await until("ana to see the group created", () => a.has("group", (e) => e.conv_id === conv && e.group?.op === "created"));
+    await o.client.sendGroupText(gid, "hello team", { mentions: [ana] });
+    await a.client.sendGroupText(gid, "hi all");
+    await until("ana to get the owner's message", () => a.texts(conv).includes("hello team"));
+    await until("the owner to get ana's message", () => o.texts(conv).includes("hi all"));
+    const m = a.events.find((e) => e.message?.body?.text === "hello team")!;
+    assert.ok(mentions(m, ana), "the message mentions ana");
+    assert.ok(!mentions(m, own));
+    // ben was offline: he gets both by sync, in the same order.
+    const b = await device(ben, { deviceId: "b-web", urls: [stack.push[0]] });
+    await until("ben to sync the group", () => b.texts(conv).length === 2);
+    await o.client.syncNow();
+    await a.client.syncNow();
+    assert.deepEqual(b.texts(conv), o.texts(conv));
+    assert.deepEqual(a.texts(conv), o.texts(conv));
+    // A read goes to the reader's devices only (the owner reads ana's
+    // message; ana's own send had already moved her cursor past it).
+    const hi = o.events.find((e) => e.message?.body?.text === "hi all")!;
+    const r = await o.client.read(conv, hi.seq);
+    assert.ok(r.changed, "the owner's read moved the cursor");
+    await until("the owner's device to get the read by sync", () => o.has("read", (e) => e.conv_id === conv), 20_000, () => o.client.syncNow());
+    await a.client.syncNow();
+    assert.ok(!a.has("read", (e) => e.conv_id === conv && e.from === own), "ana saw the owner's read");
+    // ben is removed: he sees his removal, then nothing more.
+    await o.client.api.removeMember(gid, ben);
+    await until("ben to see his removal", () => b.has("group", (e) => e.conv_id === conv && e.group?.op === "removed"));
+    await o.client.sendGroupText(gid, "after ben");
+    await until("ana to get the last message", () => a.texts(conv).includes("after ben"));
+    await b.client.syncNow();
+    assert.ok(!b.texts(conv).includes("after ben"), "a removed member got a later message");
+    await assert.rejects(b.client.sendGroupText(gid, "let me in", { attempts: 1 }), (e: { code?: string }) => e.code === "not_member");
+    const h = await a.client.history(conv, { limit: 10 });
+    assert.deepEqual((h.messages ?? []).filter((e) => e.kind === "message").map((e) => e.message?.body?.text).reverse(), ["hello team", "hi all", "after ben"]);
+    for (const d of [o, a, b]) assert.deepEqual(d.repeats(), [], "no event twice");
   });
 
   test("a second login on the same terminal kicks the first, which stops for good", async () => {

@@ -75,6 +75,31 @@ export class Api {
             headers["Idempotency-Attempt"] = String(attempt);
         return this.call("POST", "/v1/messages", body, headers);
     }
+    // --- groups (docs/protocol.md §8): every change answers with the group once applied ---
+    /** Creates a group owned by the caller (groupId optional: generated when absent). */
+    createGroup(g) {
+        return this.call("POST", "/v1/groups", { group_id: g.groupId, name: g.name, members: g.members, avatar: g.avatar, attrs: g.attrs });
+    }
+    /** A group's description (members only). */
+    group(groupId) {
+        return this.call("GET", `/v1/groups/${encodeURIComponent(groupId)}`);
+    }
+    /** Adds members (owner and admins). */
+    addMembers(groupId, users) {
+        return this.call("POST", `/v1/groups/${encodeURIComponent(groupId)}/members`, { users });
+    }
+    /** Removes a member (owner and admins); removing oneself leaves. */
+    removeMember(groupId, user) {
+        return this.call("DELETE", `/v1/groups/${encodeURIComponent(groupId)}/members/${encodeURIComponent(user)}`);
+    }
+    /** One page of the group's members (after: the previous page's `after`). */
+    members(groupId, after = "", limit) {
+        return this.call("GET", `/v1/groups/${encodeURIComponent(groupId)}/members` + query({ after, limit }));
+    }
+    /** One page of the caller's groups. */
+    groups(after = "", limit) {
+        return this.call("GET", "/v1/groups" + query({ after, limit }));
+    }
     /** Calls the API; a non-2xx answer throws an ImError carrying its code and status. */
     async call(method, path, body, extra) {
         const f = this.opts.fetch ?? globalThis.fetch.bind(globalThis);

@@ -604,7 +604,9 @@ export class Client extends Emitter {
                 if (left <= 0)
                     throw new ImError("timeout", "send deadline passed");
                 await this.waitConnected(left);
-                const req = { to: msg.to, client_msg_id: clientMsgId, type: msg.type ?? "text", body: msg.body };
+                const req = msg.groupId
+                    ? { group_id: msg.groupId, client_msg_id: clientMsgId, type: msg.type ?? "text", body: msg.body }
+                    : { to: msg.to, client_msg_id: clientMsgId, type: msg.type ?? "text", body: msg.body };
                 return await this.sendOnce(req, attempt, Math.min(left, this.opts.sendAttemptTimeoutMs ?? 10_000));
             }
             catch (e) {
@@ -622,6 +624,11 @@ export class Client extends Emitter {
     /** Sends a text message. */
     sendText(to, text, opts) {
         return this.send({ to, type: "text", body: { text }, clientMsgId: opts?.clientMsgId }, opts);
+    }
+    /** Sends a text message to a group, mentioning some members (or "all"). */
+    sendGroupText(groupId, text, opts) {
+        const body = opts?.mentions?.length ? { text, mentions: opts.mentions } : { text };
+        return this.send({ groupId, type: "text", body, clientMsgId: opts?.clientMsgId }, opts);
     }
     /** Sends an image by URL. */
     sendImage(to, url, meta = {}, opts) {
@@ -671,8 +678,11 @@ export class Client extends Emitter {
             p.reject(new ImError(f.error.code, f.error.message ?? "", f.status ?? 0));
         else if (f.status === 200)
             p.resolve(f.result);
-        else
-            p.reject(new ImError("http_" + f.status, JSON.stringify(f.result ?? null), f.status ?? 0));
+        else {
+            // The message tier's error answer, relayed: its code is the contract.
+            const r = (f.result ?? {});
+            p.reject(new ImError(r.code ?? "http_" + f.status, r.message ?? JSON.stringify(f.result ?? null), f.status ?? 0));
+        }
     }
     failPending() {
         const ps = [...this.pending.values()];
@@ -683,7 +693,7 @@ export class Client extends Emitter {
         }
     }
     // --- HTTP calls as this user ---------------------------------------------------
-    /** Marks conv read up to seq (conv: a conversation id, or the peer's user id). */
+    /** Marks conv read up to seq (conv: a conversation id — p:… or g:… — or the peer's user id). */
     read(conv, seq) {
         return this.api.read(this.conv(conv), seq);
     }
@@ -703,8 +713,9 @@ export class Client extends Emitter {
     conversations() {
         return this.api.conversations();
     }
+    /** A conversation id as is (p:… or g:…), or a peer's user id. */
     conv(c) {
-        return c.startsWith("p:") || !this.user_ ? c : convId(this.user_, c);
+        return c.startsWith("p:") || c.startsWith("g:") || !this.user_ ? c : convId(this.user_, c);
     }
 }
 function retryable(e) {

@@ -5,4 +5,4 @@ export { Api, ErrorCodeNetwork } from "./api.js";
 export { Dedupe } from "./dedupe.js";
 export { Emitter } from "./emitter.js";
 export { LocalStorage, MemoryStorage } from "./storage.js";
-export { ErrorCode, ImError, convId, peerOf } from "./types.js";
+export { ErrorCode, ImError, convId, groupConvId, groupOf, mentions, peerOf } from "./types.js";

@@ -31,6 +31,19 @@ export class ImError extends Error {
 export function convId(a, b) {
     return a < b ? `p:${a}:${b}` : `p:${b}:${a}`;
 }
+/** The conversation id of a group. */
+export function groupConvId(group) {
+    return `g:${group}`;
+}
+/** The group of a group conversation id ("" for a 1:1 conversation). */
+export function groupOf(conv) {
+    return conv.startsWith("g:") ? conv.slice(2) : "";
+}
+/** Whether a message event mentions user me (by name or "all"). */
+export function mentions(ev, me) {
+    const m = ev.message?.body?.mentions ?? [];
+    return m.includes(me) || m.includes("all");
+}
 /** The other participant of a 1:1 conversation. */
 export function peerOf(conv, me) {
     const parts = conv.split(":");
