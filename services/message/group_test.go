@@ -8,8 +8,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/imcluster/imcluster/services/message/api"
+	"github.com/imcluster/imcluster/services/message/internal/msgtest"
 	"github.com/imcluster/imcluster/services/message/model"
 	"github.com/imcluster/imcluster/services/protocol"
 )
@@ -263,4 +265,57 @@ func mustJSON(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestGroupRecall: a member recalls their own message within the window,
+// not someone else's; an admin recalls anyone's message at any time; every
+// member sees the recall and history shows the message recalled.
+func TestGroupRecall(t *testing.T) {
+	e := newEnv(t, 2, func(c *cfgT) { c.RecallWindow = time.Minute })
+	e.start(t, "all")
+	const gid = "rc"
+	conv := model.GroupConvID(gid)
+	e.groupCall(t, "ann", "POST", "/v1/groups", api.CreateGroupRequest{GroupID: gid, Name: "R", Members: []string{"bo", "cy"}}, 201)
+	own := e.send(t, "bo", groupText(gid, "bo-1", "oops"))
+	other := e.send(t, "cy", groupText(gid, "cy-1", "keep me"))
+	old := e.send(t, "cy", groupText(gid, "cy-2", "old news"))
+	e.waitConsumed(t)
+	recall := func(as string, seq int64) msgtest.Resp {
+		return e.c.Do(t, "POST", "/v1/conversations/"+url.PathEscape(conv)+"/recall", e.user(t, as), map[string]int64{"seq": seq})
+	}
+	if r := recall("bo", *other.Seq); r.Status != 403 || r.Code() != protocol.ErrForbidden {
+		t.Fatalf("a member recalled another's message: %d %s", r.Status, r.Body)
+	}
+	if r := recall("bo", *own.Seq); r.Status != 200 {
+		t.Fatalf("own recall: %d %s", r.Status, r.Body)
+	}
+	e.skew.Store(int64(2 * time.Minute)) // past the window
+	if r := recall("cy", *old.Seq); r.Status != 403 || r.Code() != protocol.ErrRecallExpired {
+		t.Fatalf("a member's recall past the window: %d %s", r.Status, r.Body)
+	}
+	if r := recall("ann", *old.Seq); r.Status != 200 { // the owner moderates, any time
+		t.Fatalf("the owner's recall past the window: %d %s", r.Status, r.Body)
+	}
+	e.waitConsumed(t)
+	for _, u := range []string{"ann", "bo", "cy"} {
+		evs, _ := e.syncAll(t, u, "", 100)
+		var recalls []int64
+		for _, ev := range evs {
+			if ev.Kind == protocol.KindRecall && ev.ConvID == conv {
+				recalls = append(recalls, ev.RefSeq)
+			}
+		}
+		if !slices.Equal(recalls, []int64{*own.Seq, *old.Seq}) {
+			t.Fatalf("%s's recalls %v, want %d and %d", u, recalls, *own.Seq, *old.Seq)
+		}
+	}
+	for _, ev := range e.history(t, "cy", conv, 10) {
+		if ev.Kind != protocol.KindMessage {
+			continue
+		}
+		want := ev.Seq == *own.Seq || ev.Seq == *old.Seq
+		if ev.Message.Recalled != want || (want && ev.Message.Body != nil) {
+			t.Fatalf("history at %d: recalled=%v body=%v", ev.Seq, ev.Message.Recalled, ev.Message.Body)
+		}
+	}
 }
