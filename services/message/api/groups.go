@@ -268,13 +268,23 @@ func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) *apiError {
 	return nil
 }
 
-func (s *Server) updateGroup(w http.ResponseWriter, r *http.Request) *apiError {
+// managerCall authenticates a change to the path's group by its owner or
+// an admin, and reads the request's body into dst (nil: no body).
+func (s *Server) managerCall(r *http.Request, dst any) (caller, *store.GroupState, store.MemberState, *apiError) {
 	c, g, m, e := s.memberCaller(r)
-	if e != nil {
-		return e
+	if e == nil && dst != nil {
+		e = readJSON(r, groupBodyLimit, dst)
 	}
+	if e == nil {
+		e = manageable(g, m)
+	}
+	return c, g, m, e
+}
+
+func (s *Server) updateGroup(w http.ResponseWriter, r *http.Request) *apiError {
 	var req UpdateGroupRequest
-	if e := readJSON(r, groupBodyLimit, &req); e != nil {
+	c, g, _, e := s.managerCall(r, &req)
+	if e != nil {
 		return e
 	}
 	if req.Name == nil && req.Avatar == nil && req.Attrs == nil {
@@ -282,9 +292,6 @@ func (s *Server) updateGroup(w http.ResponseWriter, r *http.Request) *apiError {
 	}
 	if err := model.ValidGroupFields(req.Name, req.Avatar, req.Attrs); err != nil {
 		return badRequest(protocol.ErrInvalidField, err.Error())
-	}
-	if e := manageable(g, m); e != nil {
-		return e
 	}
 	return s.applyChange(w, r, c, g.ID, protocol.GroupChange{Op: protocol.GroupUpdated, Name: req.Name, Avatar: req.Avatar, Attrs: req.Attrs}, http.StatusOK)
 }
@@ -301,11 +308,8 @@ func manageable(g *store.GroupState, m store.MemberState) *apiError {
 }
 
 func (s *Server) dissolveGroup(w http.ResponseWriter, r *http.Request) *apiError {
-	c, g, m, e := s.memberCaller(r)
+	c, g, m, e := s.managerCall(r, nil)
 	if e != nil {
-		return e
-	}
-	if e := manageable(g, m); e != nil {
 		return e
 	}
 	if m.Role != protocol.RoleOwner {
@@ -315,19 +319,13 @@ func (s *Server) dissolveGroup(w http.ResponseWriter, r *http.Request) *apiError
 }
 
 func (s *Server) addMembers(w http.ResponseWriter, r *http.Request) *apiError {
-	c, g, m, e := s.memberCaller(r)
-	if e != nil {
-		return e
-	}
 	var req UsersRequest
-	if e := readJSON(r, groupBodyLimit, &req); e != nil {
+	c, g, _, e := s.managerCall(r, &req)
+	if e != nil {
 		return e
 	}
 	if err := model.ValidUsers(req.Users, model.MaxUsersPerChange); err != nil {
 		return badRequest(protocol.ErrInvalidField, "users: "+err.Error())
-	}
-	if e := manageable(g, m); e != nil {
-		return e
 	}
 	var added []string
 	for _, u := range req.Users {
@@ -381,12 +379,9 @@ func (s *Server) removeMember(w http.ResponseWriter, r *http.Request) *apiError 
 }
 
 func (s *Server) setRole(w http.ResponseWriter, r *http.Request) *apiError {
-	c, g, m, e := s.memberCaller(r)
-	if e != nil {
-		return e
-	}
 	var req RoleRequest
-	if e := readJSON(r, smallBodyLimit, &req); e != nil {
+	c, g, m, e := s.managerCall(r, &req)
+	if e != nil {
 		return e
 	}
 	target := r.PathValue("user")
@@ -397,9 +392,6 @@ func (s *Server) setRole(w http.ResponseWriter, r *http.Request) *apiError {
 		return badRequest(protocol.ErrMissingField, "role is required")
 	case !req.Role.Valid():
 		return badRequest(protocol.ErrInvalidField, "role must be owner, admin or member")
-	}
-	if e := manageable(g, m); e != nil {
-		return e
 	}
 	if _, ok := g.Member(target); !ok || target == c.user {
 		return errf(http.StatusNotFound, protocol.ErrNotFound, "not another member of the group")

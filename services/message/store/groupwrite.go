@@ -73,13 +73,7 @@ func (w *groupWork) build() {
 		w.msgRows[msgKey] = []stmt{{cqlInsertMessage, []any{
 			r.ConvID, w.b, off, r.MsgID, r.ClientMsgID, r.From, nullable(r.DeviceID), string(r.Type), w.body, r.AtMs, ts}, 200 + w.bodyLen}}
 		w.single = append(w.single, stmt{cqlInsertMsgID, []any{r.MsgID, r.ConvID, off, w.it.Hash, r.AtMs, msgIDTimestamp(off)}, 64})
-		for _, u := range w.it.Members {
-			w.feed(u, r.Kind, 0)
-			c := w.conv(u)
-			w.set(c, colLast, off)
-			w.set(c, colLastMsg, off)
-			c.noteMessage(off, r)
-		}
+		w.fanOut(r)
 		w.set(w.conv(r.From), colRead, off) // sending implies having read
 	case protocol.KindRead:
 		// The reader's devices only: members do not see each other's reads.
@@ -103,14 +97,22 @@ func (w *groupWork) build() {
 		// The change is the list's last message, previewed as a sentence.
 		note := &model.Record{MsgID: groupEventMsgID(off), From: r.From, Type: groupEventType, AtMs: r.AtMs,
 			Body: &protocol.Body{Text: describeChange(r.From, r.Group)}}
-		for _, u := range w.it.Members {
-			w.feed(u, r.Kind, 0)
-			c := w.conv(u)
-			w.set(c, colLast, off)
-			w.set(c, colLastMsg, off)
-			c.noteMessage(off, note)
-		}
+		w.fanOut(note)
 		w.groupTables()
+	}
+}
+
+// fanOut writes a message's or change's entry in every member's feed and
+// conversation row (write diffusion), note being the conversation list's
+// last message.
+func (w *groupWork) fanOut(note *model.Record) {
+	off := w.it.Off
+	for _, u := range w.it.Members {
+		w.feed(u, w.it.Rec.Kind, 0)
+		c := w.conv(u)
+		w.set(c, colLast, off)
+		w.set(c, colLastMsg, off)
+		c.noteMessage(off, note)
 	}
 }
 
