@@ -79,8 +79,9 @@ func (b *balancer) serve() {
 			// EMFILE and the like: the listener stays, the accept is
 			// tried again (returning here would leave every later
 			// connection in the backlog forever).
-			b.acceptErrs.Add(1)
-			logf("balancer: accept: %v", err)
+			if b.acceptErrs.Add(1)%100 == 1 {
+				logf("balancer: accept: %v (%d so far)", err, b.acceptErrs.Load())
+			}
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}

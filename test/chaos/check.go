@@ -115,16 +115,22 @@ func (l *load) ackedByUser() (map[int][]*msg, []*msg, []*msg) {
 // its user by push or by the syncs the client runs on its own (after
 // login, on sync hints, after 128 pushes) — the sending device's own
 // messages excepted — and returns how many (device, message) pairs are
-// still missing at the deadline.
-func (l *load) awaitHealed(timeout time.Duration) int {
+// still missing when that count has not fallen for stall (the pipeline
+// works off a backlog after an outage: deliveries flow meanwhile), or at
+// the latest after timeout.
+func (l *load) awaitHealed(stall, timeout time.Duration) int {
 	by, _, _ := l.ackedByUser()
 	deadline := time.Now().Add(timeout)
+	best, bestAt := -1, time.Now()
 	for {
 		n := 0
 		for _, d := range l.devices {
 			n += len(l.missingOn(d, by, false))
 		}
-		if n == 0 || time.Now().After(deadline) {
+		if best < 0 || n < best {
+			best, bestAt = n, time.Now()
+		}
+		if n == 0 || time.Now().After(deadline) || time.Since(bestAt) > stall {
 			return n
 		}
 		time.Sleep(time.Second)
@@ -137,34 +143,12 @@ func (l *load) verify(ctx context.Context, v *verdict) {
 	_, acked, unacked := l.ackedByUser()
 	v.Acked, v.Unacked = len(acked), len(unacked)
 
-	// Every device syncs from its cursor: what it lacks then is lost.
-	// Bounded: a device whose sync has not completed in time is checked
-	// as it is (and reported).
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 32)
-	var synced atomic.Int64
-	all := make(chan struct{})
-	go func() {
-		for _, d := range l.devices {
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() { defer wg.Done(); defer func() { <-sem }(); d.c.SyncNow(); synced.Add(1) }()
-		}
-		wg.Wait()
-		close(all)
-	}()
-	select {
-	case <-all:
-	case <-time.After(2 * time.Minute):
-		v.CheckErrors = append(v.CheckErrors, fmt.Sprintf("only %d of %d devices completed their final sync in 2 min", synced.Load(), len(l.devices)))
-	case <-ctx.Done():
-		return
-	}
+	// The message API's view of every user, first.
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-
-	// The message API's view of every user.
-	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 32)
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}}
 	views := make([]userView, len(l.users))
 	for u := range l.users {
 		wg.Add(1)
@@ -181,6 +165,27 @@ func (l *load) verify(ctx context.Context, v *verdict) {
 		}()
 	}
 	wg.Wait()
+	// Then every device syncs from its cursor: what the API showed
+	// stored before this sync began and the device lacks after it is
+	// lost. Bounded: a device whose sync has not completed in time is checked
+	// as it is (and reported).
+	var synced atomic.Int64
+	all := make(chan struct{})
+	go func() {
+		for _, d := range l.devices {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() { defer wg.Done(); defer func() { <-sem }(); d.c.SyncNow(); synced.Add(1) }()
+		}
+		wg.Wait()
+		close(all)
+	}()
+	select {
+	case <-all:
+	case <-time.After(2 * time.Minute):
+		v.CheckErrors = append(v.CheckErrors, fmt.Sprintf("only %d of %d devices completed their final sync in 2 min", synced.Load(), len(l.devices)))
+	}
+
 	for u, uv := range views {
 		if uv.err != nil {
 			v.CheckErrors = append(v.CheckErrors, fmt.Sprintf("user %d: %v", u, uv.err))

@@ -169,13 +169,20 @@ type refusal struct {
 
 const maxInflight = 1500
 
+// maxSendConns bounds the load's connections to the message tier (more
+// sends in flight wait for one): every connection costs this process three
+// descriptors with the balancer's two ends, and during a Kafka outage
+// 1,500 messages retrying every second or two churned through its 20,000.
+const maxSendConns = 512
+
 func newLoad(runID, api string, push []string, nUsers int, offline float64, key []byte) (*load, error) {
 	signer, err := auth.NewSigner(auth.KindUser, key)
 	if err != nil {
 		return nil, err
 	}
 	l := &load{runID: runID, api: api, push: push, byUser: map[int][]*device{}, tl: &timeline{t0: time.Now()},
-		sendHC: &http.Client{Transport: &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 512, IdleConnTimeout: 30 * time.Second}}}
+		sendHC: &http.Client{Transport: &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 512, MaxConnsPerHost: maxSendConns,
+			IdleConnTimeout: 30 * time.Second}}}
 	nOff := int(float64(nUsers) * offline)
 	for i := 0; i < nUsers; i++ {
 		u := fmt.Sprintf("%s-u%d", runID, i)
@@ -192,7 +199,7 @@ func newLoad(runID, api string, push []string, nUsers int, offline float64, key 
 // connect logs in both devices of the given users (with sync, acks and
 // reconnects: pkg/client as an app uses it) and waits for their welcome.
 func (l *load) connect(ctx context.Context, users []int) error {
-	tr := &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256, IdleConnTimeout: 30 * time.Second}
+	tr := &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256, IdleConnTimeout: 30 * time.Second}
 	var devs []*device
 	for _, u := range users {
 		for k, term := range []string{"ios", "web"} {
@@ -319,6 +326,8 @@ func shortErr(err error) string {
 		return "timeout"
 	case strings.Contains(s, "EOF") || strings.Contains(s, "reset"):
 		return "connection lost"
+	case strings.Contains(s, "too many open files"):
+		return "EMFILE in the load generator"
 	case strings.Contains(s, "refused"):
 		return "connection refused"
 	}

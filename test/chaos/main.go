@@ -36,7 +36,7 @@ func main() {
 	flag.Float64Var(&o.offline, "offline", 0.1, "share of the users offline until the check")
 	flag.DurationVar(&o.before, "before", 10*time.Second, "load before the fault")
 	flag.DurationVar(&o.after, "after", 10*time.Second, "load after every tier is ready again")
-	flag.DurationVar(&o.heal, "heal", 30*time.Second, "how long devices get to catch up on their own before the final sync")
+	flag.DurationVar(&o.heal, "heal", 20*time.Second, "devices catch up on their own before the final sync until what they lack has not fallen for this long (at most 4 min)")
 	flag.Parse()
 	if o.bin == "" {
 		fmt.Fprintln(os.Stderr, "chaos: -bin is required (run make chaos)")
@@ -250,7 +250,7 @@ func runScenario(ctx context.Context, o options, c *cluster, mon *monitor, s sce
 			r.fail("check: %v", err)
 		}
 	}
-	r.Unhealed = l.awaitHealed(o.heal)
+	r.Unhealed = l.awaitHealed(o.heal, 4*time.Minute)
 	l.verify(ctx, &r.verdict)
 	switch {
 	case r.Lost > 0:
@@ -266,7 +266,7 @@ func runScenario(ctx context.Context, o options, c *cluster, mon *monitor, s sce
 		r.fail("idempotency: %d retries answered another msg_id or 409, %d rejected events", r.IDErrors, r.Rejected)
 	}
 	if len(r.CheckErrors) > 0 {
-		r.fail("check could not read %d users: %s", len(r.CheckErrors), r.CheckErrors[0])
+		r.fail("check incomplete (%d problems): %s", len(r.CheckErrors), r.CheckErrors[0])
 	}
 	if r.Acked == 0 {
 		r.fail("nothing acknowledged")
