@@ -161,19 +161,43 @@ func TestStoreListOrderUnreadRecall(t *testing.T) {
 func TestStoreUnreadCap(t *testing.T) {
 	st := newStore(t)
 	var l log
-	conv := model.ConvID("erin", "frank")
 	base := time.Now().UnixMilli()
-	var items []store.Item
-	for i := range 120 {
-		items = append(items, l.item(message(conv, "frank", "x", base+int64(i))))
-	}
 	ctx := context.Background()
-	if err := st.Persist(ctx, items); err != nil {
-		t.Fatal(err)
-	}
-	p := list(t, st, "erin", store.ListCursor{}, 10)
-	if e := p.Conversations[0]; e.Unread != store.MaxUnreadCount || !e.UnreadMore {
-		t.Fatalf("unread %d more=%v, want %d more", e.Unread, e.UnreadMore, store.MaxUnreadCount)
+	// Counted alone (one conversation with unread messages) and counted
+	// together (several in one bucket): the same answers.
+	for _, peers := range [][]string{{"frank"}, {"gus", "hal", "ike"}} {
+		var items []store.Item
+		for i := range 120 {
+			for j, p := range peers {
+				if i < 100*j { // gus: 120 messages, hal: 20, ike: none
+					continue
+				}
+				conv := model.ConvID("erin"+peers[0], p)
+				items = append(items, l.item(message(conv, p, "x", base+int64(i))))
+			}
+		}
+		byPart := map[int32][]store.Item{}
+		for _, it := range items {
+			byPart[it.Part] = append(byPart[it.Part], it)
+		}
+		for _, b := range byPart {
+			if err := st.Persist(ctx, b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		p := list(t, st, "erin"+peers[0], store.ListCursor{}, 10)
+		for _, e := range p.Conversations {
+			want, more := store.MaxUnreadCount, true
+			if e.ConvID == model.ConvID("erin"+peers[0], "hal") {
+				want, more = 20, false
+			}
+			if e.ConvID == model.ConvID("erin"+peers[0], "ike") {
+				t.Fatalf("ike has no message yet is listed: %+v", e)
+			}
+			if e.Unread != want || e.UnreadMore != more {
+				t.Fatalf("%s: unread %d more=%v, want %d more=%v", e.ConvID, e.Unread, e.UnreadMore, want, more)
+			}
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -60,6 +61,17 @@ import (
 // only grows) and may be missing from this walk if it had not been shown
 // yet (the device learns of it by the message's push or sync). Pinning or
 // unpinning during a walk moves a conversation between the two phases.
+//
+// Upgrades: a conversation whose last message was stored before migration
+// 5 has no index row, last message or activity_ms yet; it joins the list
+// with its next message (the conv_id-ordered form, ?after=<conv_id>, lists
+// it meanwhile). No backfill is run.
+//
+// Cost on the write path: per pipeline batch and (user, conversation) with
+// a message, one more statement for activity_ms and one index row, both in
+// the user's partitions (same replicas, packed with the conversation row);
+// the last message's fields ride in the statement that already writes
+// last_msg_seq.
 
 // Bounds of the list.
 const (
@@ -501,18 +513,107 @@ func (st *Store) walkActivity(ctx context.Context, user string, cur ListCursor, 
 func (st *Store) unreadCounts(ctx context.Context, user string, list []ConvListEntry) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(MaxPage) // one page: bounded
-	for i := range list {
-		e := &list[i]
-		if e.LastMsgSeq <= e.ReadSeq || e.LastMsgSeq < 0 {
-			continue
-		}
+	single := func(e *ConvListEntry) {
 		g.Go(func() error {
 			n, more, err := st.countUnread(gctx, user, e.ConvID, e.ReadSeq, e.LastMsgSeq)
 			e.Unread, e.UnreadMore = n, more
 			return err
 		})
 	}
+	// 1:1 conversations whose unread messages lie in one bucket are
+	// counted together, one multi-partition read per bucket.
+	byBucket := map[int32][]*ConvListEntry{}
+	for i := range list {
+		e := &list[i]
+		if e.LastMsgSeq <= e.ReadSeq || e.LastMsgSeq < 0 {
+			continue
+		}
+		b := model.Bucket(e.LastMsgSeq)
+		if model.IsGroupConv(e.ConvID) || model.Bucket(e.ReadSeq+1) != b {
+			single(e)
+			continue
+		}
+		byBucket[b] = append(byBucket[b], e)
+	}
+	for b, es := range byBucket {
+		if len(es) == 1 {
+			single(es[0])
+			continue
+		}
+		for ch := range slices.Chunk(es, countsPerRead) {
+			g.Go(func() error {
+				redo, err := st.countUnreadBucket(gctx, user, b, ch)
+				for _, e := range redo {
+					single(e)
+				}
+				return err
+			})
+		}
+	}
 	return g.Wait()
+}
+
+// countsPerRead bounds the conversations of one multi-partition count, and
+// bucketRowsPerConv the rows it reads of each.
+const (
+	countsPerRead     = 25
+	bucketRowsPerConv = 200
+)
+
+// countUnreadBucket counts the unread messages of es (1:1 conversations
+// whose unread messages all lie in bucket b) in one read: every
+// partition's newest rows down to the lowest read cursor among them. A
+// conversation whose rows ran out before its own cursor is returned in
+// redo (counted alone).
+func (st *Store) countUnreadBucket(ctx context.Context, user string, b int32, es []*ConvListEntry) ([]*ConvListEntry, error) {
+	ids := make([]string, len(es))
+	from := int64(math.MaxInt64)
+	byID := make(map[string]*ConvListEntry, len(es))
+	for i, e := range es {
+		ids[i] = e.ConvID
+		from = min(from, e.ReadSeq+1)
+		byID[e.ConvID] = e
+	}
+	it := st.s.Query(`SELECT conv_id, seq, from_user, recalled, msg_id, type FROM messages WHERE conv_id IN ? AND bucket = ? AND seq >= ? PER PARTITION LIMIT ?`,
+		ids, b, from, bucketRowsPerConv).WithContext(ctx).PageSize(len(es) * bucketRowsPerConv).Iter()
+	rows := map[string]int{}
+	lowest := map[string]int64{}
+	var conv string
+	var seq int64
+	var sender, msgID, typ *string
+	var recalled *bool
+	for it.Scan(&conv, &seq, &sender, &recalled, &msgID, &typ) {
+		e := byID[conv]
+		if e == nil {
+			continue
+		}
+		rows[conv]++
+		lowest[conv] = seq
+		if seq <= e.ReadSeq || seq > e.LastMsgSeq || e.UnreadMore {
+			continue
+		}
+		if str(msgID) == "" || (recalled != nil && *recalled) || str(sender) == user || str(typ) == groupEventType {
+			continue
+		}
+		if e.Unread == MaxUnreadCount {
+			e.UnreadMore = true
+			continue
+		}
+		e.Unread++
+	}
+	if err := it.Close(); err != nil {
+		return nil, fmt.Errorf("while counting unread: %w", err)
+	}
+	var redo []*ConvListEntry
+	for _, e := range es {
+		// All rows down to its cursor were read unless the partition
+		// limit cut them off above it.
+		if !e.UnreadMore && rows[e.ConvID] == bucketRowsPerConv && lowest[e.ConvID] > e.ReadSeq+1 {
+			e.Unread = 0
+			redo = append(redo, e)
+		}
+	}
+	return redo, nil
 }
 
 // countUnread counts the messages of conv in (read, last] that are not
