@@ -12,6 +12,11 @@
 # so two revisions are measured alike.
 #
 #   MODE steady  one message and two push processes; one bench per RATE
+#   MODE group   like steady, in group mode: each RATE is SIZE:RATE, 1,000
+#                users (at least SIZE) in groups of SIZE members, RATE group
+#                messages/s (each delivered to SIZE-1 members); the output
+#                adds the pipeline's records per batch (what the per-member
+#                writes are amortised over)
 #   MODE kill    two message processes (API + pipeline) and two push
 #                processes; 10 s into a 30 s bench at RATE, message-2 is
 #                killed with SIGKILL and started again at once (a container
@@ -80,9 +85,12 @@ server_pids() { # the dependency servers and this run's tier processes
 	for n in "${!PIDS[@]}"; do out+="${n%%-*}=${PIDS[$n]},"; done
 	echo "${out%,}"
 }
-bench() { # rate duration settle
+bench() { # rate duration settle [users [bench flags...]]
 	"$BIN/imctl" --api http://127.0.0.1:28080 --push ws://127.0.0.1:28091/,ws://127.0.0.1:28092/ --user-key-file "$RUN/keys/user.key" \
-		bench --server-pids "$(server_pids)" --users 1000 --rate "$1" --duration "$2" --settle "$3" 2>/dev/null
+		bench --server-pids "$(server_pids)" --users "${4:-1000}" --rate "$1" --duration "$2" --settle "$3" "${@:5}" 2>/dev/null
+}
+batch_sizes() { # the pipeline's records per batch so far (message-1's metrics)
+	curl -fsS http://127.0.0.1:29180/metrics | awk '/^imcluster_pipeline_batch_records_(sum|count) /{v[$1]=$2} END{c=v["imcluster_pipeline_batch_records_count"]; if (c>0) printf "# pipeline: %d batches, %.1f records per batch (since start)\n", c, v["imcluster_pipeline_batch_records_sum"]/c}'
 }
 header() { echo "# $(date -u +%FT%TZ) $MODE rev=$(git -C "$TREE" rev-parse --short HEAD) $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, loadavg $(cut -d' ' -f1-3 /proc/loadavg)"; }
 
@@ -90,6 +98,10 @@ for rate in "$@"; do
 	out=$OUT/$TAG-$MODE-$rate.txt
 	case $MODE in
 	steady) { header; bench "$rate" 20s 10s; echo "# loadavg after $(cut -d' ' -f1-3 /proc/loadavg)"; } >"$out" 2>&1 || true ;;
+	group)
+		size=${rate%%:*}
+		{ header; bench "${rate#*:}" 20s 20s "$((size > 1000 ? size : 1000))" --group-size "$size" --run-id "g$size-$(date +%H%M%S)"
+			batch_sizes; echo "# loadavg after $(cut -d' ' -f1-3 /proc/loadavg)"; } >"$out" 2>&1 || true ;;
 	kill)
 		header >"$out"
 		bench "$rate" 30s 60s >>"$out" 2>&1 &
@@ -101,7 +113,7 @@ for rate in "$@"; do
 		echo "# message-2 started again at $(date -u +%T.%N)" >>"$out"
 		wait "$b" || true
 		;;
-	*) echo "MODE must be steady or kill" >&2; exit 2 ;;
+	*) echo "MODE must be steady, group or kill" >&2; exit 2 ;;
 	esac
 	cat "$out"
 done
