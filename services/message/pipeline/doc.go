@@ -11,6 +11,12 @@
 //	            event); earlier copies are found in the batch, an in-memory
 //	            window per partition, or one plain point read of the msg_ids
 //	            table per msg_id not found there (reads of a batch concurrent)
+//	groups      the records of group conversations (g:<group>) are decided
+//	            against the group's state at their place in the log
+//	            (groups.go): membership changes applied, sends by
+//	            non-members or into a dissolved group rejected to their
+//	            sender, every message's recipients fixed (the members at
+//	            its offset: write diffusion to each member's feed)
 //	persist     store.Persist (idempotent, keyed by offset); transient errors
 //	            are retried with backoff, never skipped; if the batch fails
 //	            permanently (store.IsPermanent: Cassandra refuses the data

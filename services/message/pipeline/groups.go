@@ -25,6 +25,12 @@ import (
 // half written). Member rows carry the seqs of their join and leave, so
 // membership at any seq can be evaluated even on state that already holds
 // later changes (a batch replayed after a crash).
+//
+// Known gaps of a replay over state that already holds later changes:
+// roles are not versioned (a replayed change is judged by the member's
+// latest role), and a member who left and joined again is judged by the
+// latest join only (a replayed message from before the leave does not
+// reach them again — their first pass did, unless it crashed half way).
 
 // maxCachedGroups bounds the groups kept in memory per process.
 const maxCachedGroups = 10000
