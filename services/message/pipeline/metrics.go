@@ -8,7 +8,7 @@ import (
 var (
 	mRecords = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "imcluster_pipeline_records_total",
-		Help: "Log records handled by the pipeline, by result (persisted, duplicate, rejected, dead_letter).",
+		Help: "Log records handled by the pipeline, by result (persisted, duplicate, rejected, group_rejected, dead_letter).",
 	}, []string{"result"})
 	mBatchSeconds = promauto.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "imcluster_pipeline_stage_seconds",
@@ -30,3 +30,14 @@ var mLookups = promauto.NewCounter(prometheus.CounterOpts{
 	Name: "imcluster_pipeline_msgid_lookups_total",
 	Help: "msg_ids read from Cassandra for de-duplication (those not in the batch or the in-memory window).",
 })
+
+// Every series exists from the start (at 0), so dashboards and alerts see
+// a rate of 0, not no data, before the first event.
+func init() {
+	for _, r := range []string{"persisted", "duplicate", "rejected", "group_rejected", "dead_letter"} {
+		mRecords.WithLabelValues(r)
+	}
+	for _, s := range []string{"dedupe", "group_state", "persist", "partition_state", "dead_letter"} {
+		mRetries.WithLabelValues(s)
+	}
+}
