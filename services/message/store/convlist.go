@@ -402,12 +402,16 @@ type candidate struct {
 // and, when it stopped at the scan bound with a short page, the cursor to
 // go on from (otherwise the caller takes the last entry's key).
 func (st *Store) walkActivity(ctx context.Context, user string, cur ListCursor, pins func() (map[string]bool, error), want int, out *[]ConvListEntry) (bool, ListCursor, error) {
-	q := st.s.Query(`SELECT slot, conv_id, at_ms FROM conv_activity WHERE user_id = ?`, user)
-	if cur.Set {
-		q = st.s.Query(`SELECT slot, conv_id, at_ms FROM conv_activity WHERE user_id = ? AND slot <= ?`, user, cur.ActivityMs/activitySlotMs)
+	it := &activityRows{ctx: ctx, size: 2*want + 16}
+	it.query = func() *gocql.Query {
+		return st.s.Query(`SELECT slot, conv_id, at_ms FROM conv_activity WHERE user_id = ?`, user)
 	}
-	it := q.WithContext(ctx).PageSize(walkPage).Iter()
-	defer it.Close()
+	if cur.Set {
+		it.query = func() *gocql.Query {
+			return st.s.Query(`SELECT slot, conv_id, at_ms FROM conv_activity WHERE user_id = ? AND slot <= ?`, user, cur.ActivityMs/activitySlotMs)
+		}
+	}
+	defer it.close()
 	seen := map[string]bool{}
 	var done, open []candidate // of finished slots / of the slot being read
 	var got []ConvListEntry
@@ -455,7 +459,7 @@ func (st *Store) walkActivity(ctx context.Context, user string, cur ListCursor, 
 		return nil
 	}
 	exhausted := true
-	for it.Scan(&slot, &id, &at) {
+	for it.scan(&slot, &id, &at) {
 		if slot != curSlot {
 			// curSlot is finished.
 			done = append(done, open...)
@@ -490,7 +494,7 @@ func (st *Store) walkActivity(ctx context.Context, user string, cur ListCursor, 
 		}
 		open = append(open, candidate{id, at})
 	}
-	if err := it.Close(); err != nil {
+	if err := it.close(); err != nil {
 		return false, ListCursor{}, fmt.Errorf("while reading conversation activity: %w", err)
 	}
 	if exhausted {
@@ -506,6 +510,49 @@ func (st *Store) walkActivity(ctx context.Context, user string, cur ListCursor, 
 	}
 	*out = append(*out, got...)
 	return more, ListCursor{}, nil
+}
+
+// activityRows reads index rows page by page: a first page of about what
+// the walk needs when activity is spread over slots, then walkPage rows a
+// page when a slot holds many conversations.
+type activityRows struct {
+	ctx   context.Context
+	query func() *gocql.Query
+	size  int
+	state []byte
+	it    *gocql.Iter
+	done  bool
+	err   error
+}
+
+func (a *activityRows) scan(slot *int64, id *string, at *int64) bool {
+	for {
+		if a.it == nil {
+			if a.done {
+				return false
+			}
+			a.it = a.query().WithContext(a.ctx).PageSize(a.size).PageState(a.state).Iter()
+		}
+		if a.it.Scan(slot, id, at) {
+			return true
+		}
+		a.state = a.it.PageState()
+		a.err = a.it.Close()
+		a.it = nil
+		if a.err != nil || len(a.state) == 0 {
+			a.done = true
+			return false
+		}
+		a.size = walkPage
+	}
+}
+
+func (a *activityRows) close() error {
+	if a.it != nil {
+		_ = a.it.Close()
+		a.it = nil
+	}
+	return a.err
 }
 
 // unreadCounts fills in the unread counts of the entries whose last
