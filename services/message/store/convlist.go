@@ -604,7 +604,7 @@ func (st *Store) unreadCounts(ctx context.Context, user string, list []ConvListE
 // bucketRowsPerConv the rows it reads of each.
 const (
 	countsPerRead     = 25
-	bucketRowsPerConv = 200
+	bucketRowsPerConv = 128
 )
 
 // countUnreadBucket counts the unread messages of es (1:1 conversations
@@ -695,7 +695,7 @@ func (st *Store) countUnread(ctx context.Context, user, conv string, read, last 
 			return min(n, MaxUnreadCount), true, nil
 		}
 		it := st.s.Query(`SELECT seq, from_user, recalled, msg_id, type FROM messages WHERE conv_id = ? AND bucket = ? AND seq >= ? AND seq <= ? LIMIT ?`,
-			conv, b, from, last, unreadScan-scanned).WithContext(ctx).PageSize(unreadScan).Iter()
+			conv, b, from, last, unreadScan-scanned).WithContext(ctx).PageSize(bucketRowsPerConv).Iter()
 		var seq int64
 		var sender, msgID, typ *string
 		var recalled *bool
