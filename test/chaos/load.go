@@ -73,6 +73,9 @@ func (d *device) onEvent(l *load, ev protocol.Event, pushed bool) {
 	if _, dup := m[ev.Seq]; dup {
 		return // Known said no: cannot happen
 	}
+	if pushed && l.sabotage > 0 && ev.Kind == protocol.KindMessage && l.sabotageN.Add(1)%l.sabotage == 0 {
+		return // -sabotage: this device "loses" the push (the client counts it as held)
+	}
 	m[ev.Seq] = ev
 	if pushed {
 		if last, ok := d.lastPushed[ev.ConvID]; ok && ev.Seq < last {
@@ -159,7 +162,11 @@ type load struct {
 	skipped  atomic.Int64 // ticks skipped: too many messages awaiting an answer
 	refused  []refusal    // failed attempts (time, error)
 	dupSent  atomic.Int64 // resends of an acknowledged message (a lost answer)
-	wg       sync.WaitGroup
+	// sabotage > 0 drops every sabotage-th pushed message in the device
+	// store (-sabotage): proof that the checks catch a loss.
+	sabotage  int64
+	sabotageN atomic.Int64
+	wg        sync.WaitGroup
 }
 
 type refusal struct {

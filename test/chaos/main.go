@@ -23,6 +23,7 @@ type options struct {
 	offline        float64
 	before, after  time.Duration
 	heal           time.Duration
+	sabotage       int64
 }
 
 func main() {
@@ -37,6 +38,7 @@ func main() {
 	flag.DurationVar(&o.before, "before", 10*time.Second, "load before the fault")
 	flag.DurationVar(&o.after, "after", 10*time.Second, "load after every tier is ready again")
 	flag.DurationVar(&o.heal, "heal", 20*time.Second, "devices catch up on their own before the final sync until what they lack has not fallen for this long (at most 4 min)")
+	flag.Int64Var(&o.sabotage, "sabotage", 0, "self-test: the devices drop every Nth pushed message, which every scenario must then report as lost (0: off)")
 	flag.Parse()
 	if o.bin == "" {
 		fmt.Fprintln(os.Stderr, "chaos: -bin is required (run make chaos)")
@@ -174,6 +176,7 @@ func runScenario(ctx context.Context, o options, c *cluster, mon *monitor, s sce
 		r.fail("setup: %v", err)
 		return r
 	}
+	l.sabotage = o.sabotage
 	defer l.closeAll()
 	var online, offline []int
 	for u, on := range l.online {
