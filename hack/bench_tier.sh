@@ -71,8 +71,8 @@ cleanup() {
 trap cleanup EXIT
 message 1
 [[ $MODE == kill ]] && message 2
-start push-1 push IM_HTTP_ADDR=127.0.0.1:28091 IM_INTERNAL_ADDR=127.0.0.1:29091 IM_METRICS_ADDR=127.0.0.1:29191 IM_MESSAGE_URL=http://127.0.0.1:28080
-start push-2 push IM_HTTP_ADDR=127.0.0.1:28092 IM_INTERNAL_ADDR=127.0.0.1:29092 IM_METRICS_ADDR=127.0.0.1:29192 IM_MESSAGE_URL=http://127.0.0.1:28080
+start push-1 push IM_HTTP_ADDR=127.0.0.1:28091 IM_INTERNAL_ADDR=127.0.0.1:27091 IM_METRICS_ADDR=127.0.0.1:29191 IM_MESSAGE_URL=http://127.0.0.1:28080
+start push-2 push IM_HTTP_ADDR=127.0.0.1:28092 IM_INTERNAL_ADDR=127.0.0.1:27092 IM_METRICS_ADDR=127.0.0.1:29192 IM_MESSAGE_URL=http://127.0.0.1:28080
 ready=(29180 29191 29192)
 [[ $MODE == kill ]] && ready+=(29181)
 for p in "${ready[@]}"; do
@@ -87,10 +87,20 @@ server_pids() { # the dependency servers and this run's tier processes
 }
 bench() { # rate duration settle [users [bench flags...]]
 	"$BIN/imctl" --api http://127.0.0.1:28080 --push ws://127.0.0.1:28091/,ws://127.0.0.1:28092/ --user-key-file "$RUN/keys/user.key" \
-		bench --server-pids "$(server_pids)" --users "${4:-1000}" --rate "$1" --duration "$2" --settle "$3" "${@:5}" 2>/dev/null
+		bench --server-pids "$(server_pids)" --users "${4:-1000}" --rate "$1" --duration "$2" --settle "$3" "${@:5}" 2>>"$RUN/bench.err"
 }
-batch_sizes() { # the pipeline's records per batch so far (message-1's metrics)
-	curl -fsS http://127.0.0.1:29180/metrics | awk '/^imcluster_pipeline_batch_records_(sum|count) /{v[$1]=$2} END{c=v["imcluster_pipeline_batch_records_count"]; if (c>0) printf "# pipeline: %d batches, %.1f records per batch (since start)\n", c, v["imcluster_pipeline_batch_records_sum"]/c}'
+batch_sizes() { # the pipeline's records and time per batch so far (message-1's metrics)
+	curl -fsS http://127.0.0.1:29180/metrics | awk '
+		/^imcluster_pipeline_batch_records_(sum|count) / { v[$1] = $2 }
+		/^imcluster_pipeline_stage_seconds_(sum|count)\{/ { split($1, a, "\""); st[a[2] "," (($1 ~ /_sum\{/) ? "sum" : "count")] = $2 }
+		END {
+			c = v["imcluster_pipeline_batch_records_count"]
+			if (c == 0) exit
+			printf "# pipeline: %d batches, %.1f records per batch", c, v["imcluster_pipeline_batch_records_sum"] / c
+			n = split("persist route total", names, " ")
+			for (i = 1; i <= n; i++) if (st[names[i] ",count"] > 0) printf ", %s %.0f ms", names[i], 1000 * st[names[i] ",sum"] / st[names[i] ",count"]
+			print " (means since start)"
+		}'
 }
 header() { echo "# $(date -u +%FT%TZ) $MODE rev=$(git -C "$TREE" rev-parse --short HEAD) $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, loadavg $(cut -d' ' -f1-3 /proc/loadavg)"; }
 

@@ -136,6 +136,12 @@ func TestGroupTimeline(t *testing.T) {
 	if h := eventsOf(e.history(t, "dave", conv, 50), conv); len(h) != 4 {
 		t.Fatalf("dave's history %v: want from his join on", h)
 	}
+	// His unread pull starts at his join too.
+	var unread api.UnreadResponse
+	e.c.Do(t, "GET", "/v1/unread", e.user(t, "dave"), nil).Decode(t, &unread)
+	if got := eventsOf(unread.Events, conv); len(got) != 4 || got[0] != fmt.Sprintf("group:%d", joinSeq) {
+		t.Fatalf("dave's unread pull %v: want from his join on", got)
+	}
 	carol, _ := e.syncAll(t, "carol", "", 100)
 	cg := eventsOf(carol, conv)
 	if last := cg[len(cg)-1]; last != fmt.Sprintf("group:%d", *removed.Group.Seq) {

@@ -98,6 +98,14 @@ func (w *groupWork) build() {
 		note := &model.Record{MsgID: groupEventMsgID(off), From: r.From, Type: groupEventType, AtMs: r.AtMs,
 			Body: &protocol.Body{Text: describeChange(r.From, r.Group)}}
 		w.fanOut(note)
+		if op := r.Group.Op; op == protocol.GroupCreated || op == protocol.GroupJoined {
+			// A member's read cursor starts just before their join: the
+			// unread pull and count never reach back into the group's
+			// earlier history (a max-register, so a rejoin moves it on).
+			for u := range w.it.Roles {
+				w.set(w.conv(u), colRead, off-1)
+			}
+		}
 		w.groupTables()
 	}
 }
