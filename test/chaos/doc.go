@@ -32,7 +32,8 @@
 //     sync page out of seq order within a conversation, a push below a seq
 //     already pushed to the device in its conversation;
 //   - a retry answered with another msg_id or 409, a rejected event;
-//   - a tier not ready 10 s after its dependency was back;
+//   - a tier not ready 10 s after its dependency was back, or not ready
+//     again later (until the checks are done);
 //   - any send attempt refused during a Cassandra outage (the send path
 //     touches only Kafka).
 //

@@ -274,6 +274,16 @@ func runScenario(ctx context.Context, o options, c *cluster, mon *monitor, s sce
 	if r.Acked == 0 {
 		r.fail("nothing acknowledged")
 	}
+	// And it stays ready: no tier not ready from 10 s after the part was
+	// back until the checks are done.
+	if bad, first := mon.notReadyBetween(back.Add(10*time.Second), time.Now()); len(bad) > 0 {
+		msg := fmt.Sprintf("not ready again %.1f s after the part was back (samples per tier: %v)", first.Sub(back).Seconds(), bad)
+		if s.dep != "" {
+			r.fail("%s", msg)
+		} else {
+			r.note(msg)
+		}
+	}
 	return r
 }
 

@@ -198,6 +198,29 @@ func (m *monitor) readySince(from, t time.Time) (time.Duration, bool) {
 	return after, notReady
 }
 
+// notReadyBetween names the tiers any sample in [from, to) showed not
+// ready, with the first such moment.
+func (m *monitor) notReadyBetween(from, to time.Time) (map[string]int, time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string]int{}
+	var first time.Time
+	for _, s := range m.samples {
+		if s.at.Before(from) || !s.at.Before(to) {
+			continue
+		}
+		for n, ok := range s.ready {
+			if !ok {
+				out[n]++
+				if first.IsZero() {
+					first = s.at
+				}
+			}
+		}
+	}
+	return out, first
+}
+
 // gap finds the longest stretch of 100 ms buckets without a count in
 // [from, to): its length and its end measured from from.
 func (tl *timeline) gap(a *[6000]atomic.Int32, from, to time.Time) (length, end time.Duration) {
