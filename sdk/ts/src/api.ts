@@ -61,7 +61,7 @@ export class Api {
     return this.call("GET", "/v1/conversations" + query({ after, limit }));
   }
 
-  /** Every conversation of the user (all pages), in conversation id order. */
+  /** Every conversation of the user (all pages): pinned first, then by last activity. */
   async conversations(maxPages = 1000): Promise<Conversation[]> {
     const out: Conversation[] = [];
     let after = "";

@@ -13,6 +13,6 @@ export { LocalStorage, MemoryStorage } from "./storage.js";
 export type { CursorStorage, WebStorageLike } from "./storage.js";
 export { ErrorCode, ImError, convId, groupConvId, groupOf, mentions, peerOf } from "./types.js";
 export type {
-  Body, Conversation, Group, GroupChange, GroupResult, ConversationsPage, Event, EventKind, HistoryPage, Message, MessageType, ReadResponse,
+  Body, Conversation, Group, GroupChange, GroupResult, LastMessage, ConversationsPage, Event, EventKind, HistoryPage, Message, MessageType, ReadResponse,
   RecallResponse, SendRequest, SendResponse, ServerFrame, SyncPage, UnreadPage, Welcome,
 } from "./types.js";

@@ -124,6 +124,7 @@ export interface UnreadPage {
 
 export interface Conversation {
   conv_id: string;
+  /** The other participant ("" for a group). */
   peer: string;
   last_seq?: number;
   last_msg_seq?: number;
@@ -131,6 +132,25 @@ export interface Conversation {
   read_seq?: number;
   peer_read_seq?: number;
   peer_delivered_seq?: number;
+  /** Unread messages from others (at most 99; unread_more: more). */
+  unread?: number;
+  unread_more?: boolean;
+  last_message?: LastMessage;
+  activity_ms?: number;
+  pinned?: boolean;
+  muted?: boolean;
+}
+
+/** A conversation's last message, as the list shows it. */
+export interface LastMessage {
+  seq: number;
+  msg_id: string;
+  from: string;
+  type: string;
+  /** The text (or file name), at most 100 characters. */
+  preview?: string;
+  at_ms: number;
+  recalled?: boolean;
 }
 
 export interface ConversationsPage {
