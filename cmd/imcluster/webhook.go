@@ -1,14 +1,17 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/imcluster/imcluster/services/config"
 	"github.com/imcluster/imcluster/services/message/server"
+	"github.com/imcluster/imcluster/services/message/store"
 	"github.com/imcluster/imcluster/services/presence"
 	"github.com/imcluster/imcluster/services/webhook"
 )
@@ -35,7 +38,7 @@ func addWebhooks(cfg config.Message, role string, cli *clientv3.Client, cache *p
 	}
 	if wh.URL != "" && role != server.RoleAPI {
 		d := &webhook.Dispatcher{Kafka: cfg.Kafka, Hook: wh, Secret: secret, ClientID: cfg.NodeID, Log: log,
-			Etcd: cli, EtcdPrefix: cfg.EtcdPrefix}
+			Etcd: cli, EtcdPrefix: cfg.EtcdPrefix, Groups: &storeGroups{cfg: cfg}}
 		if cache != nil {
 			d.Directory, d.DirectoryReady = cache, cache.WaitReady
 		}
@@ -44,4 +47,33 @@ func addWebhooks(cfg config.Message, role string, cli *clientv3.Client, cache *p
 		log.Info("webhook dispatcher on", "url", wh.URL, "events", wh.Events, "group", wh.Group)
 	}
 	return nil
+}
+
+// storeGroups gives the dispatcher group members from Cassandra. Its
+// session opens on first use (a message process starts without
+// Cassandra: sends are log-first) and lives as long as the process.
+type storeGroups struct {
+	cfg config.Message
+	mu  sync.Mutex
+	st  *store.Store
+}
+
+// MembersAt implements webhook.GroupMembers.
+func (g *storeGroups) MembersAt(ctx context.Context, group string, seq int64) ([]string, error) {
+	g.mu.Lock()
+	if g.st == nil {
+		st, err := store.Open(g.cfg.Cassandra, g.cfg.Topic, int(g.cfg.Partitions))
+		if err != nil {
+			g.mu.Unlock()
+			return nil, err
+		}
+		g.st = st
+	}
+	st := g.st
+	g.mu.Unlock()
+	gs, err := st.LoadGroup(ctx, group)
+	if err != nil {
+		return nil, err
+	}
+	return gs.MembersAt(seq), nil
 }

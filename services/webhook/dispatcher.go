@@ -54,6 +54,11 @@ type Dispatcher struct {
 	// an empty cache.
 	Directory      presence.Directory
 	DirectoryReady func(ctx context.Context) error
+	// Groups, if set, gives group messages their members (groups.go):
+	// offline_message goes to each member without a device, and a
+	// message whose sender was not a member at its seq (the pipeline
+	// rejects it) gets no event. Nil: group messages get after_send only.
+	Groups GroupMembers
 	// Etcd and EtcdPrefix, if set and Hook wants user_online or
 	// user_offline, run the presence watcher (one leader among all
 	// dispatchers of the cluster).
@@ -304,7 +309,7 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 				break more
 			}
 		}
-		if !d.deliverAll(ctx, d.eventsOf(batch)) {
+		if !d.deliverAll(ctx, d.eventsOf(ctx, batch)) {
 			return nil // not marked: consumed again by whoever gets the partition
 		}
 		last := batch[len(batch)-1]
@@ -321,7 +326,7 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 // ID once (a retried send's second copy in the log carries the first's
 // msg_id: the receiver gets it once per batch, and de-duplicates by ID
 // across batches).
-func (d *Dispatcher) eventsOf(batch []*sarama.ConsumerMessage) []*wire.Event {
+func (d *Dispatcher) eventsOf(ctx context.Context, batch []*sarama.ConsumerMessage) []*wire.Event {
 	var out []*wire.Event
 	seen := map[string]bool{}
 	add := func(ev *wire.Event) {
@@ -345,7 +350,7 @@ func (d *Dispatcher) eventsOf(batch []*sarama.ConsumerMessage) []*wire.Event {
 			mSkipped.Inc()
 			continue
 		}
-		for _, ev := range d.recordEvents(&rec, m.Offset) {
+		for _, ev := range d.recordEvents(ctx, &rec, m.Offset) {
 			add(ev)
 		}
 	}
@@ -353,9 +358,12 @@ func (d *Dispatcher) eventsOf(batch []*sarama.ConsumerMessage) []*wire.Event {
 }
 
 // recordEvents are the events of one log record at offset (its seq).
-func (d *Dispatcher) recordEvents(rec *model.Record, off int64) []*wire.Event {
+func (d *Dispatcher) recordEvents(ctx context.Context, rec *model.Record, off int64) []*wire.Event {
 	switch rec.Kind {
 	case protocol.KindMessage:
+		if rec.IsGroup() && d.Groups != nil {
+			return d.groupMessageEvents(ctx, rec, off)
+		}
 		msg := rec.Event(off).Message
 		to := rec.To()
 		evs := []*wire.Event{{Type: config.WebhookAfterSend, ID: rec.MsgID + ":" + config.WebhookAfterSend, AtMs: rec.AtMs,
