@@ -198,23 +198,42 @@ func (m *monitor) readySince(from, t time.Time) (time.Duration, bool) {
 	return after, notReady
 }
 
-// notReadyBetween names the tiers any sample in [from, to) showed not
-// ready, with the first such moment.
+// notReadyBetween names the tiers that samples in [from, to) showed not
+// ready at least twice in a row (how many such samples), with the first
+// moment of the first such run. One failed sample alone does not count,
+// as a readiness probe's failure threshold of 2 would not: a sample fails
+// also when this checker itself stalls past readyHTTP's 1 s timeout while
+// it verifies hundreds of devices (then every tier fails the same single
+// sample at once, seen in a CI run), and a tier that really turns not
+// ready stays so for more than one 250 ms round.
 func (m *monitor) notReadyBetween(from, to time.Time) (map[string]int, time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := map[string]int{}
+	run := map[string]int{}            // consecutive not-ready samples per tier
+	runStart := map[string]time.Time{} // when the current run began
 	var first time.Time
 	for _, s := range m.samples {
 		if s.at.Before(from) || !s.at.Before(to) {
 			continue
 		}
 		for n, ok := range s.ready {
-			if !ok {
-				out[n]++
-				if first.IsZero() {
-					first = s.at
+			if ok {
+				run[n] = 0
+				continue
+			}
+			if run[n] == 0 {
+				runStart[n] = s.at
+			}
+			run[n]++
+			switch {
+			case run[n] == 2:
+				out[n] += 2
+				if first.IsZero() || runStart[n].Before(first) {
+					first = runStart[n]
 				}
+			case run[n] > 2:
+				out[n]++
 			}
 		}
 	}
