@@ -33,7 +33,8 @@
 //     already pushed to the device in its conversation;
 //   - a retry answered with another msg_id or 409, a rejected event;
 //   - a tier not ready 10 s after its dependency was back, or not ready
-//     again later (until the checks are done);
+//     again later (until the checks are done; two failed /readyz rounds in
+//     a row, 250 ms apart, as a probe with a failure threshold of 2);
 //   - any send attempt refused during a Cassandra outage (the send path
 //     touches only Kafka).
 //
