@@ -34,14 +34,14 @@ func newBenchPlan(ctx context.Context, o benchOpts, users, tokens []string) (*be
 	}
 	n := len(users) / o.groupSize
 	p.names = make([]string, n)
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(4)
+	eg, gctx := errgroup.WithContext(ctx)
+	eg.SetLimit(4)
 	t0 := time.Now()
 	for i := range n {
 		p.names[i] = fmt.Sprintf("%s-g%d", o.runID, i)
 		members := users[i*o.groupSize : (i+1)*o.groupSize]
-		g.Go(func() error {
-			c := &sdk.Client{BaseURL: benchAPI(), Token: tokens[i*o.groupSize], HTTP: apiHTTP()}
+		eg.Go(func() error {
+			c := &sdk.Client{BaseURL: g.api, Token: tokens[i*o.groupSize], HTTP: apiHTTP()}
 			r, err := c.CreateGroup(gctx, members[0], sdk.NewGroup{GroupID: p.names[i], Name: p.names[i], Members: members[1:]})
 			if err == nil && r.Pending {
 				err = fmt.Errorf("group %s: still pending after the API's wait", p.names[i])
@@ -49,14 +49,12 @@ func newBenchPlan(ctx context.Context, o benchOpts, users, tokens []string) (*be
 			return err
 		})
 	}
-	if err := g.Wait(); err != nil {
+	if err := eg.Wait(); err != nil {
 		return nil, fmt.Errorf("while creating the bench groups: %w", err)
 	}
 	fmt.Fprintf(os.Stderr, "created %d groups of %d members in %.1fs\n", n, o.groupSize, time.Since(t0).Seconds())
 	return p, nil
 }
-
-func benchAPI() string { return g.api }
 
 func (p *benchPlan) groups() int { return len(p.names) }
 

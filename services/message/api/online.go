@@ -23,18 +23,9 @@ type TerminalsResponse struct {
 // presenceTerminals answers POST /v1/presence/terminals (service or
 // internal token only) from the watch-fed presence cache: no etcd read.
 func (s *Server) presenceTerminals(w http.ResponseWriter, r *http.Request) *apiError {
-	if e := s.presenceCaller(r); e != nil {
-		return e
-	}
 	var req TerminalsRequest
-	if e := readJSON(r, maxPresenceList*80, &req); e != nil {
+	if e := s.presenceList(r, &req.Users); e != nil {
 		return e
-	}
-	if len(req.Users) == 0 {
-		return badRequest(protocol.ErrMissingField, "users is required")
-	}
-	if len(req.Users) > maxPresenceList {
-		return errf(http.StatusRequestEntityTooLarge, protocol.ErrTooLarge, "at most 1000 users")
 	}
 	resp := TerminalsResponse{Users: map[string][]protocol.Terminal{}}
 	for _, u := range req.Users {

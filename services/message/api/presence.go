@@ -52,11 +52,15 @@ func (s *Server) presenceOne(w http.ResponseWriter, r *http.Request) *apiError {
 	return nil
 }
 
-func (s *Server) presenceMany(w http.ResponseWriter, r *http.Request) *apiError {
+// presenceList authenticates a presence query about many users and reads
+// its body, {"users": [...]}: 1..maxPresenceList user ids.
+func (s *Server) presenceList(r *http.Request, users *[]string) *apiError {
 	if e := s.presenceCaller(r); e != nil {
 		return e
 	}
-	var req OnlineRequest
+	var req struct {
+		Users []string `json:"users"`
+	}
 	if e := readJSON(r, maxPresenceList*80, &req); e != nil {
 		return e
 	}
@@ -65,6 +69,15 @@ func (s *Server) presenceMany(w http.ResponseWriter, r *http.Request) *apiError 
 	}
 	if len(req.Users) > maxPresenceList {
 		return errf(http.StatusRequestEntityTooLarge, protocol.ErrTooLarge, "at most 1000 users")
+	}
+	*users = req.Users
+	return nil
+}
+
+func (s *Server) presenceMany(w http.ResponseWriter, r *http.Request) *apiError {
+	var req OnlineRequest
+	if e := s.presenceList(r, &req.Users); e != nil {
+		return e
 	}
 	resp := OnlineResponse{Online: []string{}}
 	seen := map[string]bool{}

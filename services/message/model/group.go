@@ -3,6 +3,7 @@ package model
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -87,16 +88,7 @@ func ValidMentions(m []string) error {
 
 // MentionsAll reports whether a body mentions every member.
 func MentionsAll(b *protocol.Body) bool {
-	return b != nil && containsString(b.Mentions, protocol.MentionAll)
-}
-
-func containsString(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
+	return b != nil && slices.Contains(b.Mentions, protocol.MentionAll)
 }
 
 // ValidGroupFields checks a group's name, avatar URL and attributes.

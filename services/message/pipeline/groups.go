@@ -2,8 +2,10 @@ package pipeline
 
 import (
 	"context"
+	"slices"
 	"sync"
 
+	"github.com/imcluster/imcluster/services/config"
 	"github.com/imcluster/imcluster/services/message/model"
 	"github.com/imcluster/imcluster/services/message/store"
 	"github.com/imcluster/imcluster/services/protocol"
@@ -188,7 +190,7 @@ func (p *Processor) applyCreate(g *store.GroupState, it *store.Item) bool {
 		rejectItem(it, protocol.ErrInvalidField) // the id is taken
 		return true
 	}
-	users := withoutUser(r.Group.Users, r.From)
+	users := slices.DeleteFunc(slices.Clone(r.Group.Users), func(u string) bool { return u == r.From })
 	if 1+len(users) > p.maxGroupSize() {
 		rejectItem(it, protocol.ErrLimitReached)
 		return true
@@ -209,25 +211,12 @@ func (p *Processor) applyCreate(g *store.GroupState, it *store.Item) bool {
 	return true
 }
 
-func withoutUser(users []string, u string) []string {
-	out := make([]string, 0, len(users))
-	for _, v := range users {
-		if v != u {
-			out = append(out, v)
-		}
-	}
-	return out
-}
-
 func (p *Processor) maxGroupSize() int {
 	if p.MaxGroupSize > 0 {
 		return p.MaxGroupSize
 	}
-	return DefaultMaxGroupSize
+	return config.DefaultGroupMaxMembers
 }
-
-// DefaultMaxGroupSize is the group size limit when none is configured.
-const DefaultMaxGroupSize = 1000
 
 // applyChange applies a group change by member (not created) to g.
 func (p *Processor) applyChange(g *store.GroupState, actor store.MemberState, it *store.Item) bool {

@@ -53,7 +53,7 @@ type Processor struct {
 	Log        *slog.Logger
 	// Permanent classifies persist errors (nil: store.IsPermanent).
 	Permanent func(error) bool
-	// MaxGroupSize bounds a group's members (0: DefaultMaxGroupSize).
+	// MaxGroupSize bounds a group's members (0: config.DefaultGroupMaxMembers).
 	MaxGroupSize int
 
 	window window

@@ -133,7 +133,7 @@ func (w *groupWork) groupTables() {
 	add := func(cql string, args ...any) { w.single = append(w.single, stmt{cql, args, 128}) }
 	switch c.Op {
 	case protocol.GroupCreated:
-		add(cqlGroupCreate, ts, *c.Name, nullable(deref(c.Avatar)), c.Attrs, r.From, r.AtMs, off, gid)
+		add(cqlGroupCreate, ts, *c.Name, nullable(str(c.Avatar)), c.Attrs, r.From, r.AtMs, off, gid)
 	case protocol.GroupUpdated:
 		if c.Name != nil {
 			add(cqlGroupName, ts, *c.Name, gid)
@@ -162,13 +162,6 @@ func (w *groupWork) groupTables() {
 		add(cqlMemberLeave, ts, off, gid, u)
 		add(cqlUserLeave, ts, off, u, gid)
 	}
-}
-
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
 }
 
 // groupEvent decodes a group change's stored row.
