@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,17 +15,45 @@ import (
 	"github.com/imcluster/imcluster/services/protocol"
 )
 
+// tally counts the acknowledged messages of one kind (1:1 or group) and
+// what the checks found wrong with them.
+type tally struct {
+	Acked, Lost, StoredTwice, Reordered int
+	// Reordered is the sum of these:
+	PushOrder, SeqMismatch, Causal, SyncOrder, HistoryOrder int
+}
+
+func (t *tally) sumReordered() {
+	t.Reordered = t.SeqMismatch + t.Causal + t.SyncOrder + t.PushOrder + t.HistoryOrder
+}
+
 // verdict is what the checks of one scenario found.
 type verdict struct {
-	Acked, Unacked, UnackedStored int
-	Lost, StoredTwice, Reordered  int
-	Unhealed                      int // (device, message) pairs a connected device lacked before the final sync
-	RedeliveredPushes             int64
-	PushOrder, SeqMismatch        int
-	Causal, SyncOrder             int
-	IDErrors, Rejected            int
-	CheckErrors                   []string
-	Examples                      []string
+	Direct, Group          tally // 1:1 messages; group messages
+	Unacked, UnackedStored int
+	Unhealed               int // (device, message) pairs a connected device lacked before the final sync
+	RedeliveredPushes      int64
+	IDErrors, Rejected     int
+	Echoed                 int // messages pushed back to the device that sent them
+	GroupReceipts          int // delivered receipts in group conversations (there are none in groups)
+	CheckErrors            []string
+	Examples               []string
+}
+
+// of is the tally of m's kind.
+func (v *verdict) of(m *msg) *tally {
+	if m.group >= 0 {
+		return &v.Group
+	}
+	return &v.Direct
+}
+
+// ofConv is the tally of a conversation's kind.
+func (v *verdict) ofConv(conv string) *tally {
+	if isGroupConv(conv) {
+		return &v.Group
+	}
+	return &v.Direct
 }
 
 func (v *verdict) example(format string, a ...any) {
@@ -105,8 +134,9 @@ func (l *load) ackedByUser() (map[int][]*msg, []*msg, []*msg) {
 			continue
 		}
 		acked = append(acked, m)
-		by[m.from] = append(by[m.from], m)
-		by[m.to] = append(by[m.to], m)
+		for _, u := range l.participants(m) {
+			by[u] = append(by[u], m)
+		}
 	}
 	return by, acked, unacked
 }
@@ -137,13 +167,17 @@ func (l *load) awaitHealed(stall, timeout time.Duration) int {
 	}
 }
 
-// verify checks every device by sync (each syncs from its cursor now) and
-// every user by a full sync and an unread pull through the message API.
+// verify checks every device by sync (each syncs from its cursor now),
+// every user by a full sync and an unread pull through the message API,
+// and every group by its history.
 func (l *load) verify(ctx context.Context, v *verdict) {
 	_, acked, unacked := l.ackedByUser()
-	v.Acked, v.Unacked = len(acked), len(unacked)
+	v.Unacked = len(unacked)
+	for _, m := range acked {
+		v.of(m).Acked++
+	}
 
-	// The message API's view of every user, first.
+	// The message API's view of every user and group, first.
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -162,6 +196,22 @@ func (l *load) verify(ctx context.Context, v *verdict) {
 				uv.unread, uv.err = fetchAll(ctx, hc, l.api, l.tokens[u], client.UnreadPath)
 			}
 			views[u] = uv
+		}()
+	}
+	type groupView struct {
+		history []protocol.Event
+		order   int
+		err     error
+	}
+	gviews := make([]groupView, len(l.groups))
+	for i, g := range l.groups {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			gv := &gviews[i]
+			gv.history, gv.order, gv.err = fetchHistory(ctx, hc, l.api, l.tokens[g.members[0]], g.conv)
 		}()
 	}
 	wg.Wait()
@@ -191,6 +241,11 @@ func (l *load) verify(ctx context.Context, v *verdict) {
 			v.CheckErrors = append(v.CheckErrors, fmt.Sprintf("user %d: %v", u, uv.err))
 		}
 	}
+	for i, gv := range gviews {
+		if gv.err != nil {
+			v.CheckErrors = append(v.CheckErrors, fmt.Sprintf("group %d: %v", i, gv.err))
+		}
+	}
 
 	// seqs[cmid] collects every seq any view gave the message.
 	seqs := map[string]map[int64]bool{}
@@ -208,9 +263,9 @@ func (l *load) verify(ctx context.Context, v *verdict) {
 		ours[m.cmid] = m
 	}
 	l.mu.Unlock()
-	// Sending marks the conversation read up to the message sent, so the
-	// unread pull holds a message only when its recipient sent nothing
-	// later in the conversation.
+	// Sending marks the conversation read up to the message sent (in a
+	// group as in a 1:1 conversation), so the unread pull holds a message
+	// only when its recipient sent nothing later in the conversation.
 	ownLast := make([]map[string]int64, len(l.users))
 	for u, uv := range views {
 		ownLast[u] = map[string]int64{}
@@ -231,12 +286,15 @@ func (l *load) verify(ctx context.Context, v *verdict) {
 		perView := map[string]int64{}
 		for _, ev := range uv.sync {
 			if l, ok := last[ev.ConvID]; ok && ev.Seq <= l {
-				v.SyncOrder++
+				v.ofConv(ev.ConvID).SyncOrder++
 				v.example("user %d: sync gave %s seq %d after seq %d", u, ev.ConvID, ev.Seq, l)
 			}
 			last[ev.ConvID] = ev.Seq
 			if ev.Kind == protocol.KindRejected {
 				v.Rejected++
+			}
+			if ev.Kind == protocol.KindDelivered && isGroupConv(ev.ConvID) {
+				v.GroupReceipts++
 			}
 			if ev.Kind != protocol.KindMessage || ev.Message == nil || ours[ev.Message.ClientMsgID] == nil {
 				continue
@@ -266,6 +324,27 @@ func (l *load) verify(ctx context.Context, v *verdict) {
 			note(cm, ev.Seq)
 		}
 	}
+	inHistory := map[string]bool{}
+	for i, gv := range gviews {
+		v.Group.HistoryOrder += gv.order
+		if gv.order > 0 {
+			v.example("group %d: history out of seq order %d times", i, gv.order)
+		}
+		perView := map[string]int64{}
+		for _, ev := range gv.history {
+			if ev.Kind != protocol.KindMessage || ev.Message == nil || ours[ev.Message.ClientMsgID] == nil {
+				continue
+			}
+			cm := ev.Message.ClientMsgID
+			if s, ok := perView[cm]; ok {
+				twice[cm] = true
+				v.example("group %d: history holds %s at seqs %d and %d", i, cm, s, ev.Seq)
+			}
+			perView[cm] = ev.Seq
+			inHistory[cm] = true
+			note(cm, ev.Seq)
+		}
+	}
 	for _, d := range l.devices {
 		d.mu.Lock()
 		for cm, s := range d.msgSeq {
@@ -276,8 +355,14 @@ func (l *load) verify(ctx context.Context, v *verdict) {
 		if d.seqSplit > 0 {
 			v.example("user %d %s: holds a message at two seqs (%d)", d.user, d.id, d.seqSplit)
 		}
-		v.PushOrder += d.pushOrder
+		if d.echoed > 0 {
+			v.example("user %d %s: got %d of its own messages pushed back", d.user, d.id, d.echoed)
+		}
+		v.Direct.PushOrder += d.pushOrder
+		v.Group.PushOrder += d.pushOrderG
 		v.Rejected += d.rejected
+		v.Echoed += d.echoed
+		v.GroupReceipts += d.receiptsG
 		d.mu.Unlock()
 		pushed, synced, dropped := d.c.Stats()
 		_ = pushed
@@ -290,33 +375,20 @@ func (l *load) verify(ctx context.Context, v *verdict) {
 			note(m.cmid, m.ackSeq)
 		}
 	}
-	v.StoredTwice = len(twice)
+	for cm := range twice {
+		v.of(ours[cm]).StoredTwice++
+	}
 
 	// Lost: an acknowledged message missing from any view that must hold it.
 	for _, m := range acked {
-		var where []string
-		if !inSync[m.to][m.cmid] {
-			where = append(where, "recipient's sync")
-		}
-		if !inSync[m.from][m.cmid] {
-			where = append(where, "sender's sync")
-		}
-		if conv, ok := convOf[m.cmid]; ok && ownLast[m.to][conv] > seqIn[m.cmid] {
-			// read by replying: not unread
-		} else if !inUnread[m.to][m.cmid] {
-			where = append(where, "recipient's unread pull")
-		}
-		for _, d := range append(append([]*device(nil), l.byUser[m.to]...), l.byUser[m.from]...) {
-			d.mu.Lock()
-			_, ok := d.msgSeq[m.cmid]
-			d.mu.Unlock()
-			if !ok {
-				where = append(where, fmt.Sprintf("device %d/%s", d.user, d.id))
-			}
-		}
+		where := l.missingViews(m, inSync, inUnread, inHistory, ownLast, convOf, seqIn)
 		if len(where) > 0 {
-			v.Lost++
-			v.example("lost %s (%d→%d, acked %s): missing from %v", m.cmid, m.from, m.to, m.ackAt.Format("15:04:05.000"), where)
+			v.of(m).Lost++
+			to := fmt.Sprint(m.to)
+			if m.group >= 0 {
+				to = "group " + strconv.Itoa(m.group)
+			}
+			v.example("lost %s (%d→%s, acked %s): missing from %v", m.cmid, m.from, to, m.ackAt.Format("15:04:05.000"), where)
 		}
 		if len(m.idErrors) > 0 {
 			v.IDErrors++
@@ -324,14 +396,17 @@ func (l *load) verify(ctx context.Context, v *verdict) {
 		}
 	}
 	for _, m := range unacked {
-		if inSync[m.to][m.cmid] || inSync[m.from][m.cmid] {
-			v.UnackedStored++
+		for _, u := range l.participants(m) {
+			if inSync[u][m.cmid] {
+				v.UnackedStored++
+				break
+			}
 		}
 	}
 	// One seq per message across every view (and the first attempt's answer).
 	for cm, s := range seqs {
 		if len(s) > 1 && !twice[cm] {
-			v.SeqMismatch++
+			v.of(ours[cm]).SeqMismatch++
 			v.example("%s has seqs %v across the views", cm, keys(s))
 		}
 	}
@@ -343,15 +418,11 @@ func (l *load) verify(ctx context.Context, v *verdict) {
 		}
 		return 0, false
 	}
-	pairs := map[[2]int][]*msg{}
+	convs := map[[2]int][]*msg{}
 	for _, m := range acked {
-		a, b := m.from, m.to
-		if a > b {
-			a, b = b, a
-		}
-		pairs[[2]int{a, b}] = append(pairs[[2]int{a, b}], m)
+		convs[convKey(m)] = append(convs[convKey(m)], m)
 	}
-	for _, ms := range pairs {
+	for _, ms := range convs {
 		for _, a := range ms {
 			sa, ok := seqOf(a)
 			if !ok {
@@ -359,13 +430,67 @@ func (l *load) verify(ctx context.Context, v *verdict) {
 			}
 			for _, b := range ms {
 				if sb, ok := seqOf(b); ok && b.start.After(a.ackAt) && sb <= sa {
-					v.Causal++
+					v.of(b).Causal++
 					v.example("%s (seq %d) was sent after %s (seq %d) was acked", b.cmid, sb, a.cmid, sa)
 				}
 			}
 		}
 	}
-	v.Reordered = v.SeqMismatch + v.Causal + v.SyncOrder + v.PushOrder
+	v.Direct.sumReordered()
+	v.Group.sumReordered()
+}
+
+// convKey names a message's conversation: the pair of users of a 1:1
+// message (smaller first), {-1, group} for a group's.
+func convKey(m *msg) [2]int {
+	if m.group >= 0 {
+		return [2]int{-1, m.group}
+	}
+	return [2]int{min(m.from, m.to), max(m.from, m.to)}
+}
+
+// missingViews lists where acknowledged message m is missing: the full
+// sync of each participant (the sender included), the unread pull of each
+// participant but the sender — unless they read it by sending later into
+// the conversation themselves —, a group's history, and every device of
+// every participant (the sending device by its sync).
+func (l *load) missingViews(m *msg, inSync, inUnread []map[string]bool, inHistory map[string]bool,
+	ownLast []map[string]int64, convOf map[string]string, seqIn map[string]int64) []string {
+	var where []string
+	parts := l.participants(m)
+	for _, u := range parts {
+		if !inSync[u][m.cmid] {
+			if u == m.from {
+				where = append(where, "sender's sync")
+			} else {
+				where = append(where, fmt.Sprintf("%d's sync", u))
+			}
+		}
+	}
+	for _, u := range parts {
+		if u == m.from {
+			continue
+		}
+		if conv, ok := convOf[m.cmid]; ok && ownLast[u][conv] > seqIn[m.cmid] {
+			continue // read by sending later
+		}
+		if !inUnread[u][m.cmid] {
+			where = append(where, fmt.Sprintf("%d's unread pull", u))
+		}
+	}
+	if m.group >= 0 && !inHistory[m.cmid] {
+		where = append(where, "the group's history")
+	}
+	devs, _ := expectedDevices(parts, l.byUser, m.from, m.device)
+	for _, d := range devs {
+		d.mu.Lock()
+		_, ok := d.msgSeq[m.cmid]
+		d.mu.Unlock()
+		if !ok {
+			where = append(where, fmt.Sprintf("device %d/%s", d.user, d.id))
+		}
+	}
+	return where
 }
 
 func keys(m map[int64]bool) []int64 {

@@ -23,7 +23,8 @@ import (
 // acknowledged (attempt 1, 2, …) or until the load gives up.
 type msg struct {
 	cmid     string
-	from, to int
+	from, to int // to: the peer of a 1:1 message
+	group    int // the index of the group in load.groups; -1 for a 1:1 message
 	device   string
 	text     string
 	start    time.Time // first attempt
@@ -49,7 +50,10 @@ type device struct {
 	have       map[string]map[int64]protocol.Event
 	msgSeq     map[string]int64 // client_msg_id -> seq of the message events it holds
 	lastPushed map[string]int64
-	pushOrder  int // fresh pushes below a seq already pushed in the conversation
+	pushOrder  int // fresh pushes below a seq already pushed in the conversation (1:1)
+	pushOrderG int // the same in group conversations
+	echoed     int // messages pushed back to the device that sent them
+	receiptsG  int // delivered receipts in group conversations (groups have none)
 	seqSplit   int // one client_msg_id at two seqs
 	rejected   int
 	syncEvents atomic.Int64 // events in the sync and unread pages this device read
@@ -77,9 +81,16 @@ func (d *device) onEvent(l *load, ev protocol.Event, pushed bool) {
 		return // -sabotage: this device "loses" the push (the client counts it as held)
 	}
 	m[ev.Seq] = ev
+	if ev.Kind == protocol.KindDelivered && isGroupConv(ev.ConvID) {
+		d.receiptsG++
+	}
 	if pushed {
 		if last, ok := d.lastPushed[ev.ConvID]; ok && ev.Seq < last {
-			d.pushOrder++
+			if isGroupConv(ev.ConvID) {
+				d.pushOrderG++
+			} else {
+				d.pushOrder++
+			}
 		} else {
 			d.lastPushed[ev.ConvID] = ev.Seq
 		}
@@ -91,6 +102,11 @@ func (d *device) onEvent(l *load, ev protocol.Event, pushed bool) {
 	case protocol.KindMessage:
 		if ev.Message == nil {
 			return
+		}
+		if pushed {
+			if sm, ok := l.byCmid.Load(ev.Message.ClientMsgID); ok && sm.(*msg).from == d.user && sm.(*msg).device == d.id {
+				d.echoed++
+			}
 		}
 		if s, ok := d.msgSeq[ev.Message.ClientMsgID]; ok && s != ev.Seq {
 			d.seqSplit++
@@ -153,11 +169,16 @@ type load struct {
 	online  []bool
 	devices []*device
 	byUser  map[int][]*device
-	sendHC  *http.Client
-	tl      *timeline
+	groups  []*group
+	// groupShare of the sends go to a random group (by a random online
+	// member); the rest are 1:1.
+	groupShare float64
+	sendHC     *http.Client
+	tl         *timeline
 
 	mu       sync.Mutex
 	msgs     []*msg
+	byCmid   sync.Map // client_msg_id -> *msg
 	inflight atomic.Int64
 	skipped  atomic.Int64 // ticks skipped: too many messages awaiting an answer
 	refused  []refusal    // failed attempts (time, error)
@@ -259,7 +280,8 @@ func (l *load) closeAll() {
 }
 
 // run sends rate messages per second until stop is closed: a random online
-// user (one of its two devices) to a random other user, online or not.
+// user (one of its two devices) to a random other user, online or not, or
+// (groupShare of them) a random online member of a random group to it.
 // Each message is sent until acknowledged, with numbered attempts, until
 // giveUp; a few acknowledged ones are sent once more (an answer the client
 // lost), which must answer the same msg_id.
@@ -282,14 +304,21 @@ func (l *load) run(rate float64, stop <-chan struct{}, giveUp *atomic.Int64) {
 			l.skipped.Add(1)
 			continue
 		}
-		from := senders[rand.IntN(len(senders))]
-		to := rand.IntN(len(l.users) - 1)
-		if to >= from {
-			to++
-		}
-		m := &msg{cmid: fmt.Sprintf("%s-m%d", l.runID, k), from: from, to: to, device: fmt.Sprintf("d%d", rand.IntN(2)),
+		m := &msg{cmid: fmt.Sprintf("%s-m%d", l.runID, k), group: -1, device: fmt.Sprintf("d%d", rand.IntN(2)),
 			start: time.Now(), ackSeq: -1}
+		if len(l.groups) > 0 && rand.Float64() < l.groupShare {
+			m.group = rand.IntN(len(l.groups))
+			g := l.groups[m.group]
+			m.from, m.to = g.senders[rand.IntN(len(g.senders))], -1
+		} else {
+			m.from = senders[rand.IntN(len(senders))]
+			m.to = rand.IntN(len(l.users) - 1)
+			if m.to >= m.from {
+				m.to++
+			}
+		}
 		m.text = "chaos " + m.cmid
+		l.byCmid.Store(m.cmid, m)
 		l.mu.Lock()
 		l.msgs = append(l.msgs, m)
 		l.mu.Unlock()
@@ -309,8 +338,13 @@ func (l *load) sendOnce(m *msg, attempt int) (protocol.SendResponse, error) {
 	api := client.API{BaseURL: "http://" + l.api, Token: l.tokens[m.from], Device: m.device, HTTP: l.sendHC}
 	l.tl.mark(&l.tl.starts)
 	t0 := time.Now()
-	res, err := api.Send(ctx, client.SendRequest{To: l.users[m.to], ClientMsgID: m.cmid, Type: protocol.TypeText,
-		Body: &protocol.Body{Text: m.text}, Attempt: attempt})
+	req := client.SendRequest{ClientMsgID: m.cmid, Type: protocol.TypeText, Body: &protocol.Body{Text: m.text}, Attempt: attempt}
+	if m.group >= 0 {
+		req.GroupID = l.groups[m.group].id
+	} else {
+		req.To = l.users[m.to]
+	}
+	res, err := api.Send(ctx, req)
 	if err != nil {
 		l.tl.mark(&l.tl.fails)
 		l.mu.Lock()
@@ -386,3 +420,5 @@ func (l *load) deliverMsg(m *msg, giveUp *atomic.Int64) {
 		}
 	}
 }
+
+func isGroupConv(conv string) bool { return strings.HasPrefix(conv, "g:") }

@@ -24,6 +24,9 @@ type options struct {
 	before, after  time.Duration
 	heal           time.Duration
 	sabotage       int64
+	groups         int
+	groupSize      int
+	groupShare     float64
 }
 
 func main() {
@@ -39,7 +42,14 @@ func main() {
 	flag.DurationVar(&o.after, "after", 10*time.Second, "load after every tier is ready again")
 	flag.DurationVar(&o.heal, "heal", 20*time.Second, "devices catch up on their own before the final sync until what they lack has not fallen for this long (at most 4 min)")
 	flag.Int64Var(&o.sabotage, "sabotage", 0, "self-test: the devices drop every Nth pushed message, which every scenario must then report as lost (0: off)")
+	flag.IntVar(&o.groups, "groups", 10, "group chats per scenario, created at setup by an online member with the others (0: 1:1 traffic only)")
+	flag.IntVar(&o.groupSize, "group-size", 20, "members per group (drawn from the users; some offline until the check)")
+	flag.Float64Var(&o.groupShare, "group-share", 0.2, "share of the sends that go to a random group, by a random online member")
 	flag.Parse()
+	if o.groupShare < 0 || o.groupShare > 1 || o.groups < 0 || o.groups > 0 && o.groupSize < 2 {
+		fmt.Fprintln(os.Stderr, "chaos: -group-share must be in [0, 1], -groups >= 0, -group-size >= 2")
+		os.Exit(2)
+	}
 	if o.bin == "" {
 		fmt.Fprintln(os.Stderr, "chaos: -bin is required (run make chaos)")
 		os.Exit(2)
@@ -117,6 +127,8 @@ func run(o options) int {
 		r := runScenario(ctx, o, c, mon, s, fmt.Sprintf("c%s%d", time.Now().UTC().Format("150405"), i))
 		results = append(results, r)
 		logf("=== %s: %s (%s)", s.name, status(r), r.duration.Round(time.Second))
+		logf("    1:1:    %s", tallyLine(r.Direct))
+		logf("    groups: %s", tallyLine(r.Group))
 		for _, f := range r.failures {
 			logf("    FAIL: %s", f)
 		}
@@ -192,6 +204,19 @@ func runScenario(ctx context.Context, o options, c *cluster, mon *monitor, s sce
 	}
 	logf("%d devices of %d users connected; %d users offline until the check", 2*len(online), len(online), len(offline))
 	time.Sleep(2 * time.Second) // the message tier's presence caches see every session
+	if o.groups > 0 && o.groupShare > 0 {
+		l.groupShare = o.groupShare
+		if err := l.createGroups(ctx, o.groups, o.groupSize, 60*time.Second); err != nil {
+			r.fail("setup: %v", err)
+			return r
+		}
+		nOff := 0
+		for _, g := range l.groups {
+			nOff += len(g.members) - len(g.senders)
+		}
+		logf("%d groups of %d members created (%d memberships offline until the check); %.0f%% of the sends go to groups",
+			len(l.groups), len(l.groups[0].members), nOff, 100*o.groupShare)
+	}
 
 	stop := make(chan struct{})
 	var giveUp atomic.Int64
@@ -255,23 +280,37 @@ func runScenario(ctx context.Context, o options, c *cluster, mon *monitor, s sce
 	}
 	r.Unhealed = l.awaitHealed(o.heal, 4*time.Minute)
 	l.verify(ctx, &r.verdict)
-	switch {
-	case r.Lost > 0:
-		r.fail("%d acknowledged messages lost", r.Lost)
-	}
-	if r.StoredTwice > 0 {
-		r.fail("%d messages stored twice", r.StoredTwice)
-	}
-	if r.Reordered > 0 {
-		r.fail("%d reordered (seq mismatch %d, causal %d, sync order %d, push order %d)", r.Reordered, r.SeqMismatch, r.Causal, r.SyncOrder, r.PushOrder)
+	for _, k := range []struct {
+		what string
+		t    tally
+	}{{"", r.Direct}, {"group ", r.Group}} {
+		if k.t.Lost > 0 {
+			r.fail("%d acknowledged %smessages lost", k.t.Lost, k.what)
+		}
+		if k.t.StoredTwice > 0 {
+			r.fail("%d %smessages stored twice", k.t.StoredTwice, k.what)
+		}
+		if k.t.Reordered > 0 {
+			r.fail("%d %smessages reordered (seq mismatch %d, causal %d, sync order %d, push order %d, history order %d)",
+				k.t.Reordered, k.what, k.t.SeqMismatch, k.t.Causal, k.t.SyncOrder, k.t.PushOrder, k.t.HistoryOrder)
+		}
 	}
 	if r.IDErrors > 0 || r.Rejected > 0 {
 		r.fail("idempotency: %d retries answered another msg_id or 409, %d rejected events", r.IDErrors, r.Rejected)
 	}
+	if r.Echoed > 0 {
+		r.fail("%d messages pushed back to the device that sent them", r.Echoed)
+	}
+	if r.GroupReceipts > 0 {
+		r.fail("%d delivered receipts in group conversations (groups have none)", r.GroupReceipts)
+	}
+	if o.groups > 0 && o.groupShare > 0 && r.Group.Acked == 0 {
+		r.fail("no group message acknowledged")
+	}
 	if len(r.CheckErrors) > 0 {
 		r.fail("check incomplete (%d problems): %s", len(r.CheckErrors), r.CheckErrors[0])
 	}
-	if r.Acked == 0 {
+	if r.Direct.Acked+r.Group.Acked == 0 {
 		r.fail("nothing acknowledged")
 	}
 	// And it stays ready: no tier not ready from 10 s after the part was
@@ -306,16 +345,17 @@ func fmtDur(d time.Duration) string {
 func render(rs []*result, o options, total time.Duration) string {
 	var b strings.Builder
 	host, _ := os.Hostname()
-	fmt.Fprintf(&b, "chaos suite, %s UTC, %d cores (%s), %d users × 2 devices (%.0f%% offline until the check), %.0f msg/s, total %s\n\n",
-		time.Now().UTC().Format("2006-01-02 15:04"), runtime.NumCPU(), host, o.users, 100*o.offline, o.rate, total.Round(time.Second))
-	b.WriteString("| scenario | result | acked | lost | stored twice | reordered | unacked (stored) | refused attempts (in outage) | redelivered pushes | unhealed before final sync | sends ok again | deliveries resume | tiers ready after back | took |\n")
+	fmt.Fprintf(&b, "chaos suite, %s UTC, %d cores (%s), %d users × 2 devices (%.0f%% offline until the check), %.0f msg/s, %s, total %s\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04"), runtime.NumCPU(), host, o.users, 100*o.offline, o.rate, groupsStr(o), total.Round(time.Second))
+	b.WriteString("| scenario | result | acked 1:1 / group | lost | stored twice | reordered | unacked (stored) | refused attempts (in outage) | redelivered pushes | unhealed before final sync | sends ok again | deliveries resume | tiers ready after back | took |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rs {
-		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %d (%d) | %d (%d) | %d | %d | %s | %s | %s | %s |\n",
-			r.name, status(r), r.Acked, r.Lost, r.StoredTwice, r.Reordered, r.Unacked, r.UnackedStored, r.refused, r.refusedOutage,
+		fmt.Fprintf(&b, "| %s | %s | %d / %d | %d / %d | %d / %d | %d / %d | %d (%d) | %d (%d) | %d | %d | %s | %s | %s | %s |\n",
+			r.name, status(r), r.Direct.Acked, r.Group.Acked, r.Direct.Lost, r.Group.Lost, r.Direct.StoredTwice, r.Group.StoredTwice,
+			r.Direct.Reordered, r.Group.Reordered, r.Unacked, r.UnackedStored, r.refused, r.refusedOutage,
 			r.RedeliveredPushes, r.Unhealed, gapStr(r.sendGap, r.sendOK), gapStr(r.delivGap, r.delivOK), fmtDur(r.readyAfter), r.duration.Round(time.Second))
 	}
-	b.WriteString("\nsends ok again / deliveries resume: the longest stretch after the fault without any acknowledged send / pushed event, and when it ended (from the fault); — none over 0.5 s. tiers ready after back: from the moment the faulty part was back (dependency ready by its own protocol, process restarted, SIGCONT) until every tier's /readyz answered 200.\n")
+	b.WriteString("\nacked, lost, stored twice, reordered: 1:1 messages / group messages (a group message counts once, however many members). sends ok again / deliveries resume: the longest stretch after the fault without any acknowledged send / pushed event, and when it ended (from the fault); — none over 0.5 s. tiers ready after back: from the moment the faulty part was back (dependency ready by its own protocol, process restarted, SIGCONT) until every tier's /readyz answered 200.\n")
 	for _, r := range rs {
 		var why []string
 		for k, v := range r.refusedWhy {
@@ -343,4 +383,16 @@ func gapStr(gap, end time.Duration) string {
 		return "—"
 	}
 	return fmt.Sprintf("%.1f s gap, +%.1f s", gap.Seconds(), end.Seconds())
+}
+
+func tallyLine(t tally) string {
+	return fmt.Sprintf("%d acked, %d lost, %d stored twice, %d reordered (seq mismatch %d, causal %d, sync order %d, push order %d, history order %d)",
+		t.Acked, t.Lost, t.StoredTwice, t.Reordered, t.SeqMismatch, t.Causal, t.SyncOrder, t.PushOrder, t.HistoryOrder)
+}
+
+func groupsStr(o options) string {
+	if o.groups == 0 || o.groupShare == 0 {
+		return "1:1 only"
+	}
+	return fmt.Sprintf("%.0f%% of the sends to %d groups of %d", 100*o.groupShare, o.groups, o.groupSize)
 }
