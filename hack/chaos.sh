@@ -12,7 +12,8 @@
 # The faults (kill -9, SIGSTOP) only ever hit those: test/chaos refuses to
 # signal a dependency whose command line does not name .run/chaos/deps.
 # FLAGS go to test/chaos (e.g. -scenarios msg-kill,etcd-stop -users 100
-# -rate 50 for a short run; -h lists them). CHAOS_KEEP=1 leaves the
+# -rate 50 for a short run; -groups 0 for 1:1 traffic only, without the
+# group chats; -h lists them). CHAOS_KEEP=1 leaves the
 # dependencies running (and their data) for a rerun. CHAOS_REV=HEAD builds
 # the tiers from a commit instead of the working tree.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
