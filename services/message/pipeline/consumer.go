@@ -198,14 +198,17 @@ func (h *handler) Cleanup(sarama.ConsumerGroupSession) error {
 	return nil
 }
 
-// ConsumeClaim processes one partition: batches of what is fetched, each
-// marked for commit only after its effect.
+// ConsumeClaim processes one partition: batches of what is fetched,
+// delivered here and indexed by the claim's indexer, each marked for commit
+// only after its whole effect.
 func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	msgs := claim.Messages()
-	batch := make([]Record, 0, MaxBatch)
+	ix := newIndexer(h.c.Processor, sess, h.work)
+	defer ix.stop()
 	linger := cmp.Or(h.c.BacklogLinger, DefaultBacklogLinger)
 	timer := time.NewTimer(linger) // one per claim, re-armed per wait
 	timer.Stop()
+	batch := make([]Record, 0, MaxBatch) // reused: Delivered keeps decoded copies only
 	for {
 		batch = batch[:0]
 		var last *sarama.ConsumerMessage
@@ -249,14 +252,18 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 		// The session's end (a rebalance, or shutdown) stops retries, so a
 		// batch stuck on a failing store hands its partition back instead
 		// of holding the whole group's rebalance into the session timeout.
-		if err := h.c.Processor.ProcessSession(h.work, sess.Context(), batch); err != nil {
+		if !ix.wait(sess.Context()) {
+			return nil
+		}
+		d, err := h.c.Processor.Deliver(h.work, sess.Context(), batch)
+		if err != nil {
 			// The session ended (or the grace ran out) before the batch
 			// could finish: hand it back uncommitted; it replays wherever
 			// the partition goes.
 			h.c.Log.Warn("batch handed back uncommitted", "partition", claim.Partition(), "from", batch[0].Off, "err", err)
 			return nil
 		}
-		sess.MarkMessage(last, "")
+		ix.add(d, last)
 	}
 }
 

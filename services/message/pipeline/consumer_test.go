@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -14,18 +15,20 @@ import (
 	"github.com/imcluster/imcluster/services/message/store"
 )
 
-// batchSizes records the size of every Persist call.
+// batchSizes records the size of every timeline write (one per batch).
 type batchSizes struct {
 	Store
 	mu    sync.Mutex
 	sizes []int
 }
 
-func (b *batchSizes) Persist(ctx context.Context, items []store.Item) error {
-	b.mu.Lock()
-	b.sizes = append(b.sizes, len(items))
-	b.mu.Unlock()
-	return b.Store.Persist(ctx, items)
+func (b *batchSizes) PersistStage(ctx context.Context, items []store.Item, stage store.Stage) error {
+	if stage == store.StageTimeline {
+		b.mu.Lock()
+		b.sizes = append(b.sizes, len(items))
+		b.mu.Unlock()
+	}
+	return b.Store.PersistStage(ctx, items, stage)
 }
 
 func (b *batchSizes) get() []int {
@@ -37,10 +40,15 @@ func (b *batchSizes) get() []int {
 type fakeSession struct {
 	sarama.ConsumerGroupSession // only Context and MarkMessage are used
 	ctx                         context.Context
+	marks                       chan int64 // if set, gets every marked offset
 }
 
-func (s fakeSession) Context() context.Context                    { return s.ctx }
-func (s fakeSession) MarkMessage(*sarama.ConsumerMessage, string) {}
+func (s fakeSession) Context() context.Context { return s.ctx }
+func (s fakeSession) MarkMessage(m *sarama.ConsumerMessage, _ string) {
+	if s.marks != nil {
+		s.marks <- m.Offset
+	}
+}
 
 type fakeClaim struct {
 	sarama.ConsumerGroupClaim // only Messages, Partition and HighWaterMarkOffset are used
@@ -119,6 +127,141 @@ func TestBatchWaitsOnlyForABacklog(t *testing.T) {
 			}
 			if len(got) != len(tc.want) || got[0] != tc.want[0] {
 				t.Fatalf("batches %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestDeliveryRunsAheadOfIndex: a partition's next batch is routed while
+// the previous batch's index rows are still being written; batches are
+// marked for commit only after their index rows, in order; batches queued
+// meanwhile are indexed as one lot; and when indexing fails (the session
+// ended) nothing from the failed lot on is marked.
+func TestDeliveryRunsAheadOfIndex(t *testing.T) {
+	msg := func(off int64) *sarama.ConsumerMessage {
+		r := rec(t, off, message("alice", "bob", fmt.Sprint("c", off), fmt.Sprint("id", off), false))
+		return &sarama.ConsumerMessage{Partition: 0, Offset: off, Key: r.Key, Value: r.Value}
+	}
+	p, fs, rt, _, _ := newProc()
+	fs.indexGate, fs.indexFail, fs.indexEntered = make(chan struct{}), make(chan struct{}), make(chan struct{}, 4)
+	var routed atomic.Int64
+	routed.Store(-1)
+	p.Router = routerFunc(func(ctx context.Context, b []Routed) error {
+		routed.Store(b[len(b)-1].Event.Seq)
+		return rt.Route(ctx, b)
+	})
+	h := &handler{c: &Consumer{Processor: p, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, work: context.Background()}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sess := fakeSession{ctx: ctx, marks: make(chan int64, 16)}
+	claim := &fakeClaim{msgs: make(chan *sarama.ConsumerMessage, 8)}
+	done := make(chan error, 1)
+	go func() { done <- h.ConsumeClaim(sess, claim) }()
+	waitRouted := func(off int64) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for routed.Load() < off {
+			if time.Now().After(deadline) {
+				t.Fatalf("offset %d not routed (last routed %d)", off, routed.Load())
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	noMark := func() {
+		t.Helper()
+		select {
+		case m := <-sess.marks:
+			t.Fatalf("offset %d marked before its index rows were written", m)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	// Batch 0 is routed; its index write (after IndexLinger) is held at
+	// the gate.
+	claim.hwm.Store(1)
+	claim.msgs <- msg(0)
+	waitRouted(0)
+	<-fs.indexEntered
+	// Batches 1 and 2 are routed while batch 0's index is still held.
+	for off := int64(1); off <= 2; off++ {
+		claim.hwm.Store(off + 1)
+		claim.msgs <- msg(off)
+		waitRouted(off)
+	}
+	noMark()
+	fs.indexGate <- struct{}{} // batch 0's lot
+	if m := <-sess.marks; m != 0 {
+		t.Fatalf("marked %d first, want 0", m)
+	}
+	fs.indexGate <- struct{}{} // batches 1 and 2, queued meanwhile: one lot
+	if m := <-sess.marks; m != 2 {
+		t.Fatalf("marked %d, want 2 (batches 1 and 2 as one lot)", m)
+	}
+	fs.mu.Lock()
+	lots := fmt.Sprint(fs.indexed)
+	fs.mu.Unlock()
+	if lots != "[[0] [1 2]]" {
+		t.Fatalf("index writes %v, want [[0] [1 2]]", lots)
+	}
+	// The session ends while batch 3's index is held, then its write
+	// fails: it is not marked, and ConsumeClaim returns.
+	claim.hwm.Store(4)
+	claim.msgs <- msg(3)
+	waitRouted(3)
+	<-fs.indexEntered
+	cancel()
+	close(fs.indexFail)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ConsumeClaim did not return after the session ended")
+	}
+	select {
+	case m := <-sess.marks:
+		t.Fatalf("offset %d marked although its index write failed", m)
+	default:
+	}
+}
+
+type routerFunc func(context.Context, []Routed) error
+
+func (f routerFunc) Route(ctx context.Context, b []Routed) error { return f(ctx, b) }
+
+// TestIndexLagBound: the next batch is not delivered while the oldest
+// routed batch waiting for its index rows was routed IndexMaxLag ago or
+// more, nor while IndexMaxRecords records wait; it is once they are
+// indexed.
+func TestIndexLagBound(t *testing.T) {
+	tests := []struct {
+		name    string
+		pending []time.Duration // how long ago each pending batch was routed
+		blocked bool
+	}{
+		{"none pending", nil, false},
+		{"one fresh", []time.Duration{0}, false},
+		{"oldest beyond the lag", []time.Duration{2 * IndexMaxLag, 0}, true},
+		{"records full", make([]time.Duration, IndexMaxRecords), true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			x := &indexer{progress: make(chan struct{})} // no run goroutine: the test finishes lots
+			for _, ago := range tc.pending {
+				x.pending = append(x.pending, queued{d: &Delivered{routedAt: time.Now().Add(-ago)}})
+				x.records++
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			defer cancel()
+			if got := !x.wait(ctx); got != tc.blocked {
+				t.Fatalf("blocked %v, want %v", got, tc.blocked)
+			}
+			if !tc.blocked {
+				return
+			}
+			go x.finished(len(tc.pending), false)
+			if !x.wait(context.Background()) {
+				t.Fatal("still blocked after the pending batches were indexed")
 			}
 		})
 	}

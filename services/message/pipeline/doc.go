@@ -17,17 +17,35 @@
 //	            non-members or into a dissolved group rejected to their
 //	            sender, every message's recipients fixed (the members at
 //	            its offset: write diffusion to each member's feed)
-//	persist     store.Persist (idempotent, keyed by offset); transient errors
+//	persist     the timeline rows (store.StageTimeline: history, msg_ids,
+//	            group tables; idempotent, keyed by offset); transient errors
 //	            are retried with backoff, never skipped; if the batch fails
 //	            permanently (store.IsPermanent: Cassandra refuses the data
 //	            itself, e.g. an oversized mutation) its records are written
 //	            one by one and only the ones failing permanently on their own
 //	            go to the dead-letter topic
 //	route       Router.Route, in order, after persist: "pushed" implies
-//	            "stored"
+//	            "stored" (in the conversation's history)
+//	index       every user's rows (store.StageIndex: feed entries,
+//	            conversation rows, the recency index), on the claim's
+//	            indexer goroutine (indexer.go), one lot after the other
 //	commit      the batch's last offset is marked only after all of the
-//	            above; sarama commits marked offsets (every 500 ms and when
-//	            a session ends)
+//	            above, its partition's persisted head recorded; sarama
+//	            commits marked offsets (every 500 ms and when a session ends)
+//
+// Why index after route: a group message's per-member rows cost O(members)
+// mutations, a 1:1 message's four of its six rows are per user, and none of
+// them is needed to deliver it. So Deliver (decode → persist → route) of
+// the next batch overlaps Index of the previous ones, and the batches
+// routed while an index write runs or lingers (IndexLinger) share the next
+// one: a member's entries of several batches go in one request. The lag is
+// bounded (IndexMaxRecords, IndexMaxLag): past it, delivery waits. Pushes no
+// longer wait for the slowest part of the write, and what sync, the unread
+// pull and the conversation list read still lands per user in offset
+// order (store's feed contract), before the batch commits. The index may
+// trail the pushes by about a second at most: a device that syncs right
+// after a push may get that message from its next sync instead (its cursor
+// never passes an entry not yet written); history has it at once.
 //
 // Records are validated against the protocol's ceiling, not the configured
 // send limit, so a lowered limit never dead-letters acknowledged records.
@@ -36,8 +54,8 @@
 //
 // A crash replays from the last commit: same offsets, same rows, same seqs;
 // devices de-duplicate repeated pushes by (conv_id, seq). On shutdown the
-// batch in progress gets Consumer.Grace to finish; otherwise it is handed
-// back uncommitted. Before consuming, each claimed partition is checked
+// batch in progress and the lots queued for indexing get Consumer.Grace to
+// finish; otherwise they are handed back uncommitted. Before consuming, each claimed partition is checked
 // against the stored topic id and highest persisted offset
 // (ErrTopicRecreated): seq is the offset, so a re-created topic must not be
 // consumed into the same keyspace.

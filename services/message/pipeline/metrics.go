@@ -8,11 +8,11 @@ import (
 var (
 	mRecords = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "imcluster_pipeline_records_total",
-		Help: "Log records handled by the pipeline, by result (persisted, duplicate, rejected, group_rejected, dead_letter).",
+		Help: "Log records handled by the pipeline, by result (persisted, duplicate, rejected, group_rejected, dead_letter, index_dropped).",
 	}, []string{"result"})
 	mBatchSeconds = promauto.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "imcluster_pipeline_stage_seconds",
-		Help:    "Time per pipeline batch stage (persist, route, total).",
+		Help:    "Time per pipeline batch stage (persist: the timeline rows, route, index: the users' rows of one or more batches, total: from a batch's start to its index written).",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 	}, []string{"stage"})
 	mBatchSize = promauto.NewHistogram(prometheus.HistogramOpts{
@@ -34,10 +34,10 @@ var mLookups = promauto.NewCounter(prometheus.CounterOpts{
 // Every series exists from the start (at 0), so dashboards and alerts see
 // a rate of 0, not no data, before the first event.
 func init() {
-	for _, r := range []string{"persisted", "duplicate", "rejected", "group_rejected", "dead_letter"} {
+	for _, r := range []string{"persisted", "duplicate", "rejected", "group_rejected", "dead_letter", "index_dropped"} {
 		mRecords.WithLabelValues(r)
 	}
-	for _, s := range []string{"dedupe", "group_state", "persist", "partition_state", "dead_letter"} {
+	for _, s := range []string{"dedupe", "group_state", "persist", "index", "partition_state", "dead_letter"} {
 		mRetries.WithLabelValues(s)
 	}
 }

@@ -18,8 +18,11 @@ import (
 // called concurrently (for different partitions) and must be idempotent:
 // the pipeline retries failures and replays batches.
 type Store interface {
-	// Persist writes the effect of items of one partition, in offset order.
-	Persist(ctx context.Context, items []store.Item) error
+	// PersistStage writes stage's part of the effect of items of one
+	// partition, in offset order (store.StageTimeline before routing,
+	// store.StageIndex after it, a partition's index writes one after the
+	// other).
+	PersistStage(ctx context.Context, items []store.Item, stage store.Stage) error
 	// LookupMessageIDs returns where each of ids is stored, if it is.
 	LookupMessageIDs(ctx context.Context, ids []string) (map[string]store.StoredID, error)
 	// LoadGroup reads a group's row and member rows.
@@ -112,23 +115,55 @@ func (p *Processor) Process(ctx context.Context, recs []Record) error {
 // may be committed; the batch replays, with the same effect, wherever the
 // partition goes.
 func (p *Processor) ProcessSession(ctx, giveUp context.Context, recs []Record) error {
+	d, err := p.Deliver(ctx, giveUp, recs)
+	if err != nil {
+		return err
+	}
+	return p.Index(ctx, giveUp, []*Delivered{d})
+}
+
+// Delivered is a batch whose records are stored (their timeline rows:
+// history, msg_ids, group tables) and routed, and whose index rows (every
+// user's feed entries and conversation rows) are still to be written by
+// Index before the batch may be committed.
+type Delivered struct {
+	Part  int32
+	First int64 // the batch's first offset
+	Last  int64 // the batch's last offset
+	items []store.Item
+	start time.Time
+	// routedAt is when its events were routed (the index's lag).
+	routedAt time.Time
+}
+
+// records is what d counts against IndexMaxRecords: its items, and at
+// least one.
+func (d *Delivered) records() int { return max(1, len(d.items)) }
+
+// Deliver decodes, de-duplicates and decides recs (one partition, offset
+// order), writes their timeline rows and routes them: "pushed" implies
+// "stored". The index rows follow in Index, which the caller runs for a
+// partition's batches in order, one call after the other; Deliver of the
+// next batch need not wait for it (its pushes do not wait for the
+// previous batch's per-member writes). Errors as for ProcessSession.
+func (p *Processor) Deliver(ctx, giveUp context.Context, recs []Record) (*Delivered, error) {
 	if len(recs) == 0 {
-		return nil
+		return nil, errors.New("Deliver: empty batch")
 	}
 	start := time.Now()
 	mBatchSize.Observe(float64(len(recs)))
 	part := recs[0].Part
 	items, err := p.decode(ctx, giveUp, recs)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if items, err = p.dedupe(ctx, giveUp, part, items); err != nil {
-		return err
+		return nil, err
 	}
 	p.groups.session(part, giveUp)
 	items, groups, err := p.applyGroups(ctx, giveUp, part, items)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	t := time.Now()
 	n := len(items)
@@ -141,30 +176,83 @@ func (p *Processor) ProcessSession(ctx, giveUp context.Context, recs []Record) e
 		p.groups.keep(part, groups)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	mBatchSeconds.WithLabelValues("persist").Observe(time.Since(t).Seconds())
 	p.window.remember(part, items)
-	// The partition's persisted head is recorded beside the routing, not
-	// before it: the batch is persisted either way, and the delivery need
-	// not wait a Cassandra round trip for bookkeeping (the start-up guard
-	// and the unread pull's sync cursor read it). Both end before commit.
-	last := recs[len(recs)-1].Off
-	stateDone := make(chan error, 1)
-	go func() {
-		stateDone <- p.retry(ctx, giveUp, "partition_state", func() error { return p.Store.SetPartitionState(ctx, part, p.TopicID, last) })
-	}()
 	t = time.Now()
 	if err := p.route(ctx, items); err != nil {
-		return errors.Join(err, <-stateDone)
-	}
-	if err := <-stateDone; err != nil {
-		return err
+		return nil, err
 	}
 	mBatchSeconds.WithLabelValues("route").Observe(time.Since(t).Seconds())
-	mBatchSeconds.WithLabelValues("total").Observe(time.Since(start).Seconds())
+	return &Delivered{Part: part, First: recs[0].Off, Last: recs[len(recs)-1].Off, items: items, start: start, routedAt: time.Now()}, nil
+}
+
+// Index writes the index rows of ds (consecutive delivered batches of one
+// partition, in offset order) as one write — under load, the per-member
+// writes of several batches share their requests — and then records the
+// partition's persisted head (the start-up guard, the unread pull's sync
+// cursor and the API's wait for group changes read it). Once it returns
+// nil the batches may be committed. An index write that fails permanently
+// on its own record is logged and counted (index_dropped), not retried:
+// the record is stored and delivered, only its users' copies lack it.
+func (p *Processor) Index(ctx, giveUp context.Context, ds []*Delivered) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	var items []store.Item
+	for _, d := range ds {
+		items = append(items, d.items...)
+	}
+	t := time.Now()
+	if err := p.persistIndex(ctx, giveUp, items); err != nil {
+		return err
+	}
+	mBatchSeconds.WithLabelValues("index").Observe(time.Since(t).Seconds())
+	last := ds[len(ds)-1]
+	if err := p.retry(ctx, giveUp, "partition_state", func() error {
+		return p.Store.SetPartitionState(ctx, last.Part, p.TopicID, last.Last)
+	}); err != nil {
+		return err
+	}
+	for _, d := range ds {
+		mBatchSeconds.WithLabelValues("total").Observe(time.Since(d.start).Seconds())
+	}
 	mRecords.WithLabelValues("persisted").Add(float64(len(items)))
 	return nil
+}
+
+// persistIndex writes items' index rows; if that fails permanently, one
+// record at a time, dropping (and counting) those failing on their own.
+func (p *Processor) persistIndex(ctx, giveUp context.Context, items []store.Item) error {
+	perm := p.permanent()
+	write := func(items []store.Item) error {
+		return p.retry(ctx, giveUp, "index", func() error { return p.Store.PersistStage(ctx, items, store.StageIndex) }, perm)
+	}
+	err := write(items)
+	var pe errPermanent
+	if !errors.As(err, &pe) {
+		return err
+	}
+	for _, it := range items {
+		err := write([]store.Item{it})
+		if errors.As(err, &pe) {
+			p.Log.Error("index rows of a stored record cannot be written; dropped", "partition", it.Part, "offset", it.Off, "err", pe.error)
+			mRecords.WithLabelValues("index_dropped").Inc()
+			continue
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *Processor) permanent() func(error) bool {
+	if p.Permanent != nil {
+		return p.Permanent
+	}
+	return store.IsPermanent
 }
 
 // decode parses recs; undecodable or invalid ones go to the dead-letter
@@ -217,15 +305,13 @@ func (p *Processor) route(ctx context.Context, items []store.Item) error {
 	return nil
 }
 
-// persist writes items; if the batch fails permanently, it writes them one
-// by one, in order, and dead-letters the records that fail permanently on
-// their own. It returns the items persisted.
+// persist writes items' timeline rows; if the batch fails permanently, it
+// writes them one by one, in order, and dead-letters the records that fail
+// permanently on their own. It returns the items persisted.
 func (p *Processor) persist(ctx, giveUp context.Context, items []store.Item, recs []Record) ([]store.Item, error) {
-	perm := p.Permanent
-	if perm == nil {
-		perm = store.IsPermanent
-	}
-	err := p.retry(ctx, giveUp, "persist", func() error { return p.Store.Persist(ctx, items) }, perm)
+	perm := p.permanent()
+	persist := func(items []store.Item) error { return p.Store.PersistStage(ctx, items, store.StageTimeline) }
+	err := p.retry(ctx, giveUp, "persist", func() error { return persist(items) }, perm)
 	var pe errPermanent
 	if !errors.As(err, &pe) {
 		return items, err
@@ -237,7 +323,7 @@ func (p *Processor) persist(ctx, giveUp context.Context, items []store.Item, rec
 	}
 	kept := items[:0:0]
 	for _, it := range items {
-		err := p.retry(ctx, giveUp, "persist", func() error { return p.Store.Persist(ctx, []store.Item{it}) }, perm)
+		err := p.retry(ctx, giveUp, "persist", func() error { return persist([]store.Item{it}) }, perm)
 		if errors.As(err, &pe) {
 			if err := p.deadLetter(ctx, giveUp, byOff[it.Off], pe.error); err != nil {
 				return nil, err

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -19,21 +20,50 @@ import (
 var errTooBig = errors.New("permanent: mutation too large")
 
 type fakeStore struct {
-	mu        sync.Mutex
-	poison    int64 // Persist of a batch holding this offset fails permanently
-	failures  int   // Persist fails this many times first
-	persisted []store.Item
-	ids       map[string]store.StoredID // msg_ids rows: the lowest seq wins, as in Cassandra
-	lookups   int
-	log       *[]string
+	mu           sync.Mutex
+	poison       int64 // the timeline write of a batch holding this offset fails permanently
+	poisonIndex  int64 // the index write of a batch holding this offset fails permanently
+	failures     int   // PersistStage fails this many times first
+	persisted    []store.Item
+	indexed      [][]int64                 // the offsets of each index write
+	indexGate    chan struct{}             // if set, each index write takes a token first
+	indexFail    chan struct{}             // closed: an index write held at the gate fails
+	indexEntered chan struct{}             // with indexGate: gets a token as an index write reaches the gate
+	ids          map[string]store.StoredID // msg_ids rows: the lowest seq wins, as in Cassandra
+	lookups      int
+	log          *[]string
 }
 
-func (f *fakeStore) Persist(_ context.Context, items []store.Item) error {
+func (f *fakeStore) PersistStage(ctx context.Context, items []store.Item, stage store.Stage) error {
+	if stage == store.StageIndex && f.indexGate != nil {
+		f.indexEntered <- struct{}{}
+		select { // held until the test lets it through, or fails it
+		case <-f.indexGate:
+		case <-f.indexFail:
+			return errors.New("transient: write timeout")
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.failures > 0 {
 		f.failures--
 		return errors.New("transient: write timeout")
+	}
+	if stage == store.StageIndex {
+		for _, it := range items {
+			if f.poisonIndex != 0 && it.Off == f.poisonIndex {
+				return errTooBig
+			}
+		}
+		var offs []int64
+		for _, it := range items {
+			offs = append(offs, it.Off)
+		}
+		f.indexed = append(f.indexed, offs)
+		*f.log = append(*f.log, "index")
+		return nil
 	}
 	for _, it := range items {
 		if f.poison != 0 && it.Off == f.poison {
@@ -72,6 +102,7 @@ func (f *fakeStore) LoadGroup(_ context.Context, g string) (*store.GroupState, e
 }
 
 type fakeRouter struct {
+	mu     *sync.Mutex // the store's: both append to log
 	log    *[]string
 	routed []Routed
 	block  bool
@@ -82,6 +113,8 @@ func (r *fakeRouter) Route(ctx context.Context, b []Routed) error {
 		<-ctx.Done()
 		return ctx.Err()
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.routed = append(r.routed, b...)
 	*r.log = append(*r.log, "route")
 	return nil
@@ -111,7 +144,7 @@ func message(from, to, cmid, id string, retry bool) model.Record {
 func newProc() (*Processor, *fakeStore, *fakeRouter, *fakeDLQ, *[]string) {
 	var log []string
 	st := &fakeStore{ids: map[string]store.StoredID{}, log: &log}
-	rt := &fakeRouter{log: &log}
+	rt := &fakeRouter{mu: &st.mu, log: &log}
 	dlq := &fakeDLQ{}
 	BackoffMin, BackoffMax = time.Millisecond, 5*time.Millisecond
 	return &Processor{Store: st, Router: rt, DeadLetter: dlq, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, st, rt, dlq, &log
@@ -139,8 +172,8 @@ func TestProcessOrderRetryDedupeDeadLetter(t *testing.T) {
 		rt.routed[0].ExceptDevice != "d1" || rt.routed[0].Users[0] != "alice" || rt.routed[0].Users[1] != "bob" {
 		t.Fatalf("routed %+v", rt.routed)
 	}
-	if got := *log; len(got) != 2 || got[0] != "persist" || got[1] != "route" {
-		t.Fatalf("stage order %v: route must follow persist", got)
+	if got := strings.Join(*log, ","); got != "persist,route,index" {
+		t.Fatalf("stage order %v: route must follow the timeline rows, the index follow route", got)
 	}
 	// A retry copy in a later batch is dropped against the durable seq; a
 	// replay of the original (same offset) is not.
@@ -200,5 +233,28 @@ func TestProcessPermanentFailureIsolated(t *testing.T) {
 	}
 	if len(rt.routed) != 2 || rt.routed[1].Event.Seq != 32 {
 		t.Fatalf("routed %+v", rt.routed)
+	}
+}
+
+// A record whose index rows fail permanently on their own is dropped from
+// the index only: it stays stored and routed, and the rest of the lot is
+// indexed.
+func TestIndexPermanentFailureIsolated(t *testing.T) {
+	p, st, rt, dlq, _ := newProc()
+	p.Permanent = func(err error) bool { return errors.Is(err, errTooBig) }
+	st.poisonIndex = 41
+	batch := []Record{
+		rec(t, 40, message("alice", "bob", "c1", "m1", false)),
+		rec(t, 41, message("alice", "bob", "c2", "m2", false)),
+		rec(t, 42, message("alice", "bob", "c3", "m3", false)),
+	}
+	if err := p.Process(context.Background(), batch); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.persisted) != 3 || len(rt.routed) != 3 || len(dlq.reasons) != 0 {
+		t.Fatalf("persisted %d, routed %d, dead letters %v: all three are stored and routed", len(st.persisted), len(rt.routed), dlq.reasons)
+	}
+	if fmt.Sprint(st.indexed) != "[[40] [42]]" {
+		t.Fatalf("index writes %v, want [[40] [42]] (the lot failed, then one by one without 41)", st.indexed)
 	}
 }

@@ -8,6 +8,13 @@
 //     from offsets, so writing a batch twice, or a zombie consumer writing an
 //     old batch late, leaves the same state. A recall (a later offset) always
 //     wins over a replayed original.
+//   - A batch's writes come in two stages (PersistStage): the timeline
+//     (history rows, msg_ids, group tables: what makes a record stored,
+//     written before it is routed) and the index (every user's feed
+//     entries, conversation rows, recency index: written after routing,
+//     a partition's index batches one after the other, in offset order).
+//     Persist writes both at once. Index writes hold at most
+//     MaxIndexWritesInFlight of the MaxWritesInFlight slots.
 //   - Per (user, partition) feed entries are written in offset order, one
 //     single-partition batch (or a sequence of them, in order) per user per
 //     pipeline batch, and a feed bucket marker is written before its first

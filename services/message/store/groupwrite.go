@@ -54,13 +54,15 @@ type groupWork struct {
 	b       int32
 	body    string
 	bodyLen int
+	index   bool // the members' rows are written (StageIndex)
 	feed    func(u string, kind protocol.Kind, ref int64)
 	conv    func(u string) *convUpdate
 	set     func(c *convUpdate, col int, v int64)
 
-	msgRows map[string][]stmt // one partition: the message row
-	single  []stmt            // statements of one partition each
-	recalls []stmt
+	msgRows     map[string][]stmt // one partition: the message row
+	single      []stmt            // statements of one partition each
+	msgRecalls  []stmt            // the history row's recall cells
+	feedRecalls []stmt            // the members' feed entries' recall cells
 }
 
 func (w *groupWork) build() {
@@ -83,13 +85,16 @@ func (w *groupWork) build() {
 		w.set(c, colRead, r.RefSeq)
 	case protocol.KindRecall:
 		rb := model.Bucket(r.RefSeq)
-		w.recalls = append(w.recalls, stmt{cqlRecallMessage, []any{ts, r.ConvID, rb, r.RefSeq}, 64})
+		w.msgRecalls = append(w.msgRecalls, stmt{cqlRecallMessage, []any{ts, r.ConvID, rb, r.RefSeq}, 64})
+		if !w.index {
+			return
+		}
 		for _, u := range w.it.Members {
 			w.feed(u, r.Kind, r.RefSeq)
 			c := w.conv(u)
 			w.set(c, colLast, off)
 			w.set(c, colLastRecalled, r.RefSeq)
-			w.recalls = append(w.recalls, stmt{cqlRecallFeed, []any{ts, w.st.ret.ttl, u, w.part, rb, r.RefSeq}, 64})
+			w.feedRecalls = append(w.feedRecalls, stmt{cqlRecallFeed, []any{ts, w.st.ret.ttl, u, w.part, rb, r.RefSeq}, 64})
 		}
 	case protocol.KindGroup:
 		w.msgRows[msgKey] = []stmt{{cqlInsertGroupEvent, []any{
@@ -114,6 +119,9 @@ func (w *groupWork) build() {
 // conversation row (write diffusion), note being the conversation list's
 // last message.
 func (w *groupWork) fanOut(note *model.Record) {
+	if !w.index {
+		return
+	}
 	off := w.it.Off
 	for _, u := range w.it.Members {
 		w.feed(u, w.it.Rec.Kind, 0)

@@ -164,6 +164,7 @@ type Store struct {
 	partitions int
 	markers    markerCache
 	writes     chan struct{} // semaphore of pipeline writes in flight
+	indexSlots chan struct{} // the index stage's share of writes
 	ret        retention     // feed retention (retention.go)
 	closed     chan struct{} // closed by Close
 	closeOnce  sync.Once
@@ -181,7 +182,8 @@ func Open(cfg config.Cassandra, topic string, partitions int) (*Store, error) {
 		return nil, fmt.Errorf("while connecting to Cassandra keyspace %s: %w", cfg.Keyspace, err)
 	}
 	return &Store{s: s, topic: topic, partitions: partitions, markers: markerCache{m: map[string]struct{}{}},
-		writes: make(chan struct{}, MaxWritesInFlight), closed: make(chan struct{})}, nil
+		writes: make(chan struct{}, MaxWritesInFlight), indexSlots: make(chan struct{}, MaxIndexWritesInFlight),
+		closed: make(chan struct{})}, nil
 }
 
 // Close closes the session (and stops announcing the feed retention).

@@ -53,13 +53,38 @@ const (
 	// across all partitions, so a backlog cannot swamp Cassandra and starve
 	// the API's reads and idempotency claims.
 	MaxWritesInFlight = 96
+	// MaxIndexWritesInFlight bounds the index stage's share of them: a
+	// large lot of per-member writes never holds every slot, so the
+	// timeline rows of the next batch (what its pushes wait for) always
+	// find one.
+	MaxIndexWritesInFlight = 64
 )
 
+// indexStage marks the context of an index-stage write (acquire takes an
+// index slot first).
+type indexStage struct{}
+
 func (st *Store) acquire(ctx context.Context) (func(), error) {
+	if ctx.Value(indexStage{}) != nil {
+		select {
+		case st.indexSlots <- struct{}{}:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	release := func() {
+		<-st.writes
+		if ctx.Value(indexStage{}) != nil {
+			<-st.indexSlots
+		}
+	}
 	select {
 	case st.writes <- struct{}{}:
-		return func() { <-st.writes }, nil
+		return release, nil
 	case <-ctx.Done():
+		if ctx.Value(indexStage{}) != nil {
+			<-st.indexSlots
+		}
 		return nil, ctx.Err()
 	}
 }
@@ -96,6 +121,12 @@ type convUpdate struct {
 	last *lastMsg                // the batch's newest message (convlist_write.go)
 }
 
+// convBucket is one conv_buckets marker.
+type convBucket struct {
+	conv string
+	b    int32
+}
+
 type stmt struct {
 	cql  string
 	args []any
@@ -117,14 +148,42 @@ func nullable(s string) any {
 	return s
 }
 
-// Persist writes the effect of items (one partition, offset order): message
-// rows and their msg_ids rows, both participants' feeds and conversation
-// rows (a delivered receipt: the peer's only; a rejected send: the
-// sender's feed only), and recalls. It is idempotent; on error the caller
-// retries it whole.
+// Stage selects which of a batch's writes PersistStage makes.
+type Stage uint8
+
+const (
+	// StageTimeline is what makes a record stored: the conversation's
+	// history rows (messages, group changes, recall cells of history),
+	// msg_ids rows and the group tables. History, the pipeline's
+	// de-duplication and its group state read only these.
+	StageTimeline Stage = 1 << iota
+	// StageIndex is every user's copy: feed entries (sync), conversation
+	// rows and the recency index (unread pull, list, counts), and the
+	// recall cells of feed entries. It may be written later than the
+	// timeline, but a partition's index batches must be written in offset
+	// order, one after the other (the feed contract in doc.go).
+	StageIndex
+	// StageAll is both, as one write.
+	StageAll = StageTimeline | StageIndex
+)
+
+// Persist writes the whole effect of items (StageAll).
 func (st *Store) Persist(ctx context.Context, items []Item) error {
+	return st.PersistStage(ctx, items, StageAll)
+}
+
+// PersistStage writes stage's part of the effect of items (one partition,
+// offset order): message rows and their msg_ids rows, both participants'
+// feeds and conversation rows (a delivered receipt: the peer's only; a
+// rejected send: the sender's feed only), and recalls. It is idempotent;
+// on error the caller retries it whole.
+func (st *Store) PersistStage(ctx context.Context, items []Item, stage Stage) error {
 	if len(items) == 0 {
 		return nil
+	}
+	timeline, index := stage&StageTimeline != 0, stage&StageIndex != 0
+	if !timeline {
+		ctx = context.WithValue(ctx, indexStage{}, true)
 	}
 	type userWork struct {
 		buckets map[int32][]stmt
@@ -139,7 +198,11 @@ func (st *Store) Persist(ctx context.Context, items []Item) error {
 		}
 		return w
 	}
+	var discard convUpdate // what conv returns when the index is not written
 	conv := func(u, convID, peer string) *convUpdate {
+		if !index {
+			return &discard
+		}
 		w := work(u)
 		c := w.convs[convID]
 		if c == nil {
@@ -157,12 +220,9 @@ func (st *Store) Persist(ctx context.Context, items []Item) error {
 		}
 	}
 	msgRows := map[string][]stmt{} // per (conv, bucket): one partition
-	var recalls []stmt             // after the feed inserts of the same batch
+	var msgRecalls []stmt          // after the message rows of the same batch
+	var feedRecalls []stmt         // after the feed inserts of the same batch
 	var msgIDs []stmt              // one partition each
-	type convBucket struct {
-		conv string
-		b    int32
-	}
 	convBuckets := map[convBucket]struct{}{}
 	part := items[0].Part
 	for _, it := range items {
@@ -178,6 +238,9 @@ func (st *Store) Persist(ctx context.Context, items []Item) error {
 			body, bodyLen = groupChangeJSON(r.Group)
 		}
 		feed := func(u string, kind protocol.Kind, ref int64) {
+			if !index {
+				return
+			}
 			w := work(u)
 			w.buckets[b] = append(w.buckets[b], stmt{cqlInsertFeed, []any{
 				u, part, b, it.Off, string(kind), r.ConvID, from, nullable(r.DeviceID), ref, r.AtMs,
@@ -188,7 +251,7 @@ func (st *Store) Persist(ctx context.Context, items []Item) error {
 			feed(from, protocol.KindRejected, it.StoredSeq) // the sender's devices only
 			continue
 		case r.IsGroup():
-			gw := groupWork{st: st, it: &it, part: part, b: b, body: body, bodyLen: bodyLen, feed: feed,
+			gw := groupWork{st: st, it: &it, part: part, b: b, body: body, bodyLen: bodyLen, index: index, feed: feed,
 				conv: func(u string) *convUpdate { return conv(u, r.ConvID, "") }, set: set}
 			gw.build()
 			for k, rows := range gw.msgRows {
@@ -198,7 +261,8 @@ func (st *Store) Persist(ctx context.Context, items []Item) error {
 				convBuckets[convBucket{r.ConvID, b}] = struct{}{}
 			}
 			msgIDs = append(msgIDs, gw.single...)
-			recalls = append(recalls, gw.recalls...)
+			msgRecalls = append(msgRecalls, gw.msgRecalls...)
+			feedRecalls = append(feedRecalls, gw.feedRecalls...)
 			continue
 		case r.Kind == protocol.KindDelivered:
 			// Only the peer (whose messages were delivered) needs it: the
@@ -233,31 +297,17 @@ func (st *Store) Persist(ctx context.Context, items []Item) error {
 			rb := model.Bucket(r.RefSeq)
 			set(cf, colLastRecalled, r.RefSeq)
 			set(ct, colLastRecalled, r.RefSeq)
-			recalls = append(recalls, stmt{cqlRecallMessage, []any{ts, r.ConvID, rb, r.RefSeq}, 64})
+			msgRecalls = append(msgRecalls, stmt{cqlRecallMessage, []any{ts, r.ConvID, rb, r.RefSeq}, 64})
 			for _, u := range []string{from, to} {
-				recalls = append(recalls, stmt{cqlRecallFeed, []any{ts, st.ret.ttl, u, part, rb, r.RefSeq}, 64})
+				feedRecalls = append(feedRecalls, stmt{cqlRecallFeed, []any{ts, st.ret.ttl, u, part, rb, r.RefSeq}, 64})
 			}
 		}
 	}
 
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(writeConcurrency)
-	// conv_buckets markers first, then the message rows (history reads
-	// buckets by marker; a marker before its rows is harmless).
-	for k := range convBuckets {
-		key := fmt.Sprintf("c%s\x00%d", k.conv, k.b)
-		if st.markers.has(key) {
-			continue
-		}
-		g.Go(func() error {
-			if err := st.exec(gctx, stmt{cqlConvBucket, []any{k.conv, k.b}, 64}); err != nil {
-				return fmt.Errorf("while writing conversation bucket: %w", err)
-			}
-			st.markers.add(key)
-			return nil
-		})
+	if !timeline {
+		msgRows, msgIDs, msgRecalls, convBuckets = nil, nil, nil, nil
 	}
-	if err := g.Wait(); err != nil {
+	if err := st.writeConvBuckets(ctx, convBuckets); err != nil {
 		return err
 	}
 	// The rows: every partition's statements of this batch as one group,
@@ -271,7 +321,7 @@ func (st *Store) Persist(ctx context.Context, items []Item) error {
 	for _, s := range msgIDs {
 		groups = append(groups, []stmt{s})
 	}
-	g, gctx = errgroup.WithContext(ctx)
+	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(writeConcurrency)
 	for u, w := range users {
 		if b, ok := st.singleKnownBucket(u, part, w.buckets); ok {
@@ -292,17 +342,42 @@ func (st *Store) Persist(ctx context.Context, items []Item) error {
 			st.markers.add("p" + u + "\x00" + convID)
 		}
 	}
-	if len(recalls) > 0 {
-		g, gctx = errgroup.WithContext(ctx)
-		g.SetLimit(writeConcurrency)
-		for _, s := range recalls {
-			g.Go(func() error { return st.exec(gctx, s) })
+	return st.execAll(ctx, append(msgRecalls, feedRecalls...))
+}
+
+// writeConvBuckets writes the conv_buckets markers not known to be written,
+// before the message rows (history reads buckets by marker; a marker
+// before its rows is harmless).
+func (st *Store) writeConvBuckets(ctx context.Context, convBuckets map[convBucket]struct{}) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(writeConcurrency)
+	for k := range convBuckets {
+		key := fmt.Sprintf("c%s\x00%d", k.conv, k.b)
+		if st.markers.has(key) {
+			continue
 		}
-		if err := g.Wait(); err != nil {
-			return err
-		}
+		g.Go(func() error {
+			if err := st.exec(gctx, stmt{cqlConvBucket, []any{k.conv, k.b}, 64}); err != nil {
+				return fmt.Errorf("while writing conversation bucket: %w", err)
+			}
+			st.markers.add(key)
+			return nil
+		})
 	}
-	return nil
+	return g.Wait()
+}
+
+// execAll runs stmts concurrently, each on its own.
+func (st *Store) execAll(ctx context.Context, stmts []stmt) error {
+	if len(stmts) == 0 {
+		return nil
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(writeConcurrency)
+	for _, s := range stmts {
+		g.Go(func() error { return st.exec(gctx, s) })
+	}
+	return g.Wait()
 }
 
 func (st *Store) exec(ctx context.Context, s stmt) error {
