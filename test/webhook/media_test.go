@@ -51,13 +51,27 @@ func TestMediaMessages(t *testing.T) {
 		}
 	}
 
-	// Sync from the start: all four, intact.
+	// Sync from the start: all four, intact (each user's feed entries
+	// follow the pushes within about a second).
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	page, err := client.FetchSync(ctx, http.DefaultClient, msg.api, c.token("bob"), "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	var page client.SyncPage
+	eventually(t, "all four in bob's sync", 10*time.Second, func() bool {
+		p, err := client.FetchSync(ctx, http.DefaultClient, msg.api, c.token("bob"), "")
+		if err != nil {
+			return false
+		}
+		page = p
+		n := 0
+		for _, e := range p.Events {
+			for _, m := range media {
+				if e.Kind == protocol.KindMessage && e.Seq == seqs[m.typ] {
+					n++
+				}
+			}
+		}
+		return n == len(media)
+	})
 	check := func(where string, evs []protocol.Event) {
 		t.Helper()
 		found := 0
@@ -104,7 +118,7 @@ func TestMediaMessages(t *testing.T) {
 	})
 
 	// A media message needs its URL.
-	_, err = c.send(msg, "alice", "bob", protocol.TypeImage, &protocol.Body{Name: "no-url.png"})
+	_, err := c.send(msg, "alice", "bob", protocol.TypeImage, &protocol.Body{Name: "no-url.png"})
 	var ae *client.APIError
 	if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest || ae.Code != protocol.ErrInvalidField {
 		t.Fatalf("image without url: %v", err)

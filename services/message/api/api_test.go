@@ -58,6 +58,15 @@ func (noStore) Conversation(_ context.Context, _, conv string) (store.ConvState,
 	return store.ConvState{ConvID: conv, LastSeq: fakeLastMsgSeq, LastMsgSeq: fakeLastMsgSeq}, true, nil
 }
 
+// fakeTimelineEnd is the last seq of every conversation's history in
+// noStore: ahead of the conversation rows, as while the pipeline's index
+// trails its pushes.
+const fakeTimelineEnd = fakeLastMsgSeq + 10
+
+func (noStore) TimelineHas(_ context.Context, _ string, seq int64) (bool, error) {
+	return seq <= fakeTimelineEnd, nil
+}
+
 func newTestServer(t *testing.T) (*httptest.Server, *fakeProducer, map[auth.Kind]*auth.Signer) {
 	t.Helper()
 	signers := map[auth.Kind]*auth.Signer{}
@@ -165,7 +174,7 @@ func TestDeliveredBoundsAndCoalescing(t *testing.T) {
 	}
 	// An ack beyond the conversation's last message is ignored, alone: the
 	// highest ack not beyond it (another device's) still counts.
-	beyond := fakeLastMsgSeq + 1
+	beyond := fakeTimelineEnd + 1
 	st, _, m = call(t, ts, "POST", protocol.DeliveredPath, in, fmt.Sprintf(`{"acks":[
 		{"conv_id":"p:alice:bob","user_id":"bob","device_id":"phone","seq":%d},
 		{"conv_id":"p:alice:bob","user_id":"bob","device_id":"web","seq":7},
@@ -175,6 +184,36 @@ func TestDeliveredBoundsAndCoalescing(t *testing.T) {
 	}
 	if r := p.recs[2]; r.From != "bob" || r.DeviceID != "web" || r.RefSeq != 7 {
 		t.Fatalf("record %+v, want bob's web ack of 7", r)
+	}
+	// An ack beyond the user's conversation row but in the history (the
+	// row trails the push) counts.
+	ahead := fakeLastMsgSeq + 5
+	st, _, m = call(t, ts, "POST", protocol.DeliveredPath, in, fmt.Sprintf(`{"acks":[{"conv_id":"p:alice:bob","user_id":"bob","device_id":"phone","seq":%d}]}`, ahead))
+	if st != 200 || m["records"] != float64(1) || m["ignored"] != float64(0) || len(p.recs) != 4 || p.recs[3].RefSeq != int64(ahead) {
+		t.Fatalf("ack in the history, beyond the row: %d %v, %d records", st, m, len(p.recs))
+	}
+}
+
+// A read mark beyond the user's conversation row is checked in the
+// history: accepted when it holds the seq, refused (nothing produced)
+// beyond it.
+func TestReadMarkAheadOfConversationRow(t *testing.T) {
+	ts, p, s := newTestServer(t)
+	tok, _ := s[auth.KindUser].Sign("bob", time.Minute)
+	tests := []struct {
+		seq     int
+		status  int
+		records int
+	}{
+		{fakeLastMsgSeq, 200, 1},
+		{fakeLastMsgSeq + 5, 200, 2},
+		{fakeTimelineEnd + 1, 400, 2},
+	}
+	for _, tc := range tests {
+		st, code, _ := call(t, ts, "POST", "/v1/conversations/p:alice:bob/read", tok, fmt.Sprintf(`{"seq":%d}`, tc.seq))
+		if st != tc.status || len(p.recs) != tc.records {
+			t.Fatalf("read %d: %d %s, %d records; want %d, %d records", tc.seq, st, code, len(p.recs), tc.status, tc.records)
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package api
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"maps"
 	"net/http"
@@ -54,13 +55,21 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request) *apiError {
 	if err != nil {
 		return unavailable(err)
 	}
-	if !ok || st.LastMsgSeq < 0 {
-		return errf(http.StatusNotFound, protocol.ErrNotFound, "no messages in this conversation")
+	if !ok || st.LastMsgSeq < 0 || seq > st.LastSeq {
+		// The row may trail a pushed event: the history decides.
+		has, err := s.Store.TimelineHas(r.Context(), conv, seq)
+		if err != nil {
+			return unavailable(err)
+		}
+		switch {
+		case has:
+		case !ok || st.LastMsgSeq < 0:
+			return errf(http.StatusNotFound, protocol.ErrNotFound, "no messages in this conversation")
+		default:
+			return badRequest(protocol.ErrInvalidField, fmt.Sprintf("seq %d is beyond the conversation's last seq %d", seq, st.LastSeq))
+		}
 	}
-	if seq > st.LastSeq {
-		return badRequest(protocol.ErrInvalidField, fmt.Sprintf("seq %d is beyond the conversation's last seq %d", seq, st.LastSeq))
-	}
-	if seq <= st.ReadSeq {
+	if ok && seq <= st.ReadSeq {
 		writeJSON(w, http.StatusOK, ReadResponse{ReadSeq: st.ReadSeq})
 		return nil
 	}
@@ -188,25 +197,10 @@ func (s *Server) delivered(w http.ResponseWriter, r *http.Request) *apiError {
 	g.SetLimit(32)
 	for i, k := range keys {
 		g.Go(func() error {
-			st, ok, err := s.Store.Conversation(ctx, k.user, k.conv)
-			if err != nil {
+			best, n, err := s.bestAck(ctx, k.user, k.conv, groups[k])
+			ignored[i] = n
+			if err != nil || best == nil {
 				return err
-			}
-			last := int64(-1) // no message: every ack is beyond it
-			if ok {
-				last = st.LastMsgSeq
-			}
-			var best *protocol.DeliveredAck
-			for j, a := range groups[k] {
-				switch {
-				case a.Seq > last:
-					ignored[i]++
-				case best == nil || a.Seq > best.Seq:
-					best = &groups[k][j]
-				}
-			}
-			if best == nil {
-				return nil
 			}
 			rec := model.Record{Kind: protocol.KindDelivered, ConvID: k.conv, From: k.user, DeviceID: best.DeviceID, AtMs: now, RefSeq: best.Seq}
 			if _, _, err := s.produce(&rec); err != nil {
@@ -228,4 +222,42 @@ func (s *Server) delivered(w http.ResponseWriter, r *http.Request) *apiError {
 	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil
+}
+
+// bestAck returns the highest of one (conversation, user)'s acks that is
+// not beyond the conversation's last message, and how many were ignored as
+// beyond it. The user's conversation row says where the last message is,
+// but it trails the pushes (the pipeline writes it after routing), so the
+// highest ack beyond it is checked in the history (one point read) before
+// it is ignored.
+func (s *Server) bestAck(ctx context.Context, user, conv string, acks []protocol.DeliveredAck) (*protocol.DeliveredAck, int, error) {
+	st, ok, err := s.Store.Conversation(ctx, user, conv)
+	if err != nil {
+		return nil, 0, err
+	}
+	last := int64(-1) // no message: every ack is beyond it
+	if ok {
+		last = st.LastMsgSeq
+	}
+	top := slices.MaxFunc(acks, func(a, b protocol.DeliveredAck) int { return cmp.Compare(a.Seq, b.Seq) })
+	if top.Seq > last {
+		has, err := s.Store.TimelineHas(ctx, conv, top.Seq)
+		if err != nil {
+			return nil, 0, err
+		}
+		if has {
+			last = top.Seq
+		}
+	}
+	var best *protocol.DeliveredAck
+	ignored := 0
+	for j, a := range acks {
+		switch {
+		case a.Seq > last:
+			ignored++
+		case best == nil || a.Seq > best.Seq:
+			best = &acks[j]
+		}
+	}
+	return best, ignored, nil
 }

@@ -32,6 +32,11 @@ type Store interface {
 	LookupMessageID(ctx context.Context, msgID string) (store.StoredID, bool, error)
 	Message(ctx context.Context, conv string, seq int64) (protocol.Event, bool, error)
 	Conversation(ctx context.Context, user, conv string) (store.ConvState, bool, error)
+	// TimelineHas: conv's history holds a row at seq. A user's
+	// conversation row trails the pushes by up to about a second (the
+	// pipeline writes it after routing), so a read mark or ack beyond it
+	// is checked here before it is refused.
+	TimelineHas(ctx context.Context, conv string, seq int64) (bool, error)
 	Conversations(ctx context.Context, user, after string, inclusive bool, limit int) ([]store.ConvState, error)
 	History(ctx context.Context, conv string, before int64, limit int) ([]protocol.Event, bool, error)
 	Sync(ctx context.Context, user string, cur model.SyncCursor, limit int) (store.SyncPage, error)

@@ -101,6 +101,23 @@ func (st *Store) Message(ctx context.Context, conv string, seq int64) (protocol.
 	return ev, ok, nil
 }
 
+// TimelineHas reports whether conv's history holds a row at seq (a
+// message, recalled or not, or a group change). The API checks a read mark
+// or a delivered ack against it when the user's conversation row does not
+// reach seq yet: the pipeline writes that row after it routes the event.
+func (st *Store) TimelineHas(ctx context.Context, conv string, seq int64) (bool, error) {
+	var got int64
+	err := st.s.Query(`SELECT seq FROM messages WHERE conv_id = ? AND bucket = ? AND seq = ?`,
+		conv, model.Bucket(seq), seq).WithContext(ctx).Scan(&got)
+	if err == gocql.ErrNotFound {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("while reading the conversation's history: %w", err)
+	}
+	return true, nil
+}
+
 // scanMessages appends the messages it yields to out, skipping seq slots
 // that hold no message, sets *cursor to the last seq scanned, and closes it.
 func scanMessages(conv string, it *gocql.Iter, out []protocol.Event, cursor *int64) ([]protocol.Event, error) {
