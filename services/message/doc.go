@@ -5,7 +5,7 @@
 //	model     conversation ids, the log Record, cursors, buckets
 //	mlog      idempotent acks=all producer, topic administration
 //	store     Cassandra schema (migrations) and every query
-//	pipeline  consumer group: decode → dedupe → persist → route → commit
+//	pipeline  consumer group: decode → dedupe → persist → route → index → commit
 //	api       HTTP handlers (api/openapi/message.yaml)
 //	server    assembly for the binary and for child-process tests
 //
@@ -17,11 +17,13 @@
 // Kafka before the answer: no Cassandra read or write, so sends go on while
 // Cassandra is down. Pipeline, per partition in offset order, one batch per
 // fetch: decode (undecodable → dead-letter topic with the reason) →
-// de-duplicate by msg_id (the first copy in log order wins) → persist
-// (messages and their msg_ids rows, feeds and conversation rows; transient
-// errors retried with backoff, never skipped) → record the partition's
-// persisted offset → route (Router) → mark for commit. Offsets are
-// committed only after their effect, so a crash replays, never skips.
+// de-duplicate by msg_id (the first copy in log order wins) → persist the
+// timeline (history rows, msg_ids rows, group tables; transient errors
+// retried with backoff, never skipped) → route (Router) → index (every
+// user's feed entries and conversation rows, on a goroutine per partition,
+// in offset order, a little after the pushes: pipeline's doc) → record the
+// partition's persisted offset → mark for commit. Offsets are committed
+// only after their effect, so a crash replays, never skips.
 //
 // # seq is the Kafka offset
 //
