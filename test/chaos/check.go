@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,8 +35,10 @@ type verdict struct {
 	Unhealed               int // (device, message) pairs a connected device lacked before the final sync
 	RedeliveredPushes      int64
 	IDErrors, Rejected     int
-	Echoed                 int // messages pushed back to the device that sent them
-	GroupReceipts          int // delivered receipts in group conversations (there are none in groups)
+	Echoed                 int           // messages pushed back to the device that sent them
+	LateInViews            int           // acknowledged messages an API view held only after its first read
+	LateBy                 time.Duration // the last of those appeared this long after the first read
+	GroupReceipts          int           // delivered receipts in group conversations (there are none in groups)
 	CheckErrors            []string
 	Examples               []string
 }
@@ -161,10 +164,44 @@ func (l *load) awaitHealed(stall, timeout time.Duration) int {
 			best, bestAt = n, time.Now()
 		}
 		if n == 0 || time.Now().After(deadline) || time.Since(bestAt) > stall {
+			if n > 0 {
+				l.logUnhealed(by)
+			}
 			return n
 		}
 		time.Sleep(time.Second)
 	}
+}
+
+// logUnhealed says which (device, message) pairs are missing before the
+// final sync: how many of 1:1 and of group messages, on how many devices,
+// and a few of them.
+func (l *load) logUnhealed(by map[int][]*msg) {
+	var direct, grp, devs int
+	var eg []string
+	for _, d := range l.devices {
+		miss := l.missingOn(d, by, false)
+		if len(miss) > 0 {
+			devs++
+		}
+		for _, m := range miss {
+			if m.group >= 0 {
+				grp++
+			} else {
+				direct++
+			}
+			if len(eg) < 6 {
+				to := fmt.Sprint(m.to)
+				if m.group >= 0 {
+					to = "group " + strconv.Itoa(m.group)
+				}
+				eg = append(eg, fmt.Sprintf("device %d/%s lacks %s (%d/%s→%s, acked %s)", d.user, d.id, m.cmid, m.from, m.device, to,
+					m.ackAt.Format("15:04:05.000")))
+			}
+		}
+	}
+	logf("unhealed before the final sync: %d 1:1 and %d group (device, message) pairs on %d devices; e.g. %s",
+		direct, grp, devs, strings.Join(eg, "; "))
 }
 
 // verify checks every device by sync (each syncs from its cursor now),
@@ -177,44 +214,58 @@ func (l *load) verify(ctx context.Context, v *verdict) {
 		v.of(m).Acked++
 	}
 
-	// The message API's view of every user and group, first.
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	// The message API's view of every user and group, first. Views may
+	// lag the pushes a little (the pipeline writes the feed and
+	// conversation rows after it routes a message): a view that lacks an
+	// acknowledged message is read again, every 2 s, until it holds it or
+	// lateWait has passed since the first read; only then is it lost.
+	ctx, cancel := context.WithTimeout(ctx, 4*time.Minute)
 	defer cancel()
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 32)
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}}
-	views := make([]userView, len(l.users))
+	av := &apiViews{users: make([]userView, len(l.users)), groups: make([]groupView, len(l.groups))}
+	allUsers, allGroups := map[int]bool{}, map[int]bool{}
 	for u := range l.users {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			var uv userView
-			uv.sync, uv.err = fetchAll(ctx, hc, l.api, l.tokens[u], client.SyncPath)
-			if uv.err == nil {
-				uv.unread, uv.err = fetchAll(ctx, hc, l.api, l.tokens[u], client.UnreadPath)
+		allUsers[u] = true
+	}
+	for g := range l.groups {
+		allGroups[g] = true
+	}
+	l.readViews(ctx, hc, allUsers, allGroups, av)
+	firstRead := time.Now()
+	ix := l.indexViews(av)
+	gaps := l.viewGapsOf(acked, ix)
+	late := len(gaps)
+	var lateBy time.Duration
+	for len(gaps) > 0 && time.Since(firstRead) < lateWait && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-time.After(2 * time.Second):
+		}
+		users, groups := map[int]bool{}, map[int]bool{}
+		for _, gs := range gaps {
+			for _, g := range gs {
+				if g.user >= 0 {
+					users[g.user] = true
+				} else {
+					groups[g.group] = true
+				}
 			}
-			views[u] = uv
-		}()
+		}
+		l.readViews(ctx, hc, users, groups, av)
+		ix = l.indexViews(av)
+		n := l.viewGapsOf(acked, ix)
+		if len(n) < len(gaps) {
+			lateBy = time.Since(firstRead)
+		}
+		gaps = n
 	}
-	type groupView struct {
-		history []protocol.Event
-		order   int
-		err     error
+	v.LateInViews, v.LateBy = late-len(gaps), lateBy
+	if late > 0 {
+		logf("%d acknowledged messages were missing from some API view at its first read; %d of them appeared within %.1f s, %d not in %v",
+			late, late-len(gaps), lateBy.Seconds(), len(gaps), lateWait)
 	}
-	gviews := make([]groupView, len(l.groups))
-	for i, g := range l.groups {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			gv := &gviews[i]
-			gv.history, gv.order, gv.err = fetchHistory(ctx, hc, l.api, l.tokens[g.members[0]], g.conv)
-		}()
-	}
-	wg.Wait()
 	// Then every device syncs from its cursor: what the API showed
 	// stored before this sync began and the device lacks after it is
 	// lost. Bounded: a device whose sync has not completed in time is checked
@@ -236,6 +287,7 @@ func (l *load) verify(ctx context.Context, v *verdict) {
 		v.CheckErrors = append(v.CheckErrors, fmt.Sprintf("only %d of %d devices completed their final sync in 2 min", synced.Load(), len(l.devices)))
 	}
 
+	views, gviews := av.users, av.groups
 	for u, uv := range views {
 		if uv.err != nil {
 			v.CheckErrors = append(v.CheckErrors, fmt.Sprintf("user %d: %v", u, uv.err))
@@ -263,25 +315,8 @@ func (l *load) verify(ctx context.Context, v *verdict) {
 		ours[m.cmid] = m
 	}
 	l.mu.Unlock()
-	// Sending marks the conversation read up to the message sent (in a
-	// group as in a 1:1 conversation), so the unread pull holds a message
-	// only when its recipient sent nothing later in the conversation.
-	ownLast := make([]map[string]int64, len(l.users))
-	for u, uv := range views {
-		ownLast[u] = map[string]int64{}
-		for _, ev := range uv.sync {
-			if ev.Kind == protocol.KindMessage && ev.From == l.users[u] && ev.Seq > ownLast[u][ev.ConvID] {
-				ownLast[u][ev.ConvID] = ev.Seq
-			}
-		}
-	}
-	convOf := map[string]string{}
-	seqIn := map[string]int64{}
-	inSync := make([]map[string]bool, len(l.users))
-	inUnread := make([]map[string]bool, len(l.users))
 	twice := map[string]bool{}
 	for u, uv := range views {
-		inSync[u], inUnread[u] = map[string]bool{}, map[string]bool{}
 		last := map[string]int64{}
 		perView := map[string]int64{}
 		for _, ev := range uv.sync {
@@ -305,8 +340,6 @@ func (l *load) verify(ctx context.Context, v *verdict) {
 				v.example("user %d: sync holds %s at seqs %d and %d", u, cm, s, ev.Seq)
 			}
 			perView[cm] = ev.Seq
-			convOf[cm], seqIn[cm] = ev.ConvID, ev.Seq
-			inSync[u][cm] = true
 			note(cm, ev.Seq)
 		}
 		perView = map[string]int64{}
@@ -320,11 +353,9 @@ func (l *load) verify(ctx context.Context, v *verdict) {
 				v.example("user %d: unread pull holds %s twice", u, cm)
 			}
 			perView[cm] = ev.Seq
-			inUnread[u][cm] = true
 			note(cm, ev.Seq)
 		}
 	}
-	inHistory := map[string]bool{}
 	for i, gv := range gviews {
 		v.Group.HistoryOrder += gv.order
 		if gv.order > 0 {
@@ -341,7 +372,6 @@ func (l *load) verify(ctx context.Context, v *verdict) {
 				v.example("group %d: history holds %s at seqs %d and %d", i, cm, s, ev.Seq)
 			}
 			perView[cm] = ev.Seq
-			inHistory[cm] = true
 			note(cm, ev.Seq)
 		}
 	}
@@ -381,7 +411,7 @@ func (l *load) verify(ctx context.Context, v *verdict) {
 
 	// Lost: an acknowledged message missing from any view that must hold it.
 	for _, m := range acked {
-		where := l.missingViews(m, inSync, inUnread, inHistory, ownLast, convOf, seqIn)
+		where := l.missingViews(m, ix)
 		if len(where) > 0 {
 			v.of(m).Lost++
 			to := fmt.Sprint(m.to)
@@ -397,7 +427,7 @@ func (l *load) verify(ctx context.Context, v *verdict) {
 	}
 	for _, m := range unacked {
 		for _, u := range l.participants(m) {
-			if inSync[u][m.cmid] {
+			if ix.inSync[u][m.cmid] {
 				v.UnackedStored++
 				break
 			}
@@ -449,39 +479,72 @@ func convKey(m *msg) [2]int {
 	return [2]int{min(m.from, m.to), max(m.from, m.to)}
 }
 
-// missingViews lists where acknowledged message m is missing: the full
+// viewGap is one API view that lacks a message: a user's full sync or
+// unread pull (user), or a group's history (user -1, group).
+type viewGap struct {
+	user, group int
+	view        string
+}
+
+func (g viewGap) String(m *msg) string {
+	switch {
+	case g.user < 0:
+		return "the group's history"
+	case g.user == m.from:
+		return "sender's " + g.view
+	}
+	return fmt.Sprintf("%d's %s", g.user, g.view)
+}
+
+// viewGaps lists the API views that lack acknowledged message m: the full
 // sync of each participant (the sender included), the unread pull of each
 // participant but the sender — unless they read it by sending later into
-// the conversation themselves —, a group's history, and every device of
-// every participant (the sending device by its sync).
-func (l *load) missingViews(m *msg, inSync, inUnread []map[string]bool, inHistory map[string]bool,
-	ownLast []map[string]int64, convOf map[string]string, seqIn map[string]int64) []string {
-	var where []string
+// the conversation themselves —, a group's history.
+func (l *load) viewGaps(m *msg, ix *viewIndex) []viewGap {
+	var out []viewGap
 	parts := l.participants(m)
 	for _, u := range parts {
-		if !inSync[u][m.cmid] {
-			if u == m.from {
-				where = append(where, "sender's sync")
-			} else {
-				where = append(where, fmt.Sprintf("%d's sync", u))
-			}
+		if !ix.inSync[u][m.cmid] {
+			out = append(out, viewGap{user: u, view: "sync"})
 		}
 	}
 	for _, u := range parts {
 		if u == m.from {
 			continue
 		}
-		if conv, ok := convOf[m.cmid]; ok && ownLast[u][conv] > seqIn[m.cmid] {
+		if conv, ok := ix.convOf[m.cmid]; ok && ix.ownLast[u][conv] > ix.seqIn[m.cmid] {
 			continue // read by sending later
 		}
-		if !inUnread[u][m.cmid] {
-			where = append(where, fmt.Sprintf("%d's unread pull", u))
+		if !ix.inUnread[u][m.cmid] {
+			out = append(out, viewGap{user: u, view: "unread pull"})
 		}
 	}
-	if m.group >= 0 && !inHistory[m.cmid] {
-		where = append(where, "the group's history")
+	if m.group >= 0 && !ix.inHistory[m.cmid] {
+		out = append(out, viewGap{user: -1, group: m.group, view: "history"})
 	}
-	devs, _ := expectedDevices(parts, l.byUser, m.from, m.device)
+	return out
+}
+
+// viewGapsOf: the view gaps of every message that has some.
+func (l *load) viewGapsOf(ms []*msg, ix *viewIndex) map[*msg][]viewGap {
+	out := map[*msg][]viewGap{}
+	for _, m := range ms {
+		if g := l.viewGaps(m, ix); len(g) > 0 {
+			out[m] = g
+		}
+	}
+	return out
+}
+
+// missingViews lists where acknowledged message m is missing: the API
+// views of viewGaps, and every device of every participant (the sending
+// device by its sync).
+func (l *load) missingViews(m *msg, ix *viewIndex) []string {
+	var where []string
+	for _, g := range l.viewGaps(m, ix) {
+		where = append(where, g.String(m))
+	}
+	devs, _ := expectedDevices(l.participants(m), l.byUser, m.from, m.device)
 	for _, d := range devs {
 		d.mu.Lock()
 		_, ok := d.msgSeq[m.cmid]
@@ -491,6 +554,108 @@ func (l *load) missingViews(m *msg, inSync, inUnread []map[string]bool, inHistor
 		}
 	}
 	return where
+}
+
+// lateWait bounds how long after its first read an API view may still
+// lack an acknowledged message before it counts as lost.
+const lateWait = 60 * time.Second
+
+type groupView struct {
+	history []protocol.Event
+	order   int
+	err     error
+}
+
+// apiViews is the message API's view of every user (full sync, unread
+// pull) and every group (history).
+type apiViews struct {
+	users  []userView
+	groups []groupView
+}
+
+// readViews reads the views of the given users and groups into av.
+func (l *load) readViews(ctx context.Context, hc *http.Client, users, groups map[int]bool, av *apiViews) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 32)
+	for u := range users {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			var uv userView
+			uv.sync, uv.err = fetchAll(ctx, hc, l.api, l.tokens[u], client.SyncPath)
+			if uv.err == nil {
+				uv.unread, uv.err = fetchAll(ctx, hc, l.api, l.tokens[u], client.UnreadPath)
+			}
+			av.users[u] = uv
+		}()
+	}
+	for i := range groups {
+		g := l.groups[i]
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			var gv groupView
+			gv.history, gv.order, gv.err = fetchHistory(ctx, hc, l.api, l.tokens[g.members[0]], g.conv)
+			av.groups[i] = gv
+		}()
+	}
+	wg.Wait()
+}
+
+// viewIndex says which of the load's messages each API view holds.
+type viewIndex struct {
+	inSync, inUnread []map[string]bool // per user, by client_msg_id
+	inHistory        map[string]bool
+	// ownLast: per user and conversation, the seq of the user's last
+	// message in its sync. Sending marks the conversation read up to the
+	// message sent (in a group as in a 1:1 conversation), so the unread
+	// pull holds a message only when its recipient sent nothing later in
+	// the conversation.
+	ownLast []map[string]int64
+	convOf  map[string]string // client_msg_id -> conversation, seq (from a sync)
+	seqIn   map[string]int64
+}
+
+func (l *load) indexViews(av *apiViews) *viewIndex {
+	ix := &viewIndex{inSync: make([]map[string]bool, len(av.users)), inUnread: make([]map[string]bool, len(av.users)),
+		inHistory: map[string]bool{}, ownLast: make([]map[string]int64, len(av.users)), convOf: map[string]string{}, seqIn: map[string]int64{}}
+	ours := func(ev protocol.Event) bool {
+		if ev.Kind != protocol.KindMessage || ev.Message == nil {
+			return false
+		}
+		_, ok := l.byCmid.Load(ev.Message.ClientMsgID)
+		return ok
+	}
+	for u, uv := range av.users {
+		ix.inSync[u], ix.inUnread[u], ix.ownLast[u] = map[string]bool{}, map[string]bool{}, map[string]int64{}
+		for _, ev := range uv.sync {
+			if ev.Kind == protocol.KindMessage && ev.From == l.users[u] && ev.Seq > ix.ownLast[u][ev.ConvID] {
+				ix.ownLast[u][ev.ConvID] = ev.Seq
+			}
+			if ours(ev) {
+				cm := ev.Message.ClientMsgID
+				ix.inSync[u][cm] = true
+				ix.convOf[cm], ix.seqIn[cm] = ev.ConvID, ev.Seq
+			}
+		}
+		for _, ev := range uv.unread {
+			if ours(ev) {
+				ix.inUnread[u][ev.Message.ClientMsgID] = true
+			}
+		}
+	}
+	for _, gv := range av.groups {
+		for _, ev := range gv.history {
+			if ours(ev) {
+				ix.inHistory[ev.Message.ClientMsgID] = true
+			}
+		}
+	}
+	return ix
 }
 
 func keys(m map[int64]bool) []int64 {

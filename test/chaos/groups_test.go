@@ -175,7 +175,9 @@ func TestMissingViews(t *testing.T) {
 				l.byUser[u][0].msgSeq["c1"] = 10
 			}
 			inHistory := map[string]bool{"c1": tc.st.history}
-			got := l.missingViews(m, inSync, inUnread, inHistory, ownLast, map[string]string{"c1": conv}, map[string]int64{"c1": 10})
+			ix := &viewIndex{inSync: inSync, inUnread: inUnread, inHistory: inHistory, ownLast: ownLast,
+				convOf: map[string]string{"c1": conv}, seqIn: map[string]int64{"c1": 10}}
+			got := l.missingViews(m, ix)
 			if !slices.Equal(got, tc.want) {
 				t.Fatalf("got %v, want %v", got, tc.want)
 			}

@@ -280,6 +280,10 @@ func runScenario(ctx context.Context, o options, c *cluster, mon *monitor, s sce
 	}
 	r.Unhealed = l.awaitHealed(o.heal, 4*time.Minute)
 	l.verify(ctx, &r.verdict)
+	if r.LateInViews > 0 {
+		r.note(fmt.Sprintf("%d acked messages reached an API view (sync, unread pull, history) only after its first read, the last %.1f s after it",
+			r.LateInViews, r.LateBy.Seconds()))
+	}
 	for _, k := range []struct {
 		what string
 		t    tally
