@@ -43,9 +43,11 @@ describe("stack: SDK against the real tiers", { skip: noStack, timeout: 240_000 
     await until(() => `alice to get bob's delivered receipt for seq ${msg.seq} (bob's stats ${JSON.stringify(b.client.stats)}, alice has ${summary(a.events)})`,
       () => a.has("delivered", (e) => e.from === bob && (e.ref_seq ?? -1) >= msg.seq));
 
-    // Unread pull before bob reads: the message is there, with the same seq.
-    const unread = await b.client.unread();
-    assert.ok(unread.some((e) => e.conv_id === conv && e.seq === msg.seq), "unread pull has the message");
+    // Unread pull before bob reads: the message is there, with the same
+    // seq (each user's rows follow the push within about a second).
+    let unread: Event[] = [];
+    await until("bob's unread pull to have the message", () => unread.some((e) => e.conv_id === conv && e.seq === msg.seq), 20_000,
+      async () => { unread = await b.client.unread(); });
 
     await b.client.read(conv, msg.seq);
     await until("alice to get bob's read receipt", () => a.has("read", (e) => e.from === bob && e.ref_seq === msg.seq));
@@ -53,8 +55,7 @@ describe("stack: SDK against the real tiers", { skip: noStack, timeout: 240_000 
     const r2 = await b.client.sendText(alice, "hi alice");
     await until("alice to get bob's reply", () => a.texts(conv).includes("hi alice"));
     // bob's own device does not get his message pushed back, but it comes back by sync.
-    await b.client.syncNow();
-    assert.ok(b.texts(conv).includes("hi alice"), "bob's sync brings his own message");
+    await until("bob's sync to bring his own message", () => b.texts(conv).includes("hi alice"), 20_000, () => b.client.syncNow());
 
     // An image by URL.
     await a.client.sendImage(bob, "https://example.com/cat.png", { width: 64, height: 48, mime: "image/png" });
@@ -73,10 +74,10 @@ describe("stack: SDK against the real tiers", { skip: noStack, timeout: 240_000 
     assert.ok((h.messages ?? []).some((e) => e.message?.body?.text === "hi alice"), "history has bob's reply");
     assert.equal(r2.conv_id, conv);
 
-    const convs = await b.client.conversations();
-    const c = convs.find((x) => x.conv_id === conv);
-    assert.ok(c, "bob's conversation list has the conversation");
-    assert.ok((c!.read_seq ?? -1) >= msg.seq, "read cursor at or past what bob read (sending moves it too)");
+    // bob's read cursor is at or past what he read (sending moves it too).
+    let c: { read_seq?: number } | undefined;
+    await until("bob's conversation list to have his read cursor", () => (c?.read_seq ?? -1) >= msg.seq, 20_000,
+      async () => { c = (await b.client.conversations()).find((x) => x.conv_id === conv); });
 
     assert.deepEqual(a.repeats(), [], "alice got no event twice");
     assert.deepEqual(b.repeats(), [], "bob got no event twice");
@@ -152,7 +153,9 @@ describe("stack: SDK against the real tiers", { skip: noStack, timeout: 240_000 
     const g1 = await device(gina, { deviceId: "g-web", storage });
     for (const t of ["one", "two", "three"]) await send(t);
     await until("the first device to get three messages", () => g1.texts(conv).length === 3);
-    await g1.client.syncNow(); // the cursor now covers them
+    // The cursor covers them once a sync brought them again (the feed
+    // follows the pushes within about a second).
+    await until("the first device's sync to cover the three", () => g1.client.stats.duplicates >= 3, 20_000, () => g1.client.syncNow());
     const saved = await storage.get("cursor:g-web");
     assert.ok(saved, "the cursor was persisted");
     g1.close();
@@ -243,8 +246,9 @@ describe("stack: SDK against the real tiers", { skip: noStack, timeout: 240_000 
     // ben was offline: he gets both by sync, in the same order.
     const b = await device(ben, { deviceId: "b-web", urls: [stack.push[0]] });
     await until("ben to sync the group", () => b.texts(conv).length === 2);
-    await o.client.syncNow();
-    await a.client.syncNow();
+    // Each sender's own message comes back to its device by sync.
+    await until("the owner's sync to bring both", () => o.texts(conv).length === 2, 20_000, () => o.client.syncNow());
+    await until("ana's sync to bring both", () => a.texts(conv).length === 2, 20_000, () => a.client.syncNow());
     assert.deepEqual(b.texts(conv), o.texts(conv));
     assert.deepEqual(a.texts(conv), o.texts(conv));
     // A read goes to the reader's devices only (the owner reads ana's
