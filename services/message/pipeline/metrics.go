@@ -26,6 +26,14 @@ var (
 	}, []string{"stage"})
 )
 
+// mIndexLag is how long after its routing a batch's index rows were
+// written: how far sync, the unread pull and the list trail the pushes.
+var mIndexLag = promauto.NewHistogram(prometheus.HistogramOpts{
+	Name:    "imcluster_pipeline_index_lag_seconds",
+	Help:    "Time from a batch's routing to its users' rows (feed, conversation rows) being written.",
+	Buckets: prometheus.ExponentialBuckets(0.01, 2, 10),
+})
+
 var mLookups = promauto.NewCounter(prometheus.CounterOpts{
 	Name: "imcluster_pipeline_msgid_lookups_total",
 	Help: "msg_ids read from Cassandra for de-duplication (those not in the batch or the in-memory window).",

@@ -217,6 +217,7 @@ func (p *Processor) Index(ctx, giveUp context.Context, ds []*Delivered) error {
 	}
 	for _, d := range ds {
 		mBatchSeconds.WithLabelValues("total").Observe(time.Since(d.start).Seconds())
+		mIndexLag.Observe(time.Since(d.routedAt).Seconds())
 	}
 	mRecords.WithLabelValues("persisted").Add(float64(len(items)))
 	return nil
