@@ -29,7 +29,12 @@
 // on its own, syncs once more, and every user is read through the API (a
 // full sync from the empty cursor and the unread pull), every group
 // through its history (GET /v1/conversations/g:<id>/messages, every
-// page, as its owner). A message's participants are both users of a 1:1
+// page, as its owner). The pipeline writes the feed and conversation rows
+// after it routes a message, so an API view may lag the pushes: a view
+// that lacks an acknowledged message is read again every 2 s, and the
+// message is lost only if it is still missing 60 s after the first read
+// (how many arrived late, and how late, is noted). A message's
+// participants are both users of a 1:1
 // message, every member of a group's (members never change during the
 // run). A scenario fails on
 //
@@ -66,7 +71,8 @@
 // stored all the same), refused attempts, redelivered pushes (events pushed
 // to a device that already held them: arrivals by push minus new events
 // by push), (device, message) pairs still missing before the final sync
-// (self-healing delivery, reported, not failing), and recovery times.
+// (self-healing delivery, reported, not failing; logged by kind with
+// examples), and recovery times.
 //
 // The checks can fail: -sabotage N makes every device drop every Nth
 // pushed message (1:1 or group) from its store (the client believes it
