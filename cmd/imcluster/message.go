@@ -109,3 +109,7 @@ func (a routeAdapter) Route(ctx context.Context, batch []pipeline.Routed) error 
 	}
 	return a.r.Deliver(ctx, items)
 }
+
+func (a routeAdapter) HintLoggedInSince(ctx context.Context, users []string, since time.Time) {
+	a.r.HintLoggedInSince(ctx, users, since, presence.ReasonLateIndex)
+}

@@ -16,6 +16,7 @@ const (
 	ReasonRouteSkipped = "route_skipped" // a router skipped a batch for the node
 	ReasonLeaseLost    = "lease_lost"    // the node re-registered after losing its lease
 	ReasonStaleRoute   = "stale_route"   // a router routed with a stale presence view
+	ReasonLateIndex    = "late_index"    // users' feed rows were written long after their events were routed
 )
 
 // Hinter tells a push node that pushes to its sessions may have been

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -218,5 +219,27 @@ func TestBreakerStates(t *testing.T) {
 	b.prune(due, isGone)
 	if b.openCount() != 1 || !b.isOpen("here") {
 		t.Fatalf("after prune: %d open, here open %v", b.openCount(), b.isOpen("here"))
+	}
+}
+
+// TestHintLoggedInSince: only the nodes holding a session of the users
+// that logged in at or after the moment are hinted, each once.
+func TestHintLoggedInSince(t *testing.T) {
+	since := time.UnixMilli(10_000)
+	dir := &fakeDir{sessions: map[string][]presence.Session{
+		"alice": {{UserID: "alice", DeviceID: "a1", NodeID: "n1", SinceMs: 9_999}, {UserID: "alice", DeviceID: "a2", NodeID: "n2", SinceMs: 10_000}},
+		"bob":   {{UserID: "bob", DeviceID: "b1", NodeID: "n2", SinceMs: 12_000}, {UserID: "bob", DeviceID: "b2", NodeID: "n3", SinceMs: 11_000}},
+		"carol": {{UserID: "carol", DeviceID: "c1", NodeID: "n4", SinceMs: 20_000}},
+	}}
+	h := &fakeHinter{}
+	r := New(Options{Directory: dir, Hints: h})
+	if n := r.HintLoggedInSince(context.Background(), []string{"alice", "bob", "dan"}, since, presence.ReasonLateIndex); n != 2 {
+		t.Fatalf("hinted %d nodes, want 2 (n2, n3)", n)
+	}
+	want := map[string]int{"n2/" + presence.ReasonLateIndex: 1, "n3/" + presence.ReasonLateIndex: 1}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if fmt.Sprint(h.hints) != fmt.Sprint(want) {
+		t.Fatalf("hints %v, want %v (n1's session is older, carol was not a target)", h.hints, want)
 	}
 }

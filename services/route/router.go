@@ -269,6 +269,30 @@ func (r *Router) sendChunk(ctx context.Context, nodeID string, chunk []protocol.
 	}
 }
 
+// HintLoggedInSince leaves a sync hint (reason) for every node holding a
+// session of users that logged in at or after since, and returns how many
+// nodes it hinted. The pipeline calls it when users' feed rows were
+// written long after their events were routed: those sessions' login syncs
+// may have run before the rows existed, and the events were not pushed to
+// them (routed before they logged in).
+func (r *Router) HintLoggedInSince(ctx context.Context, users []string, since time.Time, reason string) int {
+	if r.opt.Hints == nil {
+		return 0
+	}
+	nodes := map[string]struct{}{}
+	for _, u := range users {
+		for _, s := range r.opt.Directory.Sessions(u) {
+			if s.SinceMs >= since.UnixMilli() {
+				nodes[s.NodeID] = struct{}{}
+			}
+		}
+	}
+	for n := range nodes {
+		r.hint(ctx, n, reason)
+	}
+	return len(nodes)
+}
+
 // hint tells nodeID (through presence) that its devices may have missed
 // pushes. A hint that cannot be written now (etcd unreachable) is retried
 // in the background until written or the node is gone; Deliver does not

@@ -43,9 +43,13 @@
 // longer wait for the slowest part of the write, and what sync, the unread
 // pull and the conversation list read still lands per user in offset
 // order (store's feed contract), before the batch commits. The index may
-// trail the pushes by about a second at most: a device that syncs right
-// after a push may get that message from its next sync instead (its cursor
-// never passes an entry not yet written); history has it at once.
+// trail the pushes by about a second (more while working through a backlog
+// after an outage: lots of thousands of records): a device that syncs
+// right after a push may get that message from its next sync instead (its
+// cursor never passes an entry not yet written); history has it at once. A
+// device that logs in while the index trails is covered by its second
+// login sync (2 s after its welcome), and when a lot came later than
+// IndexLateAfter, by a sync hint (LateHinter, reason late_index).
 //
 // Records are validated against the protocol's ceiling, not the configured
 // send limit, so a lowered limit never dead-letters acknowledged records.

@@ -20,6 +20,12 @@ const (
 	// member's rows 4 times a second instead of 10). Pushes never wait
 	// for it; the feed, unread pull and list see a batch this much later.
 	IndexLinger = 250 * time.Millisecond
+	// IndexLateAfter: a lot written longer than this after its first
+	// batch was routed (a backlog after an outage: a lot of thousands of
+	// records) may have missed the second login sync of a device that
+	// logged in meanwhile, resync_after_ms (2 s) after its welcome; the
+	// Router, if it is a LateHinter, tells such devices to sync.
+	IndexLateAfter = 1500 * time.Millisecond
 	// IndexMaxLag bounds how long ago the oldest of them may have been
 	// routed before the next batch is delivered. A device that registers
 	// while an event is routed syncs again resync_after_ms (2 s by

@@ -34,6 +34,11 @@ var mIndexLag = promauto.NewHistogram(prometheus.HistogramOpts{
 	Buckets: prometheus.ExponentialBuckets(0.01, 2, 10),
 })
 
+var mLateIndex = promauto.NewCounter(prometheus.CounterOpts{
+	Name: "imcluster_pipeline_late_index_total",
+	Help: "Index lots written more than 1.5 s after their routing (a backlog): the devices of their users that logged in meanwhile were told to sync.",
+})
+
 var mLookups = promauto.NewCounter(prometheus.CounterOpts{
 	Name: "imcluster_pipeline_msgid_lookups_total",
 	Help: "msg_ids read from Cassandra for de-duplication (those not in the batch or the in-memory window).",

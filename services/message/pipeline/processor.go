@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/imcluster/imcluster/services/message/mlog"
@@ -220,7 +222,24 @@ func (p *Processor) Index(ctx, giveUp context.Context, ds []*Delivered) error {
 		mIndexLag.Observe(time.Since(d.routedAt).Seconds())
 	}
 	mRecords.WithLabelValues("persisted").Add(float64(len(items)))
+	if h, ok := p.Router.(LateHinter); ok && time.Since(ds[0].routedAt) > IndexLateAfter {
+		// Sessions that logged in up to a second before the routing may
+		// not have been in the presence cache yet (its watch's delay).
+		h.HintLoggedInSince(ctx, routedUsers(items), ds[0].routedAt.Add(-time.Second))
+		mLateIndex.Inc()
+	}
 	return nil
+}
+
+// routedUsers returns every user the items' events were routed to.
+func routedUsers(items []store.Item) []string {
+	seen := map[string]struct{}{}
+	for _, it := range items {
+		for _, u := range routedOf(it).Users {
+			seen[u] = struct{}{}
+		}
+	}
+	return slices.Collect(maps.Keys(seen))
 }
 
 // persistIndex writes items' index rows; if that fails permanently, one
@@ -285,25 +304,29 @@ func (p *Processor) route(ctx context.Context, items []store.Item) error {
 	}
 	routed := make([]Routed, len(items))
 	for i, it := range items {
-		ev := it.Rec.Event(it.Off)
-		switch {
-		case it.Rejected:
-			// Every device of the sender, the sending one included: its
-			// send was answered with success.
-			ev.Kind, ev.RefSeq, ev.Reason = protocol.KindRejected, it.StoredSeq, it.Reason
-			routed[i] = Routed{Event: ev, Users: []string{it.Rec.From}}
-		case it.Rec.IsGroup():
-			routed[i] = Routed{Event: ev, Users: it.Members, ExceptDevice: it.Rec.DeviceID}
-		case it.Rec.Kind == protocol.KindDelivered:
-			routed[i] = Routed{Event: ev, Users: []string{it.Rec.To()}}
-		default:
-			routed[i] = Routed{Event: ev, Users: []string{it.Rec.From, it.Rec.To()}, ExceptDevice: it.Rec.DeviceID}
-		}
+		routed[i] = routedOf(it)
 	}
 	if err := p.Router.Route(ctx, routed); err != nil {
 		return fmt.Errorf("while routing: %w", err)
 	}
 	return nil
+}
+
+// routedOf is an item's event and who gets it pushed.
+func routedOf(it store.Item) Routed {
+	ev := it.Rec.Event(it.Off)
+	switch {
+	case it.Rejected:
+		// Every device of the sender, the sending one included: its send
+		// was answered with success.
+		ev.Kind, ev.RefSeq, ev.Reason = protocol.KindRejected, it.StoredSeq, it.Reason
+		return Routed{Event: ev, Users: []string{it.Rec.From}}
+	case it.Rec.IsGroup():
+		return Routed{Event: ev, Users: it.Members, ExceptDevice: it.Rec.DeviceID}
+	case it.Rec.Kind == protocol.KindDelivered:
+		return Routed{Event: ev, Users: []string{it.Rec.To()}}
+	}
+	return Routed{Event: ev, Users: []string{it.Rec.From, it.Rec.To()}, ExceptDevice: it.Rec.DeviceID}
 }
 
 // persist writes items' timeline rows; if the batch fails permanently, it

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -256,5 +257,56 @@ func TestIndexPermanentFailureIsolated(t *testing.T) {
 	}
 	if fmt.Sprint(st.indexed) != "[[40] [42]]" {
 		t.Fatalf("index writes %v, want [[40] [42]] (the lot failed, then one by one without 41)", st.indexed)
+	}
+}
+
+type hintingRouter struct {
+	fakeRouter
+	users []string
+	since time.Time
+	calls int
+}
+
+func (h *hintingRouter) HintLoggedInSince(_ context.Context, users []string, since time.Time) {
+	h.users, h.since = append([]string(nil), users...), since
+	slices.Sort(h.users)
+	h.calls++
+}
+
+// An index lot written more than IndexLateAfter after its routing makes
+// the Router hint the devices of its users that logged in since a second
+// before the routing; a timely lot does not.
+func TestLateIndexHints(t *testing.T) {
+	tests := []struct {
+		name  string
+		ago   time.Duration // how long before the index write the batch was routed
+		calls int
+	}{
+		{"timely", 0, 0},
+		{"late", 2 * IndexLateAfter, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p, _, rt, _, _ := newProc()
+			h := &hintingRouter{fakeRouter: *rt}
+			p.Router = h
+			d, err := p.Deliver(context.Background(), context.Background(), []Record{
+				rec(t, 50, message("alice", "bob", "c1", "m1", false)),
+				rec(t, 51, message("carol", "alice", "c2", "m2", false)),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d.routedAt = d.routedAt.Add(-tc.ago)
+			if err := p.Index(context.Background(), context.Background(), []*Delivered{d}); err != nil {
+				t.Fatal(err)
+			}
+			if h.calls != tc.calls {
+				t.Fatalf("%d hint calls, want %d", h.calls, tc.calls)
+			}
+			if tc.calls > 0 && (fmt.Sprint(h.users) != "[alice bob carol]" || !h.since.Equal(d.routedAt.Add(-time.Second))) {
+				t.Fatalf("hinted %v since %v, want [alice bob carol] since a second before the routing (%v)", h.users, h.since, d.routedAt)
+			}
+		})
 	}
 }

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/imcluster/imcluster/services/protocol"
 )
@@ -24,6 +25,17 @@ type Routed struct {
 // batch's offsets are committed, so "pushed" implies "stored".
 type Router interface {
 	Route(ctx context.Context, batch []Routed) error
+}
+
+// LateHinter is what a Router may also do. After the users' rows of
+// routed events were written more than IndexLateAfter after the routing,
+// the pipeline calls it with the users those events reached and a moment
+// just before the routing: every device of theirs that logged in since
+// then is told to sync (a sync hint). The events were not pushed to those
+// sessions (routed before they logged in) and their login syncs may have
+// run before the rows existed. Best effort; it must not block for long.
+type LateHinter interface {
+	HintLoggedInSince(ctx context.Context, users []string, since time.Time)
 }
 
 // NopRouter routes nothing: every device gets its events by sync. It is what
