@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -264,6 +265,7 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 			return nil
 		}
 		ix.add(d, last)
+		mLag.WithLabelValues(strconv.Itoa(int(claim.Partition()))).Set(float64(max(0, claim.HighWaterMarkOffset()-last.Offset-1)))
 	}
 }
 

@@ -39,6 +39,14 @@ var mLateIndex = promauto.NewCounter(prometheus.CounterOpts{
 	Help: "Index lots written more than 1.5 s after their routing (a backlog): the devices of their users that logged in meanwhile were told to sync.",
 })
 
+// mLag is each claimed partition's backlog: records in the log after the
+// last one delivered (set per batch; a partition that moves away keeps its
+// last value until claimed again).
+var mLag = promauto.NewGaugeVec(prometheus.GaugeOpts{
+	Name: "imcluster_pipeline_lag_records",
+	Help: "Records of a partition in the log after the last one this process delivered, as of its latest batch.",
+}, []string{"partition"})
+
 var mLookups = promauto.NewCounter(prometheus.CounterOpts{
 	Name: "imcluster_pipeline_msgid_lookups_total",
 	Help: "msg_ids read from Cassandra for de-duplication (those not in the batch or the in-memory window).",
