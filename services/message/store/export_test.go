@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+
+	"github.com/imcluster/imcluster/services/message/model"
 )
 
 // Test hooks into the store's internals, for the external tests.
@@ -34,4 +36,12 @@ func StoredConvBuckets(ctx context.Context, st *Store, conv string) ([]int32, er
 // StoredFeedBuckets reads user's feed_buckets markers of partition part.
 func StoredFeedBuckets(ctx context.Context, st *Store, user string, part int32) ([]int32, error) {
 	return st.readBuckets(ctx, "feed", `SELECT bucket FROM feed_buckets WHERE user_id = ? AND part = ?`, user, part)
+}
+
+// FeedContent reads the msg_id and body columns of user's feed entry at
+// off of part (in bucket model.Bucket(off)).
+func FeedContent(ctx context.Context, st *Store, user string, part int32, off int64) (msgID, body *string, err error) {
+	err = st.s.Query(`SELECT msg_id, body FROM feed WHERE user_id = ? AND part = ? AND bucket = ? AND off = ?`,
+		user, part, model.Bucket(off), off).WithContext(ctx).Scan(&msgID, &body)
+	return msgID, body, err
 }

@@ -358,6 +358,9 @@ func (st *Store) Sync(ctx context.Context, user string, cur model.SyncCursor, li
 		// cursor was stored after this sync began.
 		page.Next.SinceMs = start
 	}
+	if err := st.hydrate(ctx, page.Events); err != nil {
+		return SyncPage{}, err
+	}
 	return page, nil
 }
 

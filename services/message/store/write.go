@@ -97,6 +97,10 @@ const (
 	cqlFeedBucket    = `INSERT INTO feed_buckets (user_id, part, bucket) VALUES (?, ?, ?)`
 	cqlInsertFeed    = `INSERT INTO feed (user_id, part, bucket, off, kind, conv_id, from_user, device_id, ref_seq, at_ms, msg_id, client_msg_id, type, body, reason)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?`
+	// A group message's feed entry: a reference to its history row (no
+	// msg_id, no body; Sync hydrates it).
+	cqlInsertFeedRef = `INSERT INTO feed (user_id, part, bucket, off, kind, conv_id, from_user, at_ms)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?`
 	// Feed rows and their recall cells expire after the feed retention
 	// (TTL 0: never; see retention.go).
 	cqlRecallFeed = `UPDATE feed USING TIMESTAMP ? AND TTL ? SET recalled = true, body = null WHERE user_id = ? AND part = ? AND bucket = ? AND off = ?`
@@ -242,6 +246,14 @@ func (st *Store) PersistStage(ctx context.Context, items []Item, stage Stage) er
 				return
 			}
 			w := work(u)
+			if kind == protocol.KindMessage && r.IsGroup() && !it.Rejected {
+				// A group message's entry refers to its history row, which
+				// Sync reads (hydrate.go): its content is stored once, not
+				// once per member.
+				w.buckets[b] = append(w.buckets[b], stmt{cqlInsertFeedRef, []any{
+					u, part, b, it.Off, string(kind), r.ConvID, from, r.AtMs, ts, st.ret.ttl}, 96})
+				return
+			}
 			w.buckets[b] = append(w.buckets[b], stmt{cqlInsertFeed, []any{
 				u, part, b, it.Off, string(kind), r.ConvID, from, nullable(r.DeviceID), ref, r.AtMs,
 				nullable(r.MsgID), nullable(r.ClientMsgID), nullable(string(r.Type)), nullable(body), nullable(it.Reason), ts, st.ret.ttl}, 200 + bodyLen})
