@@ -16,7 +16,8 @@
 //	            (groups.go): membership changes applied, sends by
 //	            non-members or into a dissolved group rejected to their
 //	            sender, every message's recipients fixed (the members at
-//	            its offset: write diffusion to each member's feed)
+//	            its offset: write diffusion of a reference to each member's
+//	            feed, the content once in the history)
 //	persist     the timeline rows (store.StageTimeline: history, msg_ids,
 //	            group tables; idempotent, keyed by offset); transient errors
 //	            are retried with backoff, never skipped; if the batch fails

@@ -21,6 +21,9 @@
 //     entry and after every entry of earlier buckets. Sync relies on that: a
 //     reader that sees offset N in a feed partition has seen every earlier
 //     entry, and a bucket is finished once a later marker exists.
+//   - A group message's feed entry is a reference without content; Sync
+//     fills it in from the group's history row (hydrate.go), which the
+//     timeline stage wrote before the entry.
 //   - Feed rows expire after the feed retention (a per-write TTL); a sync
 //     cursor carries a time horizon and Sync answers ErrCursorExpired once
 //     rows it has not seen may have expired (retention.go). History, markers
