@@ -26,6 +26,7 @@ const (
 	EnvKafkaTLSDir       = "IM_KAFKA_TLS_DIR"
 	EnvKafkaSASLUserFile = "IM_KAFKA_SASL_USERNAME_FILE"
 	EnvKafkaSASLPassFile = "IM_KAFKA_SASL_PASSWORD_FILE"
+	EnvFetchWait         = "IM_PIPELINE_FETCH_WAIT"
 	EnvCassandraHosts    = "IM_CASSANDRA_HOSTS"
 	EnvCassandraKeyspace = "IM_CASSANDRA_KEYSPACE"
 	EnvCassandraLocalDC  = "IM_CASSANDRA_LOCAL_DC"
@@ -91,7 +92,22 @@ type Kafka struct {
 	TLSDir          string
 	SASLUserFile    string
 	SASLPassFile    string
+	// FetchWait is how long the pipeline's fetch from the log may wait for
+	// records to accumulate before it is answered (a backlog is answered
+	// at once): larger batches per partition, so fewer Cassandra requests,
+	// fetches and pushes per message, for up to FetchWait more
+	// send→deliver latency. IM_PIPELINE_FETCH_WAIT, in [1ms, 500ms];
+	// unset: DefaultFetchWait. In the struct, 0 means unset for Env and
+	// LoadMessage; a pipeline.Consumer given 0 has the fetch answered as
+	// soon as one record is there. Measured in docs/benchmarks.md.
+	FetchWait time.Duration
 }
+
+// Pipeline fetch settings (see Kafka.FetchWait).
+const (
+	DefaultFetchWait = 30 * time.Millisecond
+	MaxFetchWait     = 500 * time.Millisecond
+)
 
 // Cassandra is the message store.
 type Cassandra struct {
@@ -195,6 +211,10 @@ func LoadMessage(get Getenv) (Message, error) {
 		TLSDir:            str(get, EnvKafkaTLSDir, ""),
 		SASLUserFile:      str(get, EnvKafkaSASLUserFile, ""),
 		SASLPassFile:      str(get, EnvKafkaSASLPassFile, ""),
+		FetchWait:         dur(get, EnvFetchWait, DefaultFetchWait, &errs),
+	}
+	if m.FetchWait < time.Millisecond || m.FetchWait > MaxFetchWait {
+		errs = append(errs, EnvFetchWait+" must be in [1ms, 500ms]")
 	}
 	m.Cassandra = Cassandra{
 		Hosts:       list(get, EnvCassandraHosts, "127.0.0.1:9042"),

@@ -22,6 +22,7 @@ func (m Message) Env() map[string]string {
 	put(e, EnvKafkaTLSDir, m.Kafka.TLSDir)
 	put(e, EnvKafkaSASLUserFile, m.SASLUserFile)
 	put(e, EnvKafkaSASLPassFile, m.SASLPassFile)
+	putDur(e, EnvFetchWait, m.FetchWait)
 	putList(e, EnvCassandraHosts, m.Hosts)
 	put(e, EnvCassandraKeyspace, m.Keyspace)
 	put(e, EnvCassandraLocalDC, m.LocalDC)

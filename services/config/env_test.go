@@ -16,7 +16,7 @@ func TestEnvRoundTrip(t *testing.T) {
 	msg := Message{
 		Common: common,
 		Kafka: Kafka{Brokers: []string{"k-0:9092", "k-1:9092"}, Topic: "t", DLQTopic: "t.dlq", Partitions: 24,
-			ReplicationFactor: 3, Group: "g", TLSDir: "/tls", SASLUserFile: "/u", SASLPassFile: "/p"},
+			ReplicationFactor: 3, Group: "g", TLSDir: "/tls", SASLUserFile: "/u", SASLPassFile: "/p", FetchWait: 20 * time.Millisecond},
 		Cassandra: Cassandra{Hosts: []string{"c-0:9042"}, Keyspace: "ks", LocalDC: "dc1",
 			Replication: "NetworkTopologyStrategy:dc1=3,dc2=3", UserFile: "/cu", PassFile: "/cp"},
 		UserKeyFile: "/k/user", ServiceKeyFile: "/k/service", MaxMessageBytes: 4096, RecallWindow: 90 * time.Second, MaxGroupMembers: 200, MaxGroupsPerUser: 30,
@@ -120,6 +120,41 @@ func TestFeedRetention(t *testing.T) {
 		}
 		if err != nil || m.FeedRetention != tc.want {
 			t.Errorf("%s=%q: got %v, %v; want %v", EnvFeedRetention, tc.env, m.FeedRetention, err, tc.want)
+		}
+	}
+}
+
+func TestFetchWait(t *testing.T) {
+	tests := []struct {
+		env     string
+		want    time.Duration
+		wantErr bool
+	}{
+		{"", DefaultFetchWait, false},
+		{"1ms", time.Millisecond, false},
+		{"50ms", 50 * time.Millisecond, false},
+		{"500ms", MaxFetchWait, false},
+		{"0", 0, true},
+		{"0s", 0, true},
+		{"501ms", 0, true},
+		{"-5ms", 0, true},
+		{"often", 0, true},
+	}
+	for _, tc := range tests {
+		m, err := LoadMessage(func(k string) string {
+			if k == EnvFetchWait {
+				return tc.env
+			}
+			return ""
+		})
+		if tc.wantErr {
+			if err == nil {
+				t.Errorf("%s=%q: no error (got %v)", EnvFetchWait, tc.env, m.FetchWait)
+			}
+			continue
+		}
+		if err != nil || m.FetchWait != tc.want {
+			t.Errorf("%s=%q: got %v, %v; want %v", EnvFetchWait, tc.env, m.FetchWait, err, tc.want)
 		}
 	}
 }

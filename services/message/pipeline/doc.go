@@ -1,7 +1,11 @@
 // Package pipeline is the consumer group that turns the Kafka log into
 // stored messages and deliveries.
 //
-// Per partition, in offset order, one batch per fetch (≤ MaxBatch records):
+// Per partition, in offset order, one batch per fetch (≤ MaxBatch records;
+// a live fetch waits up to Kafka.FetchWait, IM_PIPELINE_FETCH_WAIT, for
+// records to accumulate, so that a batch's fixed costs — the
+// de-duplication read, the timeline write, one delivery per push node —
+// are shared by several messages):
 //
 //	decode      undecodable or invalid records → dead-letter topic with the
 //	            reason (headers reason, partition, offset); never blocking
