@@ -83,6 +83,10 @@ type BenchResult struct {
 	CPUPerMsgMs    float64      `json:"cpu_ms_per_delivered_message,omitempty"`
 	CPUWindowSecs  float64      `json:"cpu_window_seconds,omitempty"`
 	ServerCPUCores float64      `json:"server_cpu_cores,omitempty"`
+	// ClientCPUCores is this load generator's own CPU over the same
+	// window: on a machine that runs the stack too, what the servers
+	// competed with.
+	ClientCPUCores float64 `json:"client_cpu_cores,omitempty"`
 
 	Memory []NodeMemory `json:"push_memory,omitempty"`
 	Notes  []string     `json:"notes,omitempty"`
@@ -357,6 +361,7 @@ func runBench(ctx context.Context, o benchOpts) error {
 	if err != nil {
 		return err
 	}
+	clientBefore, _ := procCPU(os.Getpid())
 	start := time.Now()
 	end := start.Add(o.duration)
 	stopProgress = progress(func() string {
@@ -416,6 +421,9 @@ func runBench(ctx context.Context, o benchOpts) error {
 	window := time.Since(start).Seconds()
 	res.ServerCPU, res.CPUWindowSecs = nil, window
 	cpuAfter, _ := snapshotServerCPU(o.serverPIDs)
+	if c, err := procCPU(os.Getpid()); err == nil && clientBefore > 0 {
+		res.ClientCPUCores = (c - clientBefore) / window
+	}
 	if procs, total := cpuAfter.since(cpuBefore, window); len(procs) > 0 {
 		res.ServerCPU, res.ServerCPUCores = procs, total/window
 		if d := delivered.Load(); d > 0 {
@@ -584,6 +592,9 @@ func report(r BenchResult, asJSON bool) error {
 			}
 			fmt.Printf("server CPU over %.1fs: %.2f cores (%s); %.2f ms per delivered message\n",
 				r.CPUWindowSecs, r.ServerCPUCores, strings.Join(parts, ", "), r.CPUPerMsgMs)
+			if r.ClientCPUCores > 0 {
+				fmt.Printf("load generator (this imctl) CPU over the same window: %.2f cores\n", r.ClientCPUCores)
+			}
 		}
 	}
 	for _, m := range r.Memory {
