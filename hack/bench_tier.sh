@@ -93,12 +93,14 @@ batch_sizes() { # the pipeline's records and time per batch so far (message-1's 
 	curl -fsS http://127.0.0.1:29180/metrics | awk '
 		/^imcluster_pipeline_batch_records_(sum|count) / { v[$1] = $2 }
 		/^imcluster_pipeline_stage_seconds_(sum|count)\{/ { split($1, a, "\""); st[a[2] "," (($1 ~ /_sum\{/) ? "sum" : "count")] = $2 }
+		/^imcluster_pipeline_index_lag_seconds_(sum|count) / { lag[$1] = $2 }
 		END {
 			c = v["imcluster_pipeline_batch_records_count"]
 			if (c == 0) exit
 			printf "# pipeline: %d batches, %.1f records per batch", c, v["imcluster_pipeline_batch_records_sum"] / c
-			n = split("persist route total", names, " ")
+			n = split("persist route index total", names, " ")
 			for (i = 1; i <= n; i++) if (st[names[i] ",count"] > 0) printf ", %s %.0f ms", names[i], 1000 * st[names[i] ",sum"] / st[names[i] ",count"]
+			if (lag["imcluster_pipeline_index_lag_seconds_count"] > 0) printf ", index lag %.0f ms", 1000 * lag["imcluster_pipeline_index_lag_seconds_sum"] / lag["imcluster_pipeline_index_lag_seconds_count"]
 			print " (means since start)"
 		}'
 }
