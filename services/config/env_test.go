@@ -88,12 +88,39 @@ func TestTLSPairTogether(t *testing.T) {
 	}
 }
 
+// durationCase is one value of a duration setting and what LoadMessage
+// makes of it.
+type durationCase struct {
+	env     string
+	want    time.Duration
+	wantErr bool
+}
+
+// checkDurationSetting loads a Message with only key set to each case's
+// env and checks the field got reads, or the error.
+func checkDurationSetting(t *testing.T, key string, tests []durationCase, got func(Message) time.Duration) {
+	t.Helper()
+	for _, tc := range tests {
+		m, err := LoadMessage(func(k string) string {
+			if k == key {
+				return tc.env
+			}
+			return ""
+		})
+		if tc.wantErr {
+			if err == nil {
+				t.Errorf("%s=%q: no error (got %v)", key, tc.env, got(m))
+			}
+			continue
+		}
+		if err != nil || got(m) != tc.want {
+			t.Errorf("%s=%q: got %v, %v; want %v", key, tc.env, got(m), err, tc.want)
+		}
+	}
+}
+
 func TestFeedRetention(t *testing.T) {
-	tests := []struct {
-		env     string
-		want    time.Duration
-		wantErr bool
-	}{
+	checkDurationSetting(t, EnvFeedRetention, []durationCase{
 		{"", DefaultFeedRetention, false},
 		{"0", FeedRetentionForever, false},
 		{"0s", FeedRetentionForever, false},
@@ -104,32 +131,11 @@ func TestFeedRetention(t *testing.T) {
 		{"-1s", 0, true},
 		{"200000h", 0, true},
 		{"soon", 0, true},
-	}
-	for _, tc := range tests {
-		m, err := LoadMessage(func(k string) string {
-			if k == EnvFeedRetention {
-				return tc.env
-			}
-			return ""
-		})
-		if tc.wantErr {
-			if err == nil {
-				t.Errorf("%s=%q: no error (got %v)", EnvFeedRetention, tc.env, m.FeedRetention)
-			}
-			continue
-		}
-		if err != nil || m.FeedRetention != tc.want {
-			t.Errorf("%s=%q: got %v, %v; want %v", EnvFeedRetention, tc.env, m.FeedRetention, err, tc.want)
-		}
-	}
+	}, func(m Message) time.Duration { return m.FeedRetention })
 }
 
 func TestFetchWait(t *testing.T) {
-	tests := []struct {
-		env     string
-		want    time.Duration
-		wantErr bool
-	}{
+	checkDurationSetting(t, EnvFetchWait, []durationCase{
 		{"", DefaultFetchWait, false},
 		{"1ms", time.Millisecond, false},
 		{"50ms", 50 * time.Millisecond, false},
@@ -139,22 +145,5 @@ func TestFetchWait(t *testing.T) {
 		{"501ms", 0, true},
 		{"-5ms", 0, true},
 		{"often", 0, true},
-	}
-	for _, tc := range tests {
-		m, err := LoadMessage(func(k string) string {
-			if k == EnvFetchWait {
-				return tc.env
-			}
-			return ""
-		})
-		if tc.wantErr {
-			if err == nil {
-				t.Errorf("%s=%q: no error (got %v)", EnvFetchWait, tc.env, m.FetchWait)
-			}
-			continue
-		}
-		if err != nil || m.FetchWait != tc.want {
-			t.Errorf("%s=%q: got %v, %v; want %v", EnvFetchWait, tc.env, m.FetchWait, err, tc.want)
-		}
-	}
+	}, func(m Message) time.Duration { return m.FetchWait })
 }
