@@ -221,6 +221,10 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	msgs := claim.Messages()
 	ix := newIndexer(h.c.Processor, sess, h.work)
 	defer ix.stop()
+	// The backlog gauge is this claim's: a partition that moved to another
+	// process must not keep showing, here, the lag it had when it left.
+	lagLabel := strconv.Itoa(int(claim.Partition()))
+	defer mLag.DeleteLabelValues(lagLabel)
 	linger := cmp.Or(h.c.BacklogLinger, DefaultBacklogLinger)
 	timer := time.NewTimer(linger) // one per claim, re-armed per wait
 	timer.Stop()
@@ -280,7 +284,7 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 			return nil
 		}
 		ix.add(d, last)
-		mLag.WithLabelValues(strconv.Itoa(int(claim.Partition()))).Set(float64(max(0, claim.HighWaterMarkOffset()-last.Offset-1)))
+		mLag.WithLabelValues(lagLabel).Set(float64(max(0, claim.HighWaterMarkOffset()-last.Offset-1)))
 	}
 }
 

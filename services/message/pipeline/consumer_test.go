@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/imcluster/imcluster/services/message/store"
 )
@@ -264,5 +265,41 @@ func TestIndexLagBound(t *testing.T) {
 				t.Fatal("still blocked after the pending batches were indexed")
 			}
 		})
+	}
+}
+
+// TestLagGaugeFollowsClaim: a claim's batches set its partition's backlog
+// gauge (the log end minus the last record delivered), and the series is
+// gone once the claim ends, so a partition that moved to another process
+// does not keep its old lag here.
+func TestLagGaugeFollowsClaim(t *testing.T) {
+	p, fs, _, _, _ := newProc()
+	sizes := &batchSizes{Store: fs}
+	p.Store = sizes
+	h := &handler{c: &Consumer{Processor: p, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, work: context.Background()}
+	claim := &fakeClaim{msgs: make(chan *sarama.ConsumerMessage, 1)}
+	claim.hwm.Store(7) // 6 more records in the log than are handed over
+	done := make(chan error, 1)
+	go func() { done <- h.ConsumeClaim(fakeSession{ctx: context.Background()}, claim) }()
+	r := rec(t, 0, message("alice", "bob", "c", "lag-0", false))
+	claim.msgs <- &sarama.ConsumerMessage{Partition: 0, Offset: 0, Key: r.Key, Value: r.Value}
+	deadline := time.Now().Add(5 * time.Second)
+	for testutil.ToFloat64(mLag.WithLabelValues("0")) != 6 {
+		if time.Now().After(deadline) {
+			t.Fatalf("lag gauge %v, want 6", testutil.ToFloat64(mLag.WithLabelValues("0")))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(claim.msgs)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ConsumeClaim did not return")
+	}
+	if n := testutil.CollectAndCount(mLag); n != 0 {
+		t.Fatalf("%d lag series after the claim ended, want 0", n)
 	}
 }

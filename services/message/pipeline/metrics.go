@@ -40,8 +40,8 @@ var mLateIndex = promauto.NewCounter(prometheus.CounterOpts{
 })
 
 // mLag is each claimed partition's backlog: records in the log after the
-// last one delivered (set per batch; a partition that moves away keeps its
-// last value until claimed again).
+// last one delivered (set per batch; removed when the claim ends, so a
+// partition shows only on the process that holds it).
 var mLag = promauto.NewGaugeVec(prometheus.GaugeOpts{
 	Name: "imcluster_pipeline_lag_records",
 	Help: "Records of a partition in the log after the last one this process delivered, as of its latest batch.",
