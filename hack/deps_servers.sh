@@ -189,6 +189,16 @@ cassandra_storage() {
 # memtable data and young collections paused 312 and 422 ms. hack/cassandra_ab.sh
 # (fresh node each, alternated twice; docs/benchmarks.md) gave 13-56 % more
 # raw inserts and 23-35 % more pipeline throughput, LWTs unchanged.
+#
+# Request threads (IMC_CASSANDRA_REQUEST_THREADS, default 8): at most that
+# many client requests run at once (native_transport_max_threads) and
+# that many local mutations (concurrent_writes), instead of Cassandra's
+# 128 and 32. On a 2-core machine the extra threads only take turns on
+# the cores; with 8 (and 4) the bench's Cassandra used up to 20 % less CPU
+# per message and send→ack p99 at 1,000 msg/s fell from 271–307 to
+# 68–79 ms (docs/benchmarks.md, "Cassandra's request threads"). In batch
+# commit-log mode a mutation's thread waits for the sync: keep it higher
+# on a disk whose fsync is slow (here it takes 0.1 ms).
 start_cassandra() {
 	prepare cassandra || return 0
 	local dir="$IMC_RUN_DIR/cassandra"
@@ -217,7 +227,8 @@ hinted_handoff_enabled: false
 auto_snapshot: false
 compaction_throughput: 0MiB/s
 concurrent_reads: 16
-concurrent_writes: 32
+concurrent_writes: ${IMC_CASSANDRA_REQUEST_THREADS:-8}
+native_transport_max_threads: ${IMC_CASSANDRA_REQUEST_THREADS:-8}
 batch_size_warn_threshold: 64KiB
 batch_size_fail_threshold: 512KiB
 EOF
