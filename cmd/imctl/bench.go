@@ -361,7 +361,7 @@ func runBench(ctx context.Context, o benchOpts) error {
 	if err != nil {
 		return err
 	}
-	clientBefore, _ := procCPU(os.Getpid())
+	clientBefore, clientErr := procCPU(os.Getpid())
 	start := time.Now()
 	end := start.Add(o.duration)
 	stopProgress = progress(func() string {
@@ -421,7 +421,7 @@ func runBench(ctx context.Context, o benchOpts) error {
 	window := time.Since(start).Seconds()
 	res.ServerCPU, res.CPUWindowSecs = nil, window
 	cpuAfter, _ := snapshotServerCPU(o.serverPIDs)
-	if c, err := procCPU(os.Getpid()); err == nil && clientBefore > 0 {
+	if c, err := procCPU(os.Getpid()); err == nil && clientErr == nil {
 		res.ClientCPUCores = (c - clientBefore) / window
 	}
 	if procs, total := cpuAfter.since(cpuBefore, window); len(procs) > 0 {

@@ -61,6 +61,21 @@ func (c *fakeClaim) Messages() <-chan *sarama.ConsumerMessage { return c.msgs }
 func (c *fakeClaim) Partition() int32                         { return 0 }
 func (c *fakeClaim) HighWaterMarkOffset() int64               { return c.hwm.Load() }
 
+// awaitClaimEnd waits (5 s at most) for ConsumeClaim's result on done and
+// fails the test if it does not come or is an error; when is said after
+// "did not return".
+func awaitClaimEnd(t *testing.T, done <-chan error, when string) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ConsumeClaim did not return" + when)
+	}
+}
+
 // TestBatchWaitsOnlyForABacklog: a batch waits for records the log says are
 // waiting (so batches grow under a backlog), and goes at once otherwise.
 func TestBatchWaitsOnlyForABacklog(t *testing.T) {
@@ -118,14 +133,7 @@ func TestBatchWaitsOnlyForABacklog(t *testing.T) {
 			claim.msgs <- msg(1)
 			got := waitSizes(sizes, 2)
 			close(claim.msgs)
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Fatal(err)
-				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("ConsumeClaim did not return")
-			}
+			awaitClaimEnd(t, done, "")
 			if len(got) != len(tc.want) || got[0] != tc.want[0] {
 				t.Fatalf("batches %v, want %v", got, tc.want)
 			}
@@ -211,14 +219,7 @@ func TestDeliveryRunsAheadOfIndex(t *testing.T) {
 	<-fs.indexEntered
 	cancel()
 	close(fs.indexFail)
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("ConsumeClaim did not return after the session ended")
-	}
+	awaitClaimEnd(t, done, " after the session ended")
 	select {
 	case m := <-sess.marks:
 		t.Fatalf("offset %d marked although its index write failed", m)
@@ -291,14 +292,7 @@ func TestLagGaugeFollowsClaim(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	close(claim.msgs)
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("ConsumeClaim did not return")
-	}
+	awaitClaimEnd(t, done, "")
 	if n := testutil.CollectAndCount(mLag); n != 0 {
 		t.Fatalf("%d lag series after the claim ended, want 0", n)
 	}
