@@ -22,7 +22,13 @@
 #                killed with SIGKILL and started again at once (a container
 #                restart): what a crash costs send→deliver
 #
-# Output: .run/bench/TAG-MODE-RATE.txt (and on stdout). Example (A/B):
+# IMC_BENCH_PARTITIONS sets the topic's partitions (default 6, as make dev).
+#
+# Output: .run/bench/TAG-MODE-RATE.txt (and on stdout); steady and group
+# runs end with the pipeline's batch sizes and stage times and with what
+# the run asked of Cassandra per persisted record (requests by kind,
+# statements by table: imcluster_store_* of message-1, before and after).
+# Example (A/B):
 #   git worktree add --detach /tmp/before 0a5220a
 #   hack/bench_tier.sh /tmp/before before steady 300 500 1000
 #   hack/bench_tier.sh "$PWD" after steady 300 500 1000
@@ -45,7 +51,7 @@ for k in user service internal; do
 done
 export IM_ETCD_ENDPOINTS=127.0.0.1:$IMC_ETCD_PORT IM_ETCD_PREFIX=/imcluster/bench-$TAG-$MODE
 export IM_KAFKA_BROKERS=127.0.0.1:$IMC_KAFKA_PORT IM_KAFKA_TOPIC=im.bench.$TAG.$MODE IM_KAFKA_DLQ_TOPIC=im.bench.$TAG.$MODE.dlq
-export IM_KAFKA_PARTITIONS=6 IM_KAFKA_REPLICATION_FACTOR=1 IM_KAFKA_GROUP=im-bench-$TAG-$MODE
+export IM_KAFKA_PARTITIONS=${IMC_BENCH_PARTITIONS:-6} IM_KAFKA_REPLICATION_FACTOR=1 IM_KAFKA_GROUP=im-bench-$TAG-$MODE
 export IM_CASSANDRA_HOSTS=127.0.0.1:$IMC_CASSANDRA_PORT IM_CASSANDRA_KEYSPACE=imcluster_bench_${TAG}_$MODE IM_CASSANDRA_REPLICATION=SimpleStrategy:1
 export IM_AUTH_USER_KEY_FILE=$RUN/keys/user.key IM_AUTH_SERVICE_KEY_FILE=$RUN/keys/service.key IM_AUTH_INTERNAL_KEY_FILE=$RUN/keys/internal.key
 export IM_PRESENCE_LEASE_TTL=5s IM_SHUTDOWN_GRACE=6s
@@ -104,16 +110,37 @@ batch_sizes() { # the pipeline's records and time per batch so far (message-1's 
 			print " (means since start)"
 		}'
 }
+store_counts() { # message-1's Cassandra requests and statements and persisted records so far
+	curl -fsS http://127.0.0.1:29180/metrics | grep -E '^imcluster_(store_requests_total|store_statements_total|pipeline_records_total\{result="persisted"\})' || true
+}
+store_delta() { # BEFORE AFTER: what the run asked of Cassandra, per persisted record
+	awk 'NR == FNR { b[$1] = $2; next } { d[$1] = $2 - b[$1] }
+		END {
+			n = d["imcluster_pipeline_records_total{result=\"persisted\"}"]
+			if (n <= 0) exit
+			for (k in d) {
+				if (k ~ /^imcluster_store_requests_total/) { split(k, a, "\""); req[a[2]] = d[k]; reqs += d[k] }
+				if (k ~ /^imcluster_store_statements_total/ && d[k] > 0) { split(k, a, "\""); st[a[2] " " a[4]] = d[k]; if (a[2] == "write") w += d[k] }
+			}
+			printf "# cassandra per persisted record (%d records): %.2f requests (%.2f reads, %.2f writes, %.2f batches), %.2f statements written:", n, reqs / n, req["read"] / n, req["write"] / n, req["batch"] / n, w / n
+			for (k in st) printf " %s %.2f;", k, st[k] / n
+			print ""
+		}' "$1" "$2"
+}
 header() { echo "# $(date -u +%FT%TZ) $MODE rev=$(git -C "$TREE" rev-parse --short HEAD) $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, loadavg $(cut -d' ' -f1-3 /proc/loadavg)"; }
 
 for rate in "$@"; do
 	out=$OUT/$TAG-$MODE-$rate.txt
 	case $MODE in
-	steady) { header; bench "$rate" 20s 10s; echo "# loadavg after $(cut -d' ' -f1-3 /proc/loadavg)"; } >"$out" 2>&1 || true ;;
+	steady)
+		store_counts >"$RUN/store.before"
+		{ header; bench "$rate" 20s 10s; batch_sizes; store_counts >"$RUN/store.after"; store_delta "$RUN/store.before" "$RUN/store.after"
+			echo "# loadavg after $(cut -d' ' -f1-3 /proc/loadavg)"; } >"$out" 2>&1 || true ;;
 	group)
 		size=${rate%%:*}
+		store_counts >"$RUN/store.before"
 		{ header; bench "${rate#*:}" 20s 20s "$((size > 1000 ? size : 1000))" --group-size "$size" --run-id "g$size-$(date +%H%M%S)"
-			batch_sizes; echo "# loadavg after $(cut -d' ' -f1-3 /proc/loadavg)"; } >"$out" 2>&1 || true ;;
+			batch_sizes; store_counts >"$RUN/store.after"; store_delta "$RUN/store.before" "$RUN/store.after"; echo "# loadavg after $(cut -d' ' -f1-3 /proc/loadavg)"; } >"$out" 2>&1 || true ;;
 	kill)
 		header >"$out"
 		bench "$rate" 30s 60s >>"$out" 2>&1 &

@@ -177,6 +177,7 @@ func Open(cfg config.Cassandra, topic string, partitions int) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.QueryObserver, c.BatchObserver = observer{}, observer{} // metrics.go
 	s, err := c.CreateSession()
 	if err != nil {
 		return nil, fmt.Errorf("while connecting to Cassandra keyspace %s: %w", cfg.Keyspace, err)
