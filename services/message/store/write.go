@@ -56,8 +56,16 @@ const (
 	// MaxIndexWritesInFlight bounds the index stage's share of them: a
 	// large lot of per-member writes never holds every slot, so the
 	// timeline rows of the next batch (what its pushes wait for) always
-	// find one.
-	MaxIndexWritesInFlight = 64
+	// find one. It is kept small because a slot free here is not enough:
+	// Cassandra serves requests first come, first served, on a few
+	// request threads, so every index batch in flight beyond those is
+	// queued inside Cassandra ahead of the next timeline write. With 64, a
+	// group of 100 at 100 msg/s waited 25–34 ms for its timeline rows and
+	// reached all members at p99 544–910 ms; with 16, 18–22 ms and
+	// 155–513 ms, and the index still kept up (its lag 390–450 ms, under
+	// IndexMaxLag); with 4 or 8 it fell behind and stalled the pushes
+	// (docs/benchmarks.md, "The index stage's share of Cassandra").
+	MaxIndexWritesInFlight = 16
 )
 
 // indexStage marks the context of an index-stage write (acquire takes an
