@@ -22,7 +22,9 @@
 #                killed with SIGKILL and started again at once (a container
 #                restart): what a crash costs send→deliver
 #
-# IMC_BENCH_PARTITIONS sets the topic's partitions (default 6, as make dev).
+# IMC_BENCH_PARTITIONS sets the topic's partitions (default 6, as make dev);
+# IMC_BENCH_ACK=1 makes the clients acknowledge every event, as the SDKs
+# do by default (imctl bench --ack: the delivered receipts' cost included).
 #
 # Output: .run/bench/TAG-MODE-RATE.txt (and on stdout); steady and group
 # runs end with the pipeline's batch sizes and stage times and with what
@@ -93,7 +95,7 @@ server_pids() { # the dependency servers and this run's tier processes
 }
 bench() { # rate duration settle [users [bench flags...]]
 	"$BIN/imctl" --api http://127.0.0.1:28080 --push ws://127.0.0.1:28091/,ws://127.0.0.1:28092/ --user-key-file "$RUN/keys/user.key" \
-		bench --server-pids "$(server_pids)" --users "${4:-1000}" --rate "$1" --duration "$2" --settle "$3" "${@:5}" 2>>"$RUN/bench.err"
+		bench --server-pids "$(server_pids)" --users "${4:-1000}" --rate "$1" --duration "$2" --settle "$3" ${IMC_BENCH_ACK:+--ack} "${@:5}" 2>>"$RUN/bench.err"
 }
 batch_sizes() { # the pipeline's records and time per batch so far (message-1's metrics)
 	curl -fsS http://127.0.0.1:29180/metrics | awk '
