@@ -96,6 +96,7 @@ func TestCreateMakesEveryChild(t *testing.T) {
 		config.EnvMaxMessageBytes:   "16384",
 		config.EnvRecallWindow:      "2m0s",
 		config.EnvFeedRetention:     "720h0m0s",
+		config.EnvFetchWait:         "30ms",
 		config.EnvGroupMaxMembers:   "1000",
 		config.EnvGroupMaxPerUser:   "500",
 		config.EnvMessageURL:        fmt.Sprintf("http://chat-message.%s.svc:8080", ns),

@@ -120,6 +120,10 @@ func renderConfig(c *v1alpha1.IMCluster) (rendered, error) {
 	if err != nil {
 		return rendered{}, err
 	}
+	fetchWait, err := pipelineFetchWait(s.Message.PipelineFetchWait)
+	if err != nil {
+		return rendered{}, err
+	}
 	heartbeat, err := time.ParseDuration(s.Push.HeartbeatInterval)
 	if err != nil {
 		return rendered{}, fmt.Errorf("while parsing spec.push.heartbeatInterval: %w", err)
@@ -149,6 +153,7 @@ func renderConfig(c *v1alpha1.IMCluster) (rendered, error) {
 			Partitions:        s.Kafka.Partitions,
 			ReplicationFactor: int16(s.Kafka.ReplicationFactor),
 			Group:             s.Kafka.ConsumerGroup,
+			FetchWait:         fetchWait,
 		},
 		Cassandra: config.Cassandra{
 			Hosts:       s.Cassandra.ContactPoints,
@@ -210,6 +215,21 @@ func renderConfig(c *v1alpha1.IMCluster) (rendered, error) {
 		pushHash:     hashOf(pushEnv),
 		bootstrapEnv: boot,
 	}, nil
+}
+
+// pipelineFetchWait turns spec.message.pipelineFetchWait into
+// config.Kafka's FetchWait (the CRD refuses what this refuses; a spec
+// that bypassed it is refused here rather than rendered into pods that
+// would refuse to start).
+func pipelineFetchWait(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("while parsing spec.message.pipelineFetchWait: %w", err)
+	case d < time.Millisecond || d > config.MaxFetchWait:
+		return 0, fmt.Errorf("spec.message.pipelineFetchWait %q: want 1ms to %v", v, config.MaxFetchWait)
+	}
+	return d, nil
 }
 
 // feedRetention turns spec.limits.feedRetention into config.Message's

@@ -48,6 +48,8 @@ func TestConfigHashesPerTier(t *testing.T) {
 		{"group size limit", func(c *v1alpha1.IMCluster) { c.Spec.Limits.MaxGroupMembers = 200 }, true, false, false},
 		{"feed retention forever", func(c *v1alpha1.IMCluster) { c.Spec.Limits.FeedRetention = "0" }, true, false, false},
 		{"feed retention, same duration", func(c *v1alpha1.IMCluster) { c.Spec.Limits.FeedRetention = "43200m" }, false, false, false},
+		{"pipeline fetch wait", func(c *v1alpha1.IMCluster) { c.Spec.Message.PipelineFetchWait = "50ms" }, true, false, false},
+		{"pipeline fetch wait, same duration", func(c *v1alpha1.IMCluster) { c.Spec.Message.PipelineFetchWait = "30ms" }, false, false, false},
 		{"push queue", func(c *v1alpha1.IMCluster) { c.Spec.Push.SendQueue = 8 }, false, true, false},
 		{"push replicas", func(c *v1alpha1.IMCluster) { c.Spec.Push.Replicas = ptr.To[int32](9) }, false, false, false},
 		{"etcd prefix", func(c *v1alpha1.IMCluster) { c.Spec.Etcd.Prefix = "/other" }, true, true, false},
@@ -348,5 +350,44 @@ func TestSecretReferencesRender(t *testing.T) {
 	}
 	if _, err := config.LoadMessage(func(k string) string { return r.shared[k] }); err != nil {
 		t.Errorf("services/config refuses the rendered configuration: %v", err)
+	}
+}
+
+// spec.message.pipelineFetchWait renders IM_PIPELINE_FETCH_WAIT within
+// the bounds the message tier accepts; a value out of them (the CRD
+// refuses it, but not every client goes through the apiserver's
+// validation, e.g. a stale CRD) fails the render.
+func TestPipelineFetchWaitRendering(t *testing.T) {
+	tests := []struct {
+		in, want string // want "": refused
+	}{
+		{"30ms", "30ms"},
+		{"1ms", "1ms"},
+		{"500ms", "500ms"},
+		{"1s", ""},
+		{"0ms", ""},
+		{"999us", ""},
+		{"-5ms", ""},
+		{"soon", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			r, err := renderConfig(defaulted(func(c *v1alpha1.IMCluster) { c.Spec.Message.PipelineFetchWait = tc.in }))
+			if tc.want == "" {
+				if err == nil || !strings.Contains(err.Error(), "pipelineFetchWait") {
+					t.Fatalf("pipelineFetchWait %q: err = %v, want a refusal naming the field", tc.in, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := r.shared[config.EnvFetchWait]; got != tc.want {
+				t.Errorf("%s = %q, want %q", config.EnvFetchWait, got, tc.want)
+			}
+			if _, ok := r.bootstrapEnv[config.EnvFetchWait]; ok {
+				t.Errorf("the bootstrap Job gets %s", config.EnvFetchWait)
+			}
+		})
 	}
 }

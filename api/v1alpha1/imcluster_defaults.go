@@ -25,6 +25,7 @@ const (
 	DefaultCassandraStrategy        = "SimpleStrategy"
 	DefaultCassandraFactor    int32 = 3
 	DefaultMaxMessageBytes    int32 = 16384
+	DefaultPipelineFetchWait        = "30ms" // services/config.DefaultFetchWait
 	DefaultRecallWindow             = "2m"
 	DefaultFeedRetention            = "720h" // 30 days, services/config.DefaultFeedRetention
 	DefaultMaxGroupMembers    int32 = 1000   // services/config.DefaultGroupMaxMembers
@@ -52,6 +53,7 @@ func (c *IMCluster) SetDefaults() {
 	s.Push.TierSpec.setDefaults()
 	setInt32(&s.Message.Port, DefaultMessagePort)
 	setInt32(&s.Message.ShutdownGraceSeconds, DefaultMessageGrace)
+	setString(&s.Message.PipelineFetchWait, DefaultPipelineFetchWait)
 
 	p := &s.Push
 	if p.Service.Type == "" {

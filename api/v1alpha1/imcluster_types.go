@@ -186,6 +186,18 @@ type MessageTierSpec struct {
 	// +optional
 	ShutdownGraceSeconds int32 `json:"shutdownGraceSeconds,omitempty"`
 
+	// PipelineFetchWait is how long the pipeline's fetch from the log may
+	// wait for records to build up (IM_PIPELINE_FETCH_WAIT): a longer
+	// wait makes fuller batches, which cost less CPU per message, for up
+	// to this much more send→deliver latency. A backlog is fetched at once
+	// whatever the wait. Milliseconds or seconds, 1ms to 500ms.
+	// +kubebuilder:validation:MaxLength=16
+	// +kubebuilder:validation:Pattern=`^([0-9]+(ms|s))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1ms') && duration(self) <= duration('500ms')",message="message.pipelineFetchWait must be between 1ms and 500ms"
+	// +kubebuilder:default="30ms"
+	// +optional
+	PipelineFetchWait string `json:"pipelineFetchWait,omitempty"`
+
 	// TLS serves the HTTP API over https with this Secret (tls.crt,
 	// tls.key; rotated in place when the Secret changes). It must also hold
 	// ca.crt, which push pods trust for their calls to the message Service,
