@@ -85,12 +85,24 @@ func crashPipeline(t *testing.T, sig syscall.Signal) {
 	results := make([][]acked, convs)
 	var sent atomic.Int64
 	var wg sync.WaitGroup
+	// The last third of each stream is sent only once the signal is: the
+	// API acks far faster than the pipeline stores, so without it the
+	// whole stream could be in the log, and (SIGTERM) in the child's last
+	// batches, before the child stops — a stop after the end, which proves
+	// nothing.
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	releaseRest := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(func() { releaseRest(); wg.Wait() })
 	for c := range convs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			from, to := fmt.Sprintf("s%d", c), fmt.Sprintf("r%d", c)
 			for i := range perConv {
+				if i == perConv*2/3 {
+					<-release
+				}
 				r := e.send(t, from, text(to, fmt.Sprint("k", i), fmt.Sprintf("%d/%d", c, i)))
 				results[c] = append(results[c], acked{r.MsgID, *r.Seq})
 				sent.Add(1)
@@ -113,6 +125,7 @@ func crashPipeline(t *testing.T, sig syscall.Signal) {
 	if err := child.Process.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
+	releaseRest()
 	waited := make(chan error, 1)
 	go func() { waited <- child.Wait() }()
 	select {
