@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -24,11 +23,7 @@ func TestPipelineFetchWait(t *testing.T) {
 	a := startDeployedOperator(t)
 	ctx := context.Background()
 	ns := newNamespace(t, a)
-	keys := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "keys"},
-		StringData: map[string]string{"user.key": strings.Repeat("u", 64), "service.key": strings.Repeat("s", 64), "internal.key": strings.Repeat("i", 64)}}
-	if err := a.Client.Create(ctx, keys); err != nil {
-		t.Fatal(err)
-	}
+	createAuthKeys(t, a, ns)
 	cluster := func(name, wait string) *v1alpha1.IMCluster {
 		spec := minimalSpec()
 		spec.Message.PipelineFetchWait = wait
@@ -66,16 +61,9 @@ func TestPipelineFetchWait(t *testing.T) {
 			if got := c.Spec.Message.PipelineFetchWait; got != tc.wantSpec {
 				t.Errorf("spec.message.pipelineFetchWait %q after defaulting, want %q", got, tc.wantSpec)
 			}
-			var cm corev1.ConfigMap
-			eventually(t, 30*time.Second, "ConfigMap of "+tc.name, func() error {
-				return a.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: tc.name + "-config"}, &cm)
-			})
-			if got, ok := cm.Data[config.EnvFetchWait]; !ok || got != tc.wantEnv {
+			data, m := renderedMessageConfig(t, a, ns, tc.name)
+			if got, ok := data[config.EnvFetchWait]; !ok || got != tc.wantEnv {
 				t.Fatalf("%s = %q (set: %v), want %q", config.EnvFetchWait, got, ok, tc.wantEnv)
-			}
-			m, err := config.LoadMessage(func(k string) string { return cm.Data[k] })
-			if err != nil {
-				t.Fatalf("the message tier refuses the ConfigMap: %v", err)
 			}
 			if m.FetchWait != tc.wantLoaded {
 				t.Errorf("the message tier loads FetchWait %v, want %v", m.FetchWait, tc.wantLoaded)

@@ -29,11 +29,7 @@ func TestFeedRetention(t *testing.T) {
 	a := startDeployedOperator(t)
 	ctx := context.Background()
 	ns := newNamespace(t, a)
-	keys := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "keys"},
-		StringData: map[string]string{"user.key": strings.Repeat("u", 64), "service.key": strings.Repeat("s", 64), "internal.key": strings.Repeat("i", 64)}}
-	if err := a.Client.Create(ctx, keys); err != nil {
-		t.Fatal(err)
-	}
+	createAuthKeys(t, a, ns)
 	cluster := func(name, retention string) *v1alpha1.IMCluster {
 		spec := minimalSpec()
 		spec.Limits.FeedRetention = retention
@@ -76,16 +72,9 @@ func TestFeedRetention(t *testing.T) {
 			if got := c.Spec.Limits.FeedRetention; got != tc.wantSpec {
 				t.Errorf("spec.limits.feedRetention %q after defaulting, want %q", got, tc.wantSpec)
 			}
-			var cm corev1.ConfigMap
-			eventually(t, 30*time.Second, "ConfigMap of "+tc.name, func() error {
-				return a.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: tc.name + "-config"}, &cm)
-			})
-			if got, ok := cm.Data[config.EnvFeedRetention]; !ok || got != tc.wantEnv {
+			data, m := renderedMessageConfig(t, a, ns, tc.name)
+			if got, ok := data[config.EnvFeedRetention]; !ok || got != tc.wantEnv {
 				t.Fatalf("%s = %q (set: %v), want %q", config.EnvFeedRetention, got, ok, tc.wantEnv)
-			}
-			m, err := config.LoadMessage(func(k string) string { return cm.Data[k] })
-			if err != nil {
-				t.Fatalf("the message tier refuses the ConfigMap: %v", err)
 			}
 			if m.FeedRetention != tc.wantLoaded {
 				t.Errorf("the message tier loads FeedRetention %v, want %v", m.FeedRetention, tc.wantLoaded)
@@ -178,4 +167,30 @@ func TestFeedRetention(t *testing.T) {
 	if got := jobs(); fmt.Sprint(got) != fmt.Sprint(jobsBefore) {
 		t.Errorf("bootstrap Jobs %v -> %v: a feed retention change must not rerun the bootstrap", jobsBefore, got)
 	}
+}
+
+// createAuthKeys creates the Secret "keys" that minimalSpec's auth names.
+func createAuthKeys(t *testing.T, a *apiserver, ns string) {
+	t.Helper()
+	keys := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "keys"},
+		StringData: map[string]string{"user.key": strings.Repeat("u", 64), "service.key": strings.Repeat("s", 64), "internal.key": strings.Repeat("i", 64)}}
+	if err := a.Client.Create(context.Background(), keys); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// renderedMessageConfig awaits the ConfigMap of the IMCluster name and
+// returns its data and what the message tier loads from it (failing the
+// test if the tier would refuse it).
+func renderedMessageConfig(t *testing.T, a *apiserver, ns, name string) (map[string]string, config.Message) {
+	t.Helper()
+	var cm corev1.ConfigMap
+	eventually(t, 30*time.Second, "ConfigMap of "+name, func() error {
+		return a.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name + "-config"}, &cm)
+	})
+	m, err := config.LoadMessage(func(k string) string { return cm.Data[k] })
+	if err != nil {
+		t.Fatalf("the message tier refuses the ConfigMap of %s: %v", name, err)
+	}
+	return cm.Data, m
 }
