@@ -223,11 +223,11 @@ func renderConfig(c *v1alpha1.IMCluster) (rendered, error) {
 // would refuse to start).
 func pipelineFetchWait(v string) (time.Duration, error) {
 	d, err := time.ParseDuration(v)
-	switch {
-	case err != nil:
+	if err != nil {
 		return 0, fmt.Errorf("while parsing spec.message.pipelineFetchWait: %w", err)
-	case d < time.Millisecond || d > config.MaxFetchWait:
-		return 0, fmt.Errorf("spec.message.pipelineFetchWait %q: want 1ms to %v", v, config.MaxFetchWait)
+	}
+	if err := config.CheckFetchWait(d); err != nil {
+		return 0, fmt.Errorf("spec.message.pipelineFetchWait %q %w", v, err)
 	}
 	return d, nil
 }

@@ -129,20 +129,23 @@ store_delta() { # BEFORE AFTER: what the run asked of Cassandra, per persisted r
 			print ""
 		}' "$1" "$2"
 }
+counted() { # run "$@", then print the pipeline's batches and what this run asked of Cassandra
+	store_counts >"$RUN/store.before"
+	"$@"
+	batch_sizes
+	store_counts >"$RUN/store.after"
+	store_delta "$RUN/store.before" "$RUN/store.after"
+}
 header() { echo "# $(date -u +%FT%TZ) $MODE rev=$(git -C "$TREE" rev-parse --short HEAD) $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, loadavg $(cut -d' ' -f1-3 /proc/loadavg)"; }
 
 for rate in "$@"; do
 	out=$OUT/$TAG-$MODE-$rate.txt
 	case $MODE in
-	steady)
-		store_counts >"$RUN/store.before"
-		{ header; bench "$rate" 20s 10s; batch_sizes; store_counts >"$RUN/store.after"; store_delta "$RUN/store.before" "$RUN/store.after"
-			echo "# loadavg after $(cut -d' ' -f1-3 /proc/loadavg)"; } >"$out" 2>&1 || true ;;
+	steady) { header; counted bench "$rate" 20s 10s; echo "# loadavg after $(cut -d' ' -f1-3 /proc/loadavg)"; } >"$out" 2>&1 || true ;;
 	group)
 		size=${rate%%:*}
-		store_counts >"$RUN/store.before"
-		{ header; bench "${rate#*:}" 20s 20s "$((size > 1000 ? size : 1000))" --group-size "$size" --run-id "g$size-$(date +%H%M%S)"
-			batch_sizes; store_counts >"$RUN/store.after"; store_delta "$RUN/store.before" "$RUN/store.after"; echo "# loadavg after $(cut -d' ' -f1-3 /proc/loadavg)"; } >"$out" 2>&1 || true ;;
+		{ header; counted bench "${rate#*:}" 20s 20s "$((size > 1000 ? size : 1000))" --group-size "$size" --run-id "g$size-$(date +%H%M%S)"
+			echo "# loadavg after $(cut -d' ' -f1-3 /proc/loadavg)"; } >"$out" 2>&1 || true ;;
 	kill)
 		header >"$out"
 		bench "$rate" 30s 60s >>"$out" 2>&1 &

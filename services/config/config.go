@@ -106,8 +106,18 @@ type Kafka struct {
 // Pipeline fetch settings (see Kafka.FetchWait).
 const (
 	DefaultFetchWait = 30 * time.Millisecond
+	MinFetchWait     = time.Millisecond
 	MaxFetchWait     = 500 * time.Millisecond
 )
+
+// CheckFetchWait refuses a fetch wait outside [MinFetchWait,
+// MaxFetchWait]: LoadMessage and the operator's render apply it alike.
+func CheckFetchWait(d time.Duration) error {
+	if d < MinFetchWait || d > MaxFetchWait {
+		return fmt.Errorf("must be in [%v, %v]", MinFetchWait, MaxFetchWait)
+	}
+	return nil
+}
 
 // Cassandra is the message store.
 type Cassandra struct {
@@ -213,8 +223,8 @@ func LoadMessage(get Getenv) (Message, error) {
 		SASLPassFile:      str(get, EnvKafkaSASLPassFile, ""),
 		FetchWait:         dur(get, EnvFetchWait, DefaultFetchWait, &errs),
 	}
-	if m.FetchWait < time.Millisecond || m.FetchWait > MaxFetchWait {
-		errs = append(errs, EnvFetchWait+" must be in [1ms, 500ms]")
+	if err := CheckFetchWait(m.FetchWait); err != nil {
+		errs = append(errs, EnvFetchWait+" "+err.Error())
 	}
 	m.Cassandra = Cassandra{
 		Hosts:       list(get, EnvCassandraHosts, "127.0.0.1:9042"),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/gocql/gocql"
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,11 +30,13 @@ var (
 	})
 )
 
-func init() {
-	for _, k := range []string{"read", "write", "batch"} {
-		mRequests.WithLabelValues(k)
-	}
-}
+// The request counters by kind, resolved once: the observer runs on
+// every request.
+var (
+	readRequests  = mRequests.WithLabelValues("read")
+	writeRequests = mRequests.WithLabelValues("write")
+	batchRequests = mRequests.WithLabelValues("batch")
+)
 
 // observer counts every query and batch of a session (gocql calls it on
 // the request's goroutine, concurrently).
@@ -44,11 +47,7 @@ var _ gocql.BatchObserver = observer{}
 
 func (observer) ObserveQuery(_ context.Context, q gocql.ObservedQuery) {
 	c := countersOf(q.Statement)
-	if c.read {
-		mRequests.WithLabelValues("read").Inc()
-	} else {
-		mRequests.WithLabelValues("write").Inc()
-	}
+	c.request.Inc()
 	c.statements.Inc()
 	if q.Err != nil {
 		mFailures.Inc()
@@ -56,7 +55,7 @@ func (observer) ObserveQuery(_ context.Context, q gocql.ObservedQuery) {
 }
 
 func (observer) ObserveBatch(_ context.Context, b gocql.ObservedBatch) {
-	mRequests.WithLabelValues("batch").Inc()
+	batchRequests.Inc()
 	for _, s := range b.Statements {
 		countersOf(s).statements.Inc()
 	}
@@ -65,37 +64,35 @@ func (observer) ObserveBatch(_ context.Context, b gocql.ObservedBatch) {
 	}
 }
 
-// statementCounters is what one CQL text counts into.
+// statementCounters is what one CQL text counts into: the request
+// counter of its kind when sent on its own, and its table's statements.
 type statementCounters struct {
-	read       bool
-	statements prometheus.Counter
+	request, statements prometheus.Counter
 }
 
 // statementCache maps a statement's text to its counters, so the hot path
 // parses each text once. Texts are the store's own (a few hundred with
 // the conversation row's column combinations); past maxCachedStatements
 // a text is parsed each time.
-var statementCache sync.Map // string → statementCounters
+var (
+	statementCache   sync.Map // string → statementCounters
+	cachedStatements atomic.Int32
+)
 
 const maxCachedStatements = 2048
-
-var cachedStatements struct {
-	sync.Mutex
-	n int
-}
 
 func countersOf(cql string) statementCounters {
 	if c, ok := statementCache.Load(cql); ok {
 		return c.(statementCounters)
 	}
 	op, table := classify(cql)
-	c := statementCounters{read: op == "read", statements: mStatements.WithLabelValues(op, table)}
-	cachedStatements.Lock()
-	if cachedStatements.n < maxCachedStatements {
-		cachedStatements.n++
+	c := statementCounters{request: writeRequests, statements: mStatements.WithLabelValues(op, table)}
+	if op == "read" {
+		c.request = readRequests
+	}
+	if cachedStatements.Add(1) <= maxCachedStatements {
 		statementCache.Store(cql, c)
 	}
-	cachedStatements.Unlock()
 	return c
 }
 
@@ -103,17 +100,20 @@ func countersOf(cql string) statementCounters {
 // ("other" when it names none the way the store writes them).
 func classify(cql string) (op, table string) {
 	f := strings.Fields(cql)
-	if len(f) == 0 {
-		return "write", "other"
+	word := func(i int) string {
+		if i < len(f) {
+			return f[i]
+		}
+		return ""
 	}
 	var after string
-	switch strings.ToUpper(f[0]) {
+	switch strings.ToUpper(word(0)) {
 	case "SELECT":
 		op, after = "read", "FROM"
 	case "INSERT":
 		op, after = "write", "INTO"
 	case "UPDATE":
-		return "write", tableName(f[1:min(2, len(f))])
+		return "write", tableName(word(1))
 	case "DELETE":
 		op, after = "write", "FROM"
 	default:
@@ -121,22 +121,20 @@ func classify(cql string) (op, table string) {
 	}
 	for i, w := range f {
 		if strings.EqualFold(w, after) {
-			return op, tableName(f[i+1 : min(i+2, len(f))])
+			return op, tableName(word(i + 1))
 		}
 	}
 	return op, "other"
 }
 
-func tableName(f []string) string {
-	if len(f) == 0 {
+// tableName is the table a statement names in w ("feed", "conv_pins(a,"),
+// "other" for none.
+func tableName(w string) string {
+	if i := strings.IndexByte(w, '('); i >= 0 {
+		w = w[:i]
+	}
+	if w == "" {
 		return "other"
 	}
-	t := strings.TrimRight(f[0], "(")
-	if i := strings.IndexByte(t, '('); i >= 0 {
-		t = t[:i]
-	}
-	if t == "" {
-		return "other"
-	}
-	return strings.ToLower(t)
+	return strings.ToLower(w)
 }
