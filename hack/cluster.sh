@@ -11,7 +11,7 @@
 #   load ARCHIVE  import an image archive (docker-archive or OCI) into the node
 #   down          stop every process by its recorded pid and remove what the
 #                 node left outside its directory: iptables chains (KUBE-*,
-#                 CNI-*, v4 and v6), the bridge, mounts, network namespaces,
+#                 CNI-*, IMC-*, v4 and v6), the bridge, mounts, network namespaces,
 #                 cgroups, /var/log links; safe after a killed run
 #   status        one line per process
 #   env           export lines: KUBECONFIG, IMC_NODE_IP, IMC_KUBECTL, IMC_HELM
@@ -156,6 +156,7 @@ up() {
 		--kubeconfig "$CL_DIR/kubelet.kubeconfig" --root-dir "$CL_DIR/kubelet-root" \
 		--cert-dir "$CL_DIR/kubelet-certs" --node-ip "$NODE_IP" --v 1
 	kube_proxy_config
+	guard_service_cidr
 	cl_launch kube-proxy "$K8S_DIR/kube-proxy" --config "$CL_DIR/kube-proxy.yaml" --v 1
 	await 90 "Node $NODE_NAME" kc get node "$NODE_NAME" || fail_up kubelet
 	kc wait --for=condition=Ready "node/$NODE_NAME" --timeout 90s >/dev/null || fail_up kubelet
@@ -164,6 +165,23 @@ up() {
 	kc -n kube-system rollout status deploy/coredns --timeout 120s >/dev/null || fail_up coredns
 	log "cluster up in $(($(date +%s) - t0))s; KUBECONFIG=$CL_DIR/admin.kubeconfig"
 	trap - EXIT INT TERM
+}
+
+# guard_service_cidr: a connection to the service CIDR that kube-proxy did
+# not DNAT is refused here. kube-proxy rewrites the filter table (the "has
+# no endpoints" REJECT) and the nat table (the DNAT) in two commits, so a
+# SYN sent between them matches neither; on a real node it then goes out of
+# the default route and nowhere, but this sandbox's gateway answers every
+# unrouted HTTP request with a 404, and a keep-alive client stays on that
+# connection (seen once in CI: 90 s of 404s from the message ClusterIP).
+guard_service_cidr() {
+	iptables -w 5 -N IMC-UNPROXIED 2>/dev/null || iptables -w 5 -F IMC-UNPROXIED
+	iptables -w 5 -A IMC-UNPROXIED -d "$CL_SERVICE_CIDR" -m conntrack ! --ctstate DNAT \
+		-m comment --comment "imcluster: service IP not proxied" -j REJECT --reject-with icmp-port-unreachable
+	local chain
+	for chain in OUTPUT FORWARD; do
+		iptables -w 5 -C "$chain" -j IMC-UNPROXIED 2>/dev/null || iptables -w 5 -I "$chain" -j IMC-UNPROXIED
+	done
 }
 
 fail_up() { # COMPONENT: log tail, then fail (the caller's trap or down cleans up)
@@ -276,15 +294,16 @@ stop_proc() { # NAME: TERM, then KILL after 15 s, by recorded pid (and its sessi
 	rm -f "$CL_DIR/$1.pid"
 }
 
-# iptables_clean CMD: drop every KUBE-* and CNI-* chain and every rule that
-# jumps to one, table by table (the rest of each table is restored as it was).
+# iptables_clean CMD: drop every KUBE-*, CNI-* and IMC-* chain and every
+# rule that jumps to one, table by table (the rest of each table is
+# restored as it was).
 iptables_clean() {
 	local cmd=$1 t dump
 	command -v "$cmd" >/dev/null || return 0
 	for t in nat filter mangle raw; do
 		dump="$("$cmd-save" -t "$t" 2>/dev/null)" || continue
-		grep -qE '(KUBE|CNI)-' <<<"$dump" || continue
-		grep -vE '^:(KUBE|CNI)-|-A (KUBE|CNI)-|-[jg] (KUBE|CNI)-' <<<"$dump" | "$cmd-restore" -w 5 ||
+		grep -qE '(KUBE|CNI|IMC)-' <<<"$dump" || continue
+		grep -vE '^:(KUBE|CNI|IMC)-|-A (KUBE|CNI|IMC)-|-[jg] (KUBE|CNI|IMC)-' <<<"$dump" | "$cmd-restore" -w 5 ||
 			log "warning: $cmd-restore of table $t failed"
 	done
 }

@@ -165,6 +165,11 @@ spec:
 	var nSent, nFail atomic.Int64
 	stop := make(chan struct{})
 	loadDone := make(chan struct{})
+	var stopOnce sync.Once
+	stopLoad := func() { stopOnce.Do(func() { close(stop) }); <-loadDone }
+	// A t.Fatal below ends the test while the load runs: stop it first (a
+	// t.Errorf after the test completed panics the whole binary).
+	t.Cleanup(stopLoad)
 	go func() {
 		defer close(loadDone)
 		tick := time.NewTicker(100 * time.Millisecond)
@@ -178,6 +183,9 @@ spec:
 			d := devs[i%len(devs)]
 			text := fmt.Sprintf("load-%s-%05d", d.user, i)
 			if _, err := send(ctx, backend, "alice", d.user, text); err != nil {
+				if ctx.Err() != nil { // the test is ending; this send was cut short
+					return
+				}
 				nFail.Add(1)
 				t.Errorf("send %s: %v", text, err)
 				continue
@@ -248,8 +256,7 @@ spec:
 
 	awaitCount(t, &nSent, nSent.Load()+20, 60*time.Second)
 	t.Logf("memory under load: %s", stackMemory(root))
-	close(stop)
-	<-loadDone
+	stopLoad()
 
 	// Every message sent reaches its device once, in send order.
 	var lost, dup, reordered, late int
