@@ -168,12 +168,13 @@ up() {
 }
 
 # guard_service_cidr: a connection to the service CIDR that kube-proxy did
-# not DNAT is refused here. kube-proxy rewrites the filter table (the "has
-# no endpoints" REJECT) and the nat table (the DNAT) in two commits, so a
-# SYN sent between them matches neither; on a real node it then goes out of
-# the default route and nowhere, but this sandbox's gateway answers every
-# unrouted HTTP request with a 404, and a keep-alive client stays on that
-# connection (seen once in CI: 90 s of 404s from the message ClusterIP).
+# not DNAT is refused here. kube-proxy keeps the "has no endpoints" REJECT
+# in the filter table and the DNAT in the nat table; a SYN that matches
+# neither (most likely one sent while an endpoint change is half applied)
+# leaves by the default route. On a real node it goes nowhere, but this
+# sandbox's gateway answers every unrouted HTTP request with an empty 404,
+# and a keep-alive client then stays on that connection (seen once in CI:
+# 90 s of 404s from the message ClusterIP).
 guard_service_cidr() {
 	iptables -w 5 -N IMC-UNPROXIED 2>/dev/null || iptables -w 5 -F IMC-UNPROXIED
 	iptables -w 5 -A IMC-UNPROXIED -d "$CL_SERVICE_CIDR" -m conntrack ! --ctstate DNAT \
