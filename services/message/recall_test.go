@@ -147,7 +147,8 @@ func TestReadCursorMonotonic(t *testing.T) {
 	if c.PeerReadSeq != seqs[4] {
 		t.Fatalf("alice sees bob's read cursor at %d, want %d (the max)", c.PeerReadSeq, seqs[4])
 	}
-	// Delivered acks are coalesced to the max per conversation and user.
+	// Delivered acks are coalesced to the max per conversation, user and
+	// device; the receipt is the max of the devices'.
 	internal := msgtest.Token(t, e.keys.Internal, "push-1")
 	acks := protocol.DeliveredBatch{Acks: []protocol.DeliveredAck{
 		{ConvID: conv, UserID: "bob", DeviceID: "phone", Seq: seqs[2]},
@@ -157,8 +158,8 @@ func TestReadCursorMonotonic(t *testing.T) {
 	r = e.c.Do(t, "POST", protocol.DeliveredPath, internal, acks)
 	var dr api.DeliveredResponse
 	r.Decode(t, &dr)
-	if r.Status != 200 || dr.Records != 1 {
-		t.Fatalf("delivered: %d %s", r.Status, r.Body)
+	if r.Status != 200 || dr.Records != 2 {
+		t.Fatalf("delivered: %d %s, want 2 records (phone's and web's highest)", r.Status, r.Body)
 	}
 	msgtest.Eventually(t, 30*time.Second, "delivered persisted", func() bool {
 		c, _, _ := e.st.Conversation(t.Context(), "alice", conv)

@@ -2,7 +2,6 @@ package api
 
 import (
 	"cmp"
-	"context"
 	"fmt"
 	"maps"
 	"net/http"
@@ -137,20 +136,15 @@ func (s *Server) recall(w http.ResponseWriter, r *http.Request) *apiError {
 // DeliveredResponse answers the push tier's delivered acks.
 type DeliveredResponse struct {
 	Records int `json:"records"` // delivered records produced after coalescing
-	// Ignored counts the acks refused because their seq is beyond the
-	// highest message seq of the user's conversation (or the user has no
-	// message in it): they were never messages to this user and must not
-	// produce a receipt. The other acks of the batch still count.
-	Ignored int `json:"ignored"`
 }
 
-// delivered turns the push tier's acks into delivered records. Acks are
-// grouped per (conversation, user); each group costs one point read of the
-// user's conversation row and produces at most one record: the highest
-// acked seq that is not beyond the conversation's last message (an ack
-// beyond it is ignored, never clamped: a device cannot have received a
-// message that does not exist). A stale or duplicate ack is harmless
-// (peer_delivered_seq is a max-register) and still produced.
+// delivered turns the push tier's acks into delivered records, without a
+// read: acks are coalesced per (conversation, user, device) to the highest
+// seq, and each becomes one record. The pipeline, the partition's single
+// writer, keeps a record only if it acknowledges a message sent before it
+// (pipeline/receipts.go); an ack beyond the conversation's last message is
+// dropped there, alone — another device's ack is its own record. A stale
+// or duplicate ack is harmless (peer_delivered_seq is a max-register).
 func (s *Server) delivered(w http.ResponseWriter, r *http.Request) *apiError {
 	c, e := s.authenticate(r, false)
 	if e != nil {
@@ -169,8 +163,8 @@ func (s *Server) delivered(w http.ResponseWriter, r *http.Request) *apiError {
 	if len(req.Acks) > maxAcks {
 		return errf(http.StatusRequestEntityTooLarge, protocol.ErrTooLarge, fmt.Sprintf("at most %d acks", maxAcks))
 	}
-	type key struct{ conv, user string }
-	groups := map[key][]protocol.DeliveredAck{}
+	type key struct{ conv, user, device string }
+	highest := map[key]int64{}
 	for i, a := range req.Acks {
 		if model.IsGroupConv(a.ConvID) {
 			continue // groups have no delivered receipts (an older push node may still send them)
@@ -184,80 +178,27 @@ func (s *Server) delivered(w http.ResponseWriter, r *http.Request) *apiError {
 		if a.Seq < 0 || a.Seq > model.MaxSeq {
 			return badRequest(protocol.ErrInvalidField, fmt.Sprintf("acks[%d]: seq out of range", i))
 		}
-		k := key{a.ConvID, a.UserID}
-		groups[k] = append(groups[k], a)
+		k := key{a.ConvID, a.UserID, a.DeviceID}
+		if seq, ok := highest[k]; !ok || a.Seq > seq {
+			highest[k] = a.Seq
+		}
 	}
-	keys := slices.SortedFunc(maps.Keys(groups), func(a, b key) int {
-		return cmp.Or(cmp.Compare(a.conv, b.conv), cmp.Compare(a.user, b.user))
+	keys := slices.SortedFunc(maps.Keys(highest), func(a, b key) int {
+		return cmp.Or(cmp.Compare(a.conv, b.conv), cmp.Compare(a.user, b.user), cmp.Compare(a.device, b.device))
 	})
 	now := s.Now().UnixMilli()
-	ignored := make([]int, len(keys)) // per group
-	produced := make([]bool, len(keys))
-	g, ctx := errgroup.WithContext(r.Context())
+	g := errgroup.Group{}
 	g.SetLimit(32)
-	for i, k := range keys {
+	for _, k := range keys {
+		rec := model.Record{Kind: protocol.KindDelivered, ConvID: k.conv, From: k.user, DeviceID: k.device, AtMs: now, RefSeq: highest[k]}
 		g.Go(func() error {
-			best, n, err := s.bestAck(ctx, k.user, k.conv, groups[k])
-			ignored[i] = n
-			if err != nil || best == nil {
-				return err
-			}
-			rec := model.Record{Kind: protocol.KindDelivered, ConvID: k.conv, From: k.user, DeviceID: best.DeviceID, AtMs: now, RefSeq: best.Seq}
-			if _, _, err := s.produce(&rec); err != nil {
-				return err
-			}
-			produced[i] = true
-			return nil
+			_, _, err := s.produce(&rec)
+			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return unavailable(err)
 	}
-	var resp DeliveredResponse
-	for i := range keys {
-		resp.Ignored += ignored[i]
-		if produced[i] {
-			resp.Records++
-		}
-	}
-	writeJSON(w, http.StatusOK, resp)
+	writeJSON(w, http.StatusOK, DeliveredResponse{Records: len(keys)})
 	return nil
-}
-
-// bestAck returns the highest of one (conversation, user)'s acks that is
-// not beyond the conversation's last message, and how many were ignored as
-// beyond it. The user's conversation row says where the last message is,
-// but it trails the pushes (the pipeline writes it after routing), so the
-// highest ack beyond it is checked in the history (one point read) before
-// it is ignored.
-func (s *Server) bestAck(ctx context.Context, user, conv string, acks []protocol.DeliveredAck) (*protocol.DeliveredAck, int, error) {
-	st, ok, err := s.Store.Conversation(ctx, user, conv)
-	if err != nil {
-		return nil, 0, err
-	}
-	last := int64(-1) // no message: every ack is beyond it
-	if ok {
-		last = st.LastMsgSeq
-	}
-	top := slices.MaxFunc(acks, func(a, b protocol.DeliveredAck) int { return cmp.Compare(a.Seq, b.Seq) })
-	if top.Seq > last {
-		has, err := s.Store.TimelineHas(ctx, conv, top.Seq)
-		if err != nil {
-			return nil, 0, err
-		}
-		if has {
-			last = top.Seq
-		}
-	}
-	var best *protocol.DeliveredAck
-	ignored := 0
-	for j, a := range acks {
-		switch {
-		case a.Seq > last:
-			ignored++
-		case best == nil || a.Seq > best.Seq:
-			best = &acks[j]
-		}
-	}
-	return best, ignored, nil
 }

@@ -8,7 +8,7 @@ import (
 var (
 	mRecords = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "imcluster_pipeline_records_total",
-		Help: "Log records handled by the pipeline, by result (persisted, duplicate, rejected, group_rejected, dead_letter, index_dropped).",
+		Help: "Log records handled by the pipeline, by result (persisted, duplicate, rejected, group_rejected, receipt_ignored, dead_letter, index_dropped).",
 	}, []string{"result"})
 	mBatchSeconds = promauto.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "imcluster_pipeline_stage_seconds",
@@ -47,6 +47,11 @@ var mLag = promauto.NewGaugeVec(prometheus.GaugeOpts{
 	Help: "Records of a partition in the log after the last one this process delivered, as of its latest batch.",
 }, []string{"partition"})
 
+var mReceiptLookups = promauto.NewCounter(prometheus.CounterOpts{
+	Name: "imcluster_pipeline_receipt_lookups_total",
+	Help: "Delivered receipts checked against the history in Cassandra (those the batch and the remembered last messages could not decide).",
+})
+
 var mLookups = promauto.NewCounter(prometheus.CounterOpts{
 	Name: "imcluster_pipeline_msgid_lookups_total",
 	Help: "msg_ids read from Cassandra for de-duplication (those not in the batch or the in-memory window).",
@@ -55,7 +60,7 @@ var mLookups = promauto.NewCounter(prometheus.CounterOpts{
 // Every series exists from the start (at 0), so dashboards and alerts see
 // a rate of 0, not no data, before the first event.
 func init() {
-	for _, r := range []string{"persisted", "duplicate", "rejected", "group_rejected", "dead_letter", "index_dropped"} {
+	for _, r := range []string{"persisted", "duplicate", "rejected", "group_rejected", "receipt_ignored", "dead_letter", "index_dropped"} {
 		mRecords.WithLabelValues(r)
 	}
 	for _, s := range []string{"dedupe", "group_state", "persist", "index", "partition_state", "dead_letter"} {

@@ -31,6 +31,9 @@ type Store interface {
 	LoadGroup(ctx context.Context, group string) (*store.GroupState, error)
 	// SetPartitionState records the partition's highest persisted offset.
 	SetPartitionState(ctx context.Context, part int32, topicID string, maxOff int64) error
+	// TimelineHas reports whether conv's history holds a row at seq (the
+	// check of a delivered receipt the pipeline cannot decide from memory).
+	TimelineHas(ctx context.Context, conv string, seq int64) (bool, error)
 }
 
 // DeadLetter takes records that can never be processed; it returns once
@@ -48,7 +51,7 @@ type Record struct {
 }
 
 // Processor turns a batch of one partition's records into their effect:
-// decode → de-duplicate → persist → route. It is safe for concurrent use by
+// decode → de-duplicate → check receipts → persist → route. It is safe for concurrent use by
 // different partitions.
 type Processor struct {
 	Store      Store
@@ -61,8 +64,9 @@ type Processor struct {
 	// MaxGroupSize bounds a group's members (0: config.DefaultGroupMaxMembers).
 	MaxGroupSize int
 
-	window window
-	groups groupCache
+	window   window
+	groups   groupCache
+	lastMsgs lastMessages
 }
 
 // Backoff bounds of the transient-error retries.
@@ -162,6 +166,9 @@ func (p *Processor) Deliver(ctx, giveUp context.Context, recs []Record) (*Delive
 	if items, err = p.dedupe(ctx, giveUp, part, items); err != nil {
 		return nil, err
 	}
+	if items, err = p.checkReceipts(ctx, giveUp, items); err != nil {
+		return nil, err
+	}
 	p.groups.session(part, giveUp)
 	items, groups, err := p.applyGroups(ctx, giveUp, part, items)
 	if err != nil {
@@ -182,6 +189,7 @@ func (p *Processor) Deliver(ctx, giveUp context.Context, recs []Record) (*Delive
 	}
 	mBatchSeconds.WithLabelValues("persist").Observe(time.Since(t).Seconds())
 	p.window.remember(part, items)
+	p.lastMsgs.remember(items)
 	t = time.Now()
 	if err := p.route(ctx, items); err != nil {
 		return nil, err

@@ -21,18 +21,19 @@ import (
 var errTooBig = errors.New("permanent: mutation too large")
 
 type fakeStore struct {
-	mu           sync.Mutex
-	poison       int64 // the timeline write of a batch holding this offset fails permanently
-	poisonIndex  int64 // the index write of a batch holding this offset fails permanently
-	failures     int   // PersistStage fails this many times first
-	persisted    []store.Item
-	indexed      [][]int64                 // the offsets of each index write
-	indexGate    chan struct{}             // if set, each index write takes a token first
-	indexFail    chan struct{}             // closed: an index write held at the gate fails
-	indexEntered chan struct{}             // with indexGate: gets a token as an index write reaches the gate
-	ids          map[string]store.StoredID // msg_ids rows: the lowest seq wins, as in Cassandra
-	lookups      int
-	log          *[]string
+	mu            sync.Mutex
+	poison        int64 // the timeline write of a batch holding this offset fails permanently
+	poisonIndex   int64 // the index write of a batch holding this offset fails permanently
+	failures      int   // PersistStage fails this many times first
+	persisted     []store.Item
+	indexed       [][]int64                 // the offsets of each index write
+	indexGate     chan struct{}             // if set, each index write takes a token first
+	indexFail     chan struct{}             // closed: an index write held at the gate fails
+	indexEntered  chan struct{}             // with indexGate: gets a token as an index write reaches the gate
+	ids           map[string]store.StoredID // msg_ids rows: the lowest seq wins, as in Cassandra
+	lookups       int
+	timelineReads int
+	log           *[]string
 }
 
 func (f *fakeStore) PersistStage(ctx context.Context, items []store.Item, stage store.Stage) error {
@@ -97,6 +98,19 @@ func (f *fakeStore) LookupMessageIDs(_ context.Context, ids []string) (map[strin
 }
 
 func (f *fakeStore) SetPartitionState(context.Context, int32, string, int64) error { return nil }
+
+// TimelineHas: a 1:1 or group message row at seq, as the history holds.
+func (f *fakeStore) TimelineHas(_ context.Context, conv string, seq int64) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.timelineReads++
+	for _, it := range f.persisted {
+		if it.Off == seq && it.Rec.ConvID == conv && it.Rec.Kind == protocol.KindMessage && !it.Rejected {
+			return true, nil
+		}
+	}
+	return false, nil
+}
 
 func (f *fakeStore) LoadGroup(_ context.Context, g string) (*store.GroupState, error) {
 	return &store.GroupState{ID: g, CreatedSeq: -1, DissolvedSeq: -1, Members: map[string]store.MemberState{}}, nil
