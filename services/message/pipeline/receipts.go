@@ -20,10 +20,10 @@ import (
 //
 //  1. ref < off: a device cannot have received what was not yet sent, and
 //  2. the conversation has a message at or after ref, before off: known
-//     when ref is at most the last 1:1 message this process stored in the
-//     conversation (earlier in the batch, or remembered in lastMessages);
-//     otherwise the history is asked whether it holds a message at ref
-//     (one point read; devices ack message seqs).
+//     when the last 1:1 message this process stored in the conversation
+//     (earlier in the batch, or remembered in lastMessages) lies in
+//     [ref, off); otherwise the history is asked whether it holds a
+//     message at ref (one point read; devices ack message seqs).
 //
 // Every other receipt is dropped and counted (receipt_ignored): a buggy or
 // forged ack must not produce a receipt, since peer_delivered_seq is a
@@ -100,7 +100,7 @@ func (p *Processor) checkReceipts(ctx, giveUp context.Context, items []store.Ite
 			ok[i] = true
 		case it.Rec.RefSeq >= it.Off:
 			// Acks what was not sent yet: never a message.
-		case p.knownUpTo(inBatch, it.Rec.ConvID) >= it.Rec.RefSeq:
+		case inRange(p.knownUpTo(inBatch, it.Rec.ConvID), it.Rec.RefSeq, it.Off):
 			ok[i] = true
 		default:
 			unsure = append(unsure, i)
@@ -138,6 +138,11 @@ func (p *Processor) checkReceipts(ctx, giveUp context.Context, items []store.Ite
 	}
 	return kept, nil
 }
+
+// inRange: a message at seq last proves a receipt at off acking ref when it
+// lies in [ref, off). A remembered message after off (the batch is a
+// replay) proves nothing about the log before off.
+func inRange(last, ref, off int64) bool { return last >= ref && last < off }
 
 // knownUpTo is the last 1:1 message of conv this process knows of: earlier
 // in the batch, else remembered; -1 when neither.

@@ -51,6 +51,11 @@ func TestCheckReceipts(t *testing.T) {
 			rec(t, 51, receipt("bob", "alice", 12)),
 			rec(t, 52, receipt("dan", "carol", 14)), // no message at 14
 		}, true, []int64{50, 51}, 3},
+		{"a replay: a remembered later message proves nothing", []Record{
+			rec(t, 70, message("gina", "hal", "c6", "m6", false)),
+			rec(t, 71, receipt("hal", "gina", 70)),
+		}, false, []int64{70, 71}, 0},
+		{"the replay's receipt of a seq no message holds", []Record{rec(t, 65, receipt("hal", "gina", 64))}, false, nil, 1},
 		{"a conversation without messages", []Record{rec(t, 60, receipt("erin", "frank", 3))}, true, nil, 1},
 	}
 	for _, s := range steps {
