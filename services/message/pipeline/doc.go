@@ -15,11 +15,11 @@
 //	            event); earlier copies are found in the batch, an in-memory
 //	            window per partition, or one plain point read of the msg_ids
 //	            table per msg_id not found there (reads of a batch concurrent)
-//	receipts    a delivered receipt is kept only if it acknowledges a 1:1
-//	            message stored before it in the log (receipts.go): decided
-//	            from the batch and the last messages this process stored,
-//	            else by one history read; the others are dropped and
-//	            counted (receipt_ignored), never clamped
+//	receipts    a delivered receipt is kept only if its seq is a 1:1
+//	            message of its conversation, before it in the log
+//	            (receipts.go): found in the batch, the messages this process
+//	            stored lately, or by one history read; the others are
+//	            dropped and counted (receipt_ignored), never clamped
 //	groups      the records of group conversations (g:<group>) are decided
 //	            against the group's state at their place in the log
 //	            (groups.go): membership changes applied, sends by

@@ -64,9 +64,9 @@ type Processor struct {
 	// MaxGroupSize bounds a group's members (0: config.DefaultGroupMaxMembers).
 	MaxGroupSize int
 
-	window   window
-	groups   groupCache
-	lastMsgs lastMessages
+	window window
+	groups groupCache
+	recent recentMessages
 }
 
 // Backoff bounds of the transient-error retries.
@@ -189,7 +189,7 @@ func (p *Processor) Deliver(ctx, giveUp context.Context, recs []Record) (*Delive
 	}
 	mBatchSeconds.WithLabelValues("persist").Observe(time.Since(t).Seconds())
 	p.window.remember(part, items)
-	p.lastMsgs.remember(items)
+	p.recent.remember(items)
 	t = time.Now()
 	if err := p.route(ctx, items); err != nil {
 		return nil, err

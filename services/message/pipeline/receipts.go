@@ -17,66 +17,70 @@ import (
 // read in the common case.
 //
 // A receipt (a delivered record at offset off, acking ref) is kept when
-//
-//  1. ref < off: a device cannot have received what was not yet sent, and
-//  2. the conversation has a message at or after ref, before off: known
-//     when the last 1:1 message this process stored in the conversation
-//     (earlier in the batch, or remembered in lastMessages) lies in
-//     [ref, off); otherwise the history is asked whether it holds a
-//     message at ref (one point read; devices ack message seqs).
+// ref < off (a device cannot have received what was not yet sent) and the
+// conversation holds a 1:1 message at ref (devices ack the seqs of
+// messages they received; the push tier forwards each device's highest).
+// Where that is looked up, cheapest first: earlier in the batch; the
+// messages this process stored lately (recentMessages); the history (one
+// point read). Each source is exact, so the decision is the same wherever
+// and whenever the batch runs (a replay after a rebalance included).
 //
 // Every other receipt is dropped and counted (receipt_ignored): a buggy or
 // forged ack must not produce a receipt, since peer_delivered_seq is a
 // max-register and a false receipt would stay. Nothing is clamped.
 
-// lastMessagesSize bounds the conversations lastMessages remembers.
-const lastMessagesSize = 1 << 16
+// recentMessagesSize bounds the messages recentMessages remembers.
+const recentMessagesSize = 1 << 16
 
 // receiptLookups bounds the history reads of one batch in flight.
 const receiptLookups = 16
 
-// lastMessages remembers, per conversation, the highest seq of a 1:1
-// message this process stored. An entry is a fact that never becomes false
-// (a message was stored at that seq), so it outlives a partition's loss;
-// an entry that is missing or behind only costs a read.
-type lastMessages struct {
+// msgKey is one 1:1 message: its conversation and seq.
+type msgKey struct {
+	conv string
+	seq  int64
+}
+
+// recentMessages remembers the 1:1 messages this process stored lately. An
+// entry is a fact that never becomes false (a message was stored at that
+// seq), so it outlives a partition's loss; a missing one only costs a read.
+type recentMessages struct {
 	mu   sync.Mutex
-	seq  map[string]int64
-	ring []string
+	set  map[msgKey]struct{}
+	ring []msgKey
 	next int
 }
 
-func (l *lastMessages) get(conv string) (int64, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	s, ok := l.seq[conv]
-	return s, ok
+func (r *recentMessages) has(k msgKey) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.set[k]
+	return ok
 }
 
-func (l *lastMessages) put(conv string, seq int64) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.seq == nil {
-		l.seq = map[string]int64{}
-		l.ring = make([]string, lastMessagesSize)
+func (r *recentMessages) add(k msgKey) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.set == nil {
+		r.set = map[msgKey]struct{}{}
+		r.ring = make([]msgKey, recentMessagesSize)
 	}
-	if old, ok := l.seq[conv]; ok {
-		l.seq[conv] = max(old, seq)
+	if _, ok := r.set[k]; ok {
 		return
 	}
-	if evict := l.ring[l.next]; evict != "" {
-		delete(l.seq, evict)
+	if evict := r.ring[r.next]; evict.conv != "" {
+		delete(r.set, evict)
 	}
-	l.ring[l.next] = conv
-	l.seq[conv] = seq
-	l.next = (l.next + 1) % len(l.ring)
+	r.ring[r.next] = k
+	r.set[k] = struct{}{}
+	r.next = (r.next + 1) % len(r.ring)
 }
 
 // remember records the 1:1 messages among stored items.
-func (l *lastMessages) remember(items []store.Item) {
+func (r *recentMessages) remember(items []store.Item) {
 	for _, it := range items {
 		if isDirectMessage(it) {
-			l.put(it.Rec.ConvID, it.Off)
+			r.add(msgKey{it.Rec.ConvID, it.Off})
 		}
 	}
 }
@@ -88,19 +92,21 @@ func isDirectMessage(it store.Item) bool {
 // checkReceipts drops the delivered receipts among items (one partition,
 // offset order, de-duplicated) that acknowledge no message; see above.
 func (p *Processor) checkReceipts(ctx, giveUp context.Context, items []store.Item) ([]store.Item, error) {
-	inBatch := map[string]int64{} // conversation → last 1:1 message earlier in the batch
-	var unsure []int              // receipts to look up in the history
+	inBatch := map[msgKey]struct{}{} // 1:1 messages earlier in the batch
+	var unsure []int                 // receipts to look up in the history
 	ok := make([]bool, len(items))
 	for i, it := range items {
+		k := msgKey{it.Rec.ConvID, it.Rec.RefSeq}
+		_, earlier := inBatch[k]
 		switch {
 		case isDirectMessage(it):
-			inBatch[it.Rec.ConvID] = it.Off
+			inBatch[msgKey{it.Rec.ConvID, it.Off}] = struct{}{}
 			ok[i] = true
 		case it.Rec.Kind != protocol.KindDelivered:
 			ok[i] = true
 		case it.Rec.RefSeq >= it.Off:
 			// Acks what was not sent yet: never a message.
-		case inRange(p.knownUpTo(inBatch, it.Rec.ConvID), it.Rec.RefSeq, it.Off):
+		case earlier || p.recent.has(k):
 			ok[i] = true
 		default:
 			unsure = append(unsure, i)
@@ -122,11 +128,6 @@ func (p *Processor) checkReceipts(ctx, giveUp context.Context, items []store.Ite
 		if err := g.Wait(); err != nil {
 			return nil, err
 		}
-		for _, i := range unsure {
-			if ok[i] { // a fact from the history: spares the next reads
-				p.lastMsgs.put(items[i].Rec.ConvID, items[i].Rec.RefSeq)
-			}
-		}
 	}
 	kept := items[:0]
 	for i, it := range items {
@@ -137,21 +138,4 @@ func (p *Processor) checkReceipts(ctx, giveUp context.Context, items []store.Ite
 		kept = append(kept, it)
 	}
 	return kept, nil
-}
-
-// inRange: a message at seq last proves a receipt at off acking ref when it
-// lies in [ref, off). A remembered message after off (the batch is a
-// replay) proves nothing about the log before off.
-func inRange(last, ref, off int64) bool { return last >= ref && last < off }
-
-// knownUpTo is the last 1:1 message of conv this process knows of: earlier
-// in the batch, else remembered; -1 when neither.
-func (p *Processor) knownUpTo(inBatch map[string]int64, conv string) int64 {
-	if s, ok := inBatch[conv]; ok {
-		return s
-	}
-	if s, ok := p.lastMsgs.get(conv); ok {
-		return s
-	}
-	return -1
 }
