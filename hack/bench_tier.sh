@@ -22,6 +22,10 @@
 #                killed with SIGKILL and started again at once (a container
 #                restart): what a crash costs send→deliver
 #
+# IMC_BENCH_WARM=1 (steady) precedes each measured run by 20 s of the same
+# rate to the same users, in the same processes: the conversations exist
+# and their markers are written, as on a server that has been running;
+# without it every run's 1,000 conversations are new (cold).
 # IMC_BENCH_PARTITIONS sets the topic's partitions (default 6, as make dev);
 # IMC_BENCH_ACK=1 makes the clients acknowledge every event, as the SDKs
 # do by default (imctl bench --ack: the delivered receipts' cost included).
@@ -141,7 +145,15 @@ header() { echo "# $(date -u +%FT%TZ) $MODE rev=$(git -C "$TREE" rev-parse --sho
 for rate in "$@"; do
 	out=$OUT/$TAG-$MODE-$rate.txt
 	case $MODE in
-	steady) { header; counted bench "$rate" 20s 10s; echo "# loadavg after $(cut -d' ' -f1-3 /proc/loadavg)"; } >"$out" 2>&1 || true ;;
+	steady)
+		id=(--run-id "s$rate-$(date +%H%M%S)")
+		# IMC_BENCH_WARM=1: the same users and conversations get 20 s of
+		# the same rate first, in the same processes, outside the measured
+		# window (a running server's steady state: markers written, caches
+		# and JIT warm); without it every run's conversations are new.
+		[[ -n ${IMC_BENCH_WARM:-} ]] && bench "$rate" 20s 5s 1000 "${id[@]}" >"$RUN/warm-$rate.txt" 2>&1
+		{ header; [[ -n ${IMC_BENCH_WARM:-} ]] && echo "# after a 20 s warm-up at the same rate, same users and conversations"
+			counted bench "$rate" 20s 10s 1000 "${id[@]}"; echo "# loadavg after $(cut -d' ' -f1-3 /proc/loadavg)"; } >"$out" 2>&1 || true ;;
 	group)
 		size=${rate%%:*}
 		{ header; counted bench "${rate#*:}" 20s 20s "$((size > 1000 ? size : 1000))" --group-size "$size" --run-id "g$size-$(date +%H%M%S)"

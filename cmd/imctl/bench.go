@@ -152,7 +152,7 @@ checks the limit first and reports clearly when it is hit.`,
 	f.DurationVar(&o.hold, "hold", 5*time.Second, "with --rate 0: how long to hold the idle connections before measuring")
 	f.StringVar(&o.metrics, "push-metrics", "", "push nodes' metrics base URLs, comma-separated (for memory per connection)")
 	f.BoolVar(&o.jsonOut, "json", false, "print the result as JSON on stdout")
-	f.StringVar(&o.runID, "run-id", "", "user name prefix (default: bench-<time>)")
+	f.StringVar(&o.runID, "run-id", "", "user name prefix (default: bench-<time>); the same id again reuses the users and their conversations")
 	f.IntVar(&o.textBytes, "text-bytes", 64, "message text size")
 	f.IntVar(&o.groupSize, "group-size", 0, "group mode: put the users in groups of this size (users/size groups) and send group messages, each delivered to every other member (0: 1:1, user i to user i+1)")
 	f.BoolVar(&o.ack, "ack", false, "acknowledge every event received, as the SDKs do by default: each 1:1 message then also costs a delivered receipt (the push node's ack batch, a log record, the sender's feed entry and conversation row); off, the figures are of the messages alone")
@@ -359,6 +359,10 @@ func runBench(ctx context.Context, o benchOpts) error {
 		latMu               sync.Mutex
 	)
 	ssem := make(chan struct{}, o.concurrency)
+	// Client message ids are unique per invocation, so a second bench with
+	// the same --run-id (the same users and conversations, e.g. after a
+	// warm-up run) sends new messages instead of retries of the first's.
+	sendID := strconv.FormatInt(time.Now().UnixMilli()%(36*36*36*36*36*36), 36)
 	cpuBefore, err := snapshotServerCPU(o.serverPIDs)
 	if err != nil {
 		return err
@@ -386,7 +390,7 @@ func runBench(ctx context.Context, o benchOpts) error {
 			<-ssem
 			continue
 		}
-		cmid := fmt.Sprintf("%s-%d", o.runID, k)
+		cmid := fmt.Sprintf("%s-%s-%d", o.runID, sendID, k)
 		m := &sentMsg{start: time.Now(), expect: plan.receivers(from, clients), receivers: map[int]bool{}}
 		sentMu.Lock()
 		sent[cmid] = m
