@@ -269,8 +269,12 @@ func depsScript(t testing.TB) string {
 }
 
 // freePorts returns n distinct ports that were free a moment ago (listened
-// on and closed; another process could take one in between, then start
-// fails with a clear "port in use" message).
+// on and closed) and that no other test process on this machine picked in
+// the last portClaimTTL (claimPort): the test packages run side by side and
+// pick from the same range, and two of them picking one port made a
+// server's start fail with "address already in use" (seen in CI). Anything
+// else could still take a port in between; start then fails with that
+// clear message.
 //
 // They are picked below the kernel's ephemeral range: a port from that
 // range (what listening on :0 gives) may become the local port of any
@@ -295,6 +299,10 @@ func freePorts(t testing.TB, n int) []int {
 		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
 		if err != nil {
 			continue // taken
+		}
+		if !claimPort(p) {
+			_ = ln.Close()
+			continue // another test process picked it lately
 		}
 		lns = append(lns, ln)
 		ports = append(ports, p)
