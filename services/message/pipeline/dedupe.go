@@ -73,8 +73,15 @@ type window struct {
 
 type partWindow struct {
 	ids  map[string]store.StoredID
+	msgs map[msgKey]struct{} // the same messages by (conversation, seq): receipts.go
 	ring []string
 	next int
+}
+
+// msgKey is one stored message: its conversation and seq.
+type msgKey struct {
+	conv string
+	seq  int64
 }
 
 func (w *window) get(part int32, id string) (store.StoredID, bool) {
@@ -88,6 +95,18 @@ func (w *window) get(part int32, id string) (store.StoredID, bool) {
 	return s, ok
 }
 
+// hasMessage reports whether the window holds a message of conv at seq.
+func (w *window) hasMessage(part int32, conv string, seq int64) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	pw := w.parts[part]
+	if pw == nil {
+		return false
+	}
+	_, ok := pw.msgs[msgKey{conv, seq}]
+	return ok
+}
+
 func (w *window) remember(part int32, items []store.Item) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -96,7 +115,7 @@ func (w *window) remember(part int32, items []store.Item) {
 	}
 	pw := w.parts[part]
 	if pw == nil {
-		pw = &partWindow{ids: map[string]store.StoredID{}, ring: make([]string, windowPerPartition)}
+		pw = &partWindow{ids: map[string]store.StoredID{}, msgs: map[msgKey]struct{}{}, ring: make([]string, windowPerPartition)}
 		w.parts[part] = pw
 	}
 	for _, it := range items {
@@ -107,10 +126,13 @@ func (w *window) remember(part int32, items []store.Item) {
 			continue // a replay of a remembered record
 		}
 		if old := pw.ring[pw.next]; old != "" {
+			gone := pw.ids[old]
+			delete(pw.msgs, msgKey{gone.ConvID, gone.Seq})
 			delete(pw.ids, old)
 		}
 		pw.ring[pw.next] = it.Rec.MsgID
 		pw.ids[it.Rec.MsgID] = store.StoredID{ConvID: it.Rec.ConvID, Seq: it.Off, Hash: it.Hash, AtMs: it.Rec.AtMs}
+		pw.msgs[msgKey{it.Rec.ConvID, it.Off}] = struct{}{}
 		pw.next = (pw.next + 1) % len(pw.ring)
 	}
 }

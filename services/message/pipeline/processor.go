@@ -51,8 +51,8 @@ type Record struct {
 }
 
 // Processor turns a batch of one partition's records into their effect:
-// decode → de-duplicate → check receipts → persist → route. It is safe for concurrent use by
-// different partitions.
+// decode → de-duplicate → check receipts → persist → route. It is safe for
+// concurrent use by different partitions.
 type Processor struct {
 	Store      Store
 	Router     Router
@@ -66,7 +66,6 @@ type Processor struct {
 
 	window window
 	groups groupCache
-	recent recentMessages
 }
 
 // Backoff bounds of the transient-error retries.
@@ -166,7 +165,7 @@ func (p *Processor) Deliver(ctx, giveUp context.Context, recs []Record) (*Delive
 	if items, err = p.dedupe(ctx, giveUp, part, items); err != nil {
 		return nil, err
 	}
-	if items, err = p.checkReceipts(ctx, giveUp, items); err != nil {
+	if items, err = p.checkReceipts(ctx, giveUp, part, items); err != nil {
 		return nil, err
 	}
 	p.groups.session(part, giveUp)
@@ -189,7 +188,6 @@ func (p *Processor) Deliver(ctx, giveUp context.Context, recs []Record) (*Delive
 	}
 	mBatchSeconds.WithLabelValues("persist").Observe(time.Since(t).Seconds())
 	p.window.remember(part, items)
-	p.recent.remember(items)
 	t = time.Now()
 	if err := p.route(ctx, items); err != nil {
 		return nil, err

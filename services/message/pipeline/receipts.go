@@ -2,7 +2,7 @@ package pipeline
 
 import (
 	"context"
-	"sync"
+	"slices"
 
 	"golang.org/x/sync/errgroup"
 
@@ -21,77 +21,30 @@ import (
 // conversation holds a 1:1 message at ref (devices ack the seqs of
 // messages they received; the push tier forwards each device's highest).
 // Where that is looked up, cheapest first: earlier in the batch; the
-// messages this process stored lately (recentMessages); the history (one
-// point read). Each source is exact, so the decision is the same wherever
-// and whenever the batch runs (a replay after a rebalance included).
+// de-duplication window (the messages this process stored lately on the
+// partition, dedupe.go); the history (one point read). Each source is
+// exact, so the decision is the same wherever and whenever the batch runs
+// (a replay after a rebalance included).
 //
 // Every other receipt is dropped and counted (receipt_ignored): a buggy or
 // forged ack must not produce a receipt, since peer_delivered_seq is a
 // max-register and a false receipt would stay. Nothing is clamped.
 
-// recentMessagesSize bounds the messages recentMessages remembers.
-const recentMessagesSize = 1 << 16
-
 // receiptLookups bounds the history reads of one batch in flight.
 const receiptLookups = 16
-
-// msgKey is one 1:1 message: its conversation and seq.
-type msgKey struct {
-	conv string
-	seq  int64
-}
-
-// recentMessages remembers the 1:1 messages this process stored lately. An
-// entry is a fact that never becomes false (a message was stored at that
-// seq), so it outlives a partition's loss; a missing one only costs a read.
-type recentMessages struct {
-	mu   sync.Mutex
-	set  map[msgKey]struct{}
-	ring []msgKey
-	next int
-}
-
-func (r *recentMessages) has(k msgKey) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	_, ok := r.set[k]
-	return ok
-}
-
-func (r *recentMessages) add(k msgKey) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.set == nil {
-		r.set = map[msgKey]struct{}{}
-		r.ring = make([]msgKey, recentMessagesSize)
-	}
-	if _, ok := r.set[k]; ok {
-		return
-	}
-	if evict := r.ring[r.next]; evict.conv != "" {
-		delete(r.set, evict)
-	}
-	r.ring[r.next] = k
-	r.set[k] = struct{}{}
-	r.next = (r.next + 1) % len(r.ring)
-}
-
-// remember records the 1:1 messages among stored items.
-func (r *recentMessages) remember(items []store.Item) {
-	for _, it := range items {
-		if isDirectMessage(it) {
-			r.add(msgKey{it.Rec.ConvID, it.Off})
-		}
-	}
-}
 
 func isDirectMessage(it store.Item) bool {
 	return it.Rec.Kind == protocol.KindMessage && !it.Rejected && !it.Rec.IsGroup()
 }
 
+func isReceipt(it store.Item) bool { return it.Rec.Kind == protocol.KindDelivered }
+
 // checkReceipts drops the delivered receipts among items (one partition,
 // offset order, de-duplicated) that acknowledge no message; see above.
-func (p *Processor) checkReceipts(ctx, giveUp context.Context, items []store.Item) ([]store.Item, error) {
+func (p *Processor) checkReceipts(ctx, giveUp context.Context, part int32, items []store.Item) ([]store.Item, error) {
+	if !slices.ContainsFunc(items, isReceipt) {
+		return items, nil
+	}
 	inBatch := map[msgKey]struct{}{} // 1:1 messages earlier in the batch
 	var unsure []int                 // receipts to look up in the history
 	ok := make([]bool, len(items))
@@ -102,11 +55,11 @@ func (p *Processor) checkReceipts(ctx, giveUp context.Context, items []store.Ite
 		case isDirectMessage(it):
 			inBatch[msgKey{it.Rec.ConvID, it.Off}] = struct{}{}
 			ok[i] = true
-		case it.Rec.Kind != protocol.KindDelivered:
+		case !isReceipt(it):
 			ok[i] = true
 		case it.Rec.RefSeq >= it.Off:
 			// Acks what was not sent yet: never a message.
-		case earlier || p.recent.has(k):
+		case earlier || p.window.hasMessage(part, k.conv, k.seq):
 			ok[i] = true
 		default:
 			unsure = append(unsure, i)

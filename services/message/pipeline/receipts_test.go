@@ -62,7 +62,7 @@ func TestCheckReceipts(t *testing.T) {
 	for _, s := range steps {
 		t.Run(s.name, func(t *testing.T) {
 			if s.forget {
-				p.recent = recentMessages{}
+				p.window = window{}
 			}
 			persisted, routed, reads := len(st.persisted), len(rt.routed), st.timelineReads
 			if err := p.Process(ctx, s.batch); err != nil {
