@@ -1,12 +1,10 @@
 package pipeline
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -156,6 +154,7 @@ type handler struct {
 	client sarama.Client
 	work   context.Context
 	fail   context.CancelFunc
+	loop   *sessionLoop // the current session's (sessions follow one another)
 }
 
 func (h *handler) setFatal(err error) {
@@ -179,6 +178,7 @@ func (h *handler) Setup(sess sarama.ConsumerGroupSession) error {
 			}
 		}
 	}
+	h.loop = h.startLoop(sess)
 	h.c.ready.Store(true)
 	h.c.joined.Store(true)
 	h.c.Log.Info("pipeline session started", "claims", sess.Claims(), "generation", sess.GenerationID())
@@ -209,83 +209,24 @@ func (h *handler) guard(ctx context.Context, topic string, part int32) error {
 	return nil
 }
 
+// Cleanup runs once every ConsumeClaim has returned and before sarama's
+// last commit of the session: it waits for the session's loop to finish
+// the batch in progress and index what it delivered (within the grace), so
+// their marks make that commit.
 func (h *handler) Cleanup(sarama.ConsumerGroupSession) error {
+	if h.loop != nil {
+		h.loop.wait()
+		h.loop = nil
+	}
 	h.c.ready.Store(false)
 	return nil
 }
 
-// ConsumeClaim processes one partition: batches of what is fetched,
-// delivered here and indexed by the claim's indexer, each marked for commit
-// only after its whole effect.
+// ConsumeClaim forwards one partition's records to the session's loop
+// (session.go), which batches them with the other partitions' records.
 func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
-	msgs := claim.Messages()
-	ix := newIndexer(h.c.Processor, sess, h.work)
-	defer ix.stop()
-	// The backlog gauge is this claim's: a partition that moved to another
-	// process must not keep showing, here, the lag it had when it left.
-	lagLabel := strconv.Itoa(int(claim.Partition()))
-	defer mLag.DeleteLabelValues(lagLabel)
-	linger := cmp.Or(h.c.BacklogLinger, DefaultBacklogLinger)
-	timer := time.NewTimer(linger) // one per claim, re-armed per wait
-	timer.Stop()
-	batch := make([]Record, 0, MaxBatch) // reused: Delivered keeps decoded copies only
-	for {
-		batch = batch[:0]
-		var last *sarama.ConsumerMessage
-		select {
-		case m, ok := <-msgs:
-			if !ok {
-				return nil
-			}
-			batch, last = append(batch, record(m)), m
-		case <-sess.Context().Done():
-			return nil
-		}
-	drain:
-		for len(batch) < MaxBatch {
-			// An empty channel is momentary: sarama feeds it from each fetch
-			// a record at a time, so it does not mean the log has nothing
-			// more. While the partition's high-water mark says records are
-			// waiting, wait a moment for them. Under a backlog the batch
-			// thus grows (up to MaxBatch) and costs fewer Cassandra requests
-			// per record; with no backlog the batch goes at once, so latency
-			// is unchanged.
-			var timeout <-chan time.Time // nil: a record is ready
-			if len(msgs) == 0 {
-				if claim.HighWaterMarkOffset() <= last.Offset+1 {
-					break drain
-				}
-				timer.Reset(linger)
-				timeout = timer.C
-			}
-			select {
-			case m, ok := <-msgs:
-				timer.Stop()
-				if !ok {
-					break drain
-				}
-				batch, last = append(batch, record(m)), m
-			case <-timeout:
-				break drain
-			}
-		}
-		// The session's end (a rebalance, or shutdown) stops retries, so a
-		// batch stuck on a failing store hands its partition back instead
-		// of holding the whole group's rebalance into the session timeout.
-		if !ix.wait(sess.Context()) {
-			return nil
-		}
-		d, err := h.c.Processor.Deliver(h.work, sess.Context(), batch)
-		if err != nil {
-			// The session ended (or the grace ran out) before the batch
-			// could finish: hand it back uncommitted; it replays wherever
-			// the partition goes.
-			h.c.Log.Warn("batch handed back uncommitted", "partition", claim.Partition(), "from", batch[0].Off, "err", err)
-			return nil
-		}
-		ix.add(d, last)
-		mLag.WithLabelValues(lagLabel).Set(float64(max(0, claim.HighWaterMarkOffset()-last.Offset-1)))
-	}
+	h.loop.forward(claim)
+	return nil
 }
 
 // leaveStatic removes this static member from the group, so its partitions

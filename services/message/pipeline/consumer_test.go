@@ -39,32 +39,74 @@ func (b *batchSizes) get() []int {
 }
 
 type fakeSession struct {
-	sarama.ConsumerGroupSession // only Context and MarkMessage are used
+	sarama.ConsumerGroupSession // only Context, Claims, GenerationID and MarkMessage are used
 	ctx                         context.Context
 	marks                       chan int64 // if set, gets every marked offset
+	partMarks                   chan mark  // if set, gets every mark with its partition
+	claimed                     []int32    // the partitions Claims reports (runSession sets it)
 }
 
-func (s fakeSession) Context() context.Context { return s.ctx }
+type mark struct {
+	part int32
+	off  int64
+}
+
+func (s fakeSession) Context() context.Context   { return s.ctx }
+func (s fakeSession) Claims() map[string][]int32 { return map[string][]int32{"log": s.claimed} }
+func (s fakeSession) GenerationID() int32        { return 1 }
 func (s fakeSession) MarkMessage(m *sarama.ConsumerMessage, _ string) {
 	if s.marks != nil {
 		s.marks <- m.Offset
 	}
+	if s.partMarks != nil {
+		s.partMarks <- mark{m.Partition, m.Offset}
+	}
 }
 
 type fakeClaim struct {
-	sarama.ConsumerGroupClaim // only Messages, Partition and HighWaterMarkOffset are used
+	sarama.ConsumerGroupClaim // only Messages, Partition, InitialOffset and HighWaterMarkOffset are used
+	part                      int32
 	msgs                      chan *sarama.ConsumerMessage
 	hwm                       atomic.Int64
 }
 
 func (c *fakeClaim) Messages() <-chan *sarama.ConsumerMessage { return c.msgs }
-func (c *fakeClaim) Partition() int32                         { return 0 }
+func (c *fakeClaim) Partition() int32                         { return c.part }
+func (c *fakeClaim) InitialOffset() int64                     { return 0 }
 func (c *fakeClaim) HighWaterMarkOffset() int64               { return c.hwm.Load() }
 
-// awaitClaimEnd waits (5 s at most) for ConsumeClaim's result on done and
+// runSession runs a consumer-group session over claims as sarama does:
+// Setup, one ConsumeClaim per claim, and Cleanup once they have all
+// returned (the session's context is done). done gets the first error, or
+// Cleanup's result.
+func runSession(h *handler, sess fakeSession, claims ...*fakeClaim) <-chan error {
+	done := make(chan error, 1)
+	for _, c := range claims {
+		sess.claimed = append(sess.claimed, c.part)
+	}
+	if err := h.Setup(sess); err != nil {
+		done <- err
+		return done
+	}
+	var wg sync.WaitGroup
+	for _, c := range claims {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = h.ConsumeClaim(sess, c)
+		}()
+	}
+	go func() {
+		wg.Wait()
+		done <- h.Cleanup(sess)
+	}()
+	return done
+}
+
+// awaitSessionEnd waits (5 s at most) for runSession's result on done and
 // fails the test if it does not come or is an error; when is said after
-// "did not return".
-func awaitClaimEnd(t *testing.T, done <-chan error, when string) {
+// "did not end".
+func awaitSessionEnd(t *testing.T, done <-chan error, when string) {
 	t.Helper()
 	select {
 	case err := <-done:
@@ -72,8 +114,13 @@ func awaitClaimEnd(t *testing.T, done <-chan error, when string) {
 			t.Fatal(err)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("ConsumeClaim did not return" + when)
+		t.Fatal("the session did not end" + when)
 	}
+}
+
+func testHandler(p *Processor, linger time.Duration) *handler {
+	return &handler{c: &Consumer{Processor: p, BacklogLinger: linger, Log: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		work: context.Background()}
 }
 
 // TestBatchWaitsOnlyForABacklog: a batch waits for records the log says are
@@ -115,14 +162,12 @@ func TestBatchWaitsOnlyForABacklog(t *testing.T) {
 			p.Store = sizes
 			// A linger far longer than the test's deadlines: a batch that
 			// lingered without a backlog would miss them.
-			h := &handler{c: &Consumer{Processor: p, BacklogLinger: time.Minute, Log: slog.New(slog.NewTextHandler(io.Discard, nil))},
-				work: context.Background()}
+			h := testHandler(p, time.Minute)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			claim := &fakeClaim{msgs: make(chan *sarama.ConsumerMessage, 4)}
 			claim.hwm.Store(tc.hwm)
-			done := make(chan error, 1)
-			go func() { done <- h.ConsumeClaim(fakeSession{ctx: ctx}, claim) }()
+			done := runSession(h, fakeSession{ctx: ctx}, claim)
 			claim.msgs <- msg(0)
 			if tc.hwm == 1 {
 				waitSizes(sizes, 1) // went alone, without waiting for record 1
@@ -132,8 +177,8 @@ func TestBatchWaitsOnlyForABacklog(t *testing.T) {
 			claim.hwm.Store(2)
 			claim.msgs <- msg(1)
 			got := waitSizes(sizes, 2)
-			close(claim.msgs)
-			awaitClaimEnd(t, done, "")
+			cancel()
+			awaitSessionEnd(t, done, "")
 			if len(got) != len(tc.want) || got[0] != tc.want[0] {
 				t.Fatalf("batches %v, want %v", got, tc.want)
 			}
@@ -159,13 +204,12 @@ func TestDeliveryRunsAheadOfIndex(t *testing.T) {
 		routed.Store(b[len(b)-1].Event.Seq)
 		return rt.Route(ctx, b)
 	})
-	h := &handler{c: &Consumer{Processor: p, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, work: context.Background()}
+	h := testHandler(p, 0)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sess := fakeSession{ctx: ctx, marks: make(chan int64, 16)}
 	claim := &fakeClaim{msgs: make(chan *sarama.ConsumerMessage, 8)}
-	done := make(chan error, 1)
-	go func() { done <- h.ConsumeClaim(sess, claim) }()
+	done := runSession(h, sess, claim)
 	waitRouted := func(off int64) {
 		t.Helper()
 		deadline := time.Now().Add(5 * time.Second)
@@ -212,14 +256,14 @@ func TestDeliveryRunsAheadOfIndex(t *testing.T) {
 		t.Fatalf("index writes %v, want [[0] [1 2]]", lots)
 	}
 	// The session ends while batch 3's index is held, then its write
-	// fails: it is not marked, and ConsumeClaim returns.
+	// fails: it is not marked, and the session ends.
 	claim.hwm.Store(4)
 	claim.msgs <- msg(3)
 	waitRouted(3)
 	<-fs.indexEntered
 	cancel()
 	close(fs.indexFail)
-	awaitClaimEnd(t, done, " after the session ended")
+	awaitSessionEnd(t, done, " after its context was done")
 	select {
 	case m := <-sess.marks:
 		t.Fatalf("offset %d marked although its index write failed", m)
@@ -271,17 +315,18 @@ func TestIndexLagBound(t *testing.T) {
 
 // TestLagGaugeFollowsClaim: a claim's batches set its partition's backlog
 // gauge (the log end minus the last record delivered), and the series is
-// gone once the claim ends, so a partition that moved to another process
+// gone once the session ends, so a partition that moved to another process
 // does not keep its old lag here.
 func TestLagGaugeFollowsClaim(t *testing.T) {
 	p, fs, _, _, _ := newProc()
 	sizes := &batchSizes{Store: fs}
 	p.Store = sizes
-	h := &handler{c: &Consumer{Processor: p, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, work: context.Background()}
+	h := testHandler(p, time.Millisecond)
 	claim := &fakeClaim{msgs: make(chan *sarama.ConsumerMessage, 1)}
 	claim.hwm.Store(7) // 6 more records in the log than are handed over
-	done := make(chan error, 1)
-	go func() { done <- h.ConsumeClaim(fakeSession{ctx: context.Background()}, claim) }()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := runSession(h, fakeSession{ctx: ctx}, claim)
 	r := rec(t, 0, message("alice", "bob", "c", "lag-0", false))
 	claim.msgs <- &sarama.ConsumerMessage{Partition: 0, Offset: 0, Key: r.Key, Value: r.Value}
 	deadline := time.Now().Add(5 * time.Second)
@@ -291,9 +336,54 @@ func TestLagGaugeFollowsClaim(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	close(claim.msgs)
-	awaitClaimEnd(t, done, "")
+	cancel()
+	awaitSessionEnd(t, done, "")
 	if n := testutil.CollectAndCount(mLag); n != 0 {
 		t.Fatalf("%d lag series after the claim ended, want 0", n)
+	}
+}
+
+// TestBatchSpansPartitions: the records a fetch brings of every claimed
+// partition form one batch (one timeline write); after its index rows,
+// each partition's last record is marked and its persisted head recorded.
+func TestBatchSpansPartitions(t *testing.T) {
+	p, fs, _, _, _ := newProc()
+	sizes := &batchSizes{Store: fs}
+	p.Store = sizes
+	h := testHandler(p, time.Minute) // a batch goes only once nothing is waiting
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sess := fakeSession{ctx: ctx, partMarks: make(chan mark, 8)}
+	claims := []*fakeClaim{{part: 0}, {part: 1}}
+	for _, c := range claims {
+		c.msgs = make(chan *sarama.ConsumerMessage, 4)
+		c.hwm.Store(2) // two records each in the log
+	}
+	done := runSession(h, sess, claims...)
+	for off := range int64(2) {
+		for _, c := range claims {
+			r := rec(t, off, message(fmt.Sprint("u", c.part), "bob", fmt.Sprint("c", off), fmt.Sprintf("id-%d-%d", c.part, off), false))
+			c.msgs <- &sarama.ConsumerMessage{Partition: c.part, Offset: off, Key: r.Key, Value: r.Value}
+		}
+	}
+	got := map[int32]int64{}
+	for len(got) < 2 {
+		select {
+		case m := <-sess.partMarks:
+			got[m.part] = m.off
+		case <-time.After(5 * time.Second):
+			t.Fatalf("marks %v after 5 s, want both partitions' offset 1", got)
+		}
+	}
+	cancel()
+	awaitSessionEnd(t, done, "")
+	if s := sizes.get(); len(s) != 1 || s[0] != 4 {
+		t.Fatalf("timeline writes of %v records, want one of 4", s)
+	}
+	fs.mu.Lock()
+	heads := fmt.Sprint(fs.heads)
+	fs.mu.Unlock()
+	if want := fmt.Sprint(map[int32]int64{0: 1, 1: 1}); fmt.Sprint(got) != want || heads != want {
+		t.Fatalf("marked %v, heads %v; want %v for both", got, heads, want)
 	}
 }

@@ -2,7 +2,7 @@ package pipeline
 
 import (
 	"context"
-	"maps"
+	"slices"
 	"sync"
 
 	"github.com/imcluster/imcluster/services/message/model"
@@ -107,20 +107,22 @@ func (w *window) hasMessage(part int32, conv string, seq int64) bool {
 	return ok
 }
 
-func (w *window) remember(part int32, items []store.Item) {
+// remember adds the messages among items (stored) to their partitions'
+// windows.
+func (w *window) remember(items []store.Item) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.parts == nil {
 		w.parts = map[int32]*partWindow{}
 	}
-	pw := w.parts[part]
-	if pw == nil {
-		pw = &partWindow{ids: map[string]store.StoredID{}, msgs: map[msgKey]struct{}{}, ring: make([]string, windowPerPartition)}
-		w.parts[part] = pw
-	}
 	for _, it := range items {
 		if it.Rec.Kind != protocol.KindMessage || it.Rejected {
 			continue
+		}
+		pw := w.parts[it.Part]
+		if pw == nil {
+			pw = &partWindow{ids: map[string]store.StoredID{}, msgs: map[msgKey]struct{}{}, ring: make([]string, windowPerPartition)}
+			w.parts[it.Part] = pw
 		}
 		if _, ok := pw.ids[it.Rec.MsgID]; ok {
 			continue // a replay of a remembered record
@@ -137,25 +139,36 @@ func (w *window) remember(part int32, items []store.Item) {
 	}
 }
 
-// dedupe turns decoded items (one partition, offset order) into the items
-// to persist: duplicates dropped, conflicting reuses marked Rejected.
-func (p *Processor) dedupe(ctx, giveUp context.Context, part int32, items []store.Item) ([]store.Item, error) {
+// partMsgID is a msg_id on one partition: each partition's records are
+// decided on their own, as its single writer would.
+type partMsgID struct {
+	part int32
+	id   string
+}
+
+// dedupe turns decoded items (of one or more partitions, each partition's
+// in offset order) into the items to persist: duplicates dropped,
+// conflicting reuses marked Rejected.
+func (p *Processor) dedupe(ctx, giveUp context.Context, items []store.Item) ([]store.Item, error) {
 	// earlier holds what the window or the store knows of each msg_id,
 	// read once per batch.
-	earlier := map[string]store.StoredID{}
-	asked := map[string]bool{}
+	earlier := map[partMsgID]store.StoredID{}
 	var misses []string
+	missed := map[string][]int32{} // the partitions whose window lacked each miss
 	for i := range items {
 		it := &items[i]
-		if it.Rec.Kind != protocol.KindMessage || asked[it.Rec.MsgID] {
+		k := partMsgID{it.Part, it.Rec.MsgID}
+		if _, seen := earlier[k]; it.Rec.Kind != protocol.KindMessage || seen || slices.Contains(missed[k.id], k.part) {
 			continue
 		}
-		asked[it.Rec.MsgID] = true
-		if s, ok := p.window.get(part, it.Rec.MsgID); ok {
-			earlier[it.Rec.MsgID] = s
-		} else {
-			misses = append(misses, it.Rec.MsgID)
+		if s, ok := p.window.get(it.Part, it.Rec.MsgID); ok {
+			earlier[k] = s
+			continue
 		}
+		if len(missed[k.id]) == 0 {
+			misses = append(misses, k.id)
+		}
+		missed[k.id] = append(missed[k.id], k.part)
 	}
 	for i := range items {
 		if items[i].Rec.Kind == protocol.KindMessage {
@@ -172,16 +185,20 @@ func (p *Processor) dedupe(ctx, giveUp context.Context, part int32, items []stor
 		if err != nil {
 			return nil, err
 		}
-		maps.Copy(earlier, stored)
+		for id, s := range stored {
+			for _, part := range missed[id] {
+				earlier[partMsgID{part, id}] = s
+			}
+		}
 	}
-	inBatch := map[string]store.StoredID{}
+	inBatch := map[partMsgID]store.StoredID{}
 	kept := items[:0]
 	for _, it := range items {
 		if it.Rec.Kind != protocol.KindMessage {
 			kept = append(kept, it)
 			continue
 		}
-		id := it.Rec.MsgID
+		id := partMsgID{it.Part, it.Rec.MsgID}
 		prior, known := inBatch[id]
 		if !known {
 			prior, known = earlier[id]

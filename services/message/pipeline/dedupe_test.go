@@ -10,6 +10,11 @@ import (
 	"github.com/imcluster/imcluster/services/protocol"
 )
 
+func onPart(part int32, r Record) Record {
+	r.Part = part
+	return r
+}
+
 func withText(r model.Record, text string) model.Record {
 	r.Body = &protocol.Body{Text: text}
 	return r
@@ -35,6 +40,10 @@ func TestDedupeFirstInLogOrderWins(t *testing.T) {
 		{"replay of the stored offset", [][]Record{{rec(t, 10, m)}, {rec(t, 10, m)}}, true, []int64{10, 10}, nil, 2},
 		{"reuse with other content", [][]Record{{rec(t, 10, m)}, {rec(t, 20, withText(m, "other"))}}, true, []int64{10}, []int64{20}, 2},
 		{"reuse in one batch", [][]Record{{rec(t, 10, m), rec(t, 11, withText(m, "other")), rec(t, 12, m)}}, false, []int64{10}, []int64{11}, 1},
+		// A batch spanning partitions decides each partition's records on
+		// their own, as that partition's single writer would (one lookup).
+		{"two partitions in one batch", [][]Record{{rec(t, 10, m), onPart(1, rec(t, 3, m)), rec(t, 11, withText(m, "other")), onPart(1, rec(t, 4, m))}},
+			false, []int64{10, 3}, []int64{11}, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,11 +1,14 @@
 // Package pipeline is the consumer group that turns the Kafka log into
 // stored messages and deliveries.
 //
-// Per partition, in offset order, one batch per fetch (≤ MaxBatch records;
-// a live fetch waits up to Kafka.FetchWait, IM_PIPELINE_FETCH_WAIT, for
-// records to accumulate, so that a batch's fixed costs — the
-// de-duplication read, the timeline write, one delivery per push node —
-// are shared by several messages):
+// One batch per fetch (≤ MaxBatch records) for all the partitions a
+// process consumes (session.go; each partition's records in offset
+// order, every decision below made per partition, as its single writer
+// would); a live fetch waits up to Kafka.FetchWait,
+// IM_PIPELINE_FETCH_WAIT, for records to accumulate, so that a batch's
+// fixed costs — the de-duplication read, the timeline write, one delivery
+// per push node, its share of an index lot — are shared by several
+// messages:
 //
 //	decode      undecodable or invalid records → dead-letter topic with the
 //	            reason (headers reason, partition, offset); never blocking
@@ -37,11 +40,12 @@
 //	route       Router.Route, in order, after persist: "pushed" implies
 //	            "stored" (in the conversation's history)
 //	index       every user's rows (store.StageIndex: feed entries,
-//	            conversation rows, the recency index), on the claim's
+//	            conversation rows, the recency index), on the session's
 //	            indexer goroutine (indexer.go), one lot after the other
-//	commit      the batch's last offset is marked only after all of the
-//	            above, its partition's persisted head recorded; sarama
-//	            commits marked offsets (every 500 ms and when a session ends)
+//	commit      the batch's last offset of each partition is marked only
+//	            after all of the above, the partition's persisted head
+//	            recorded; sarama commits marked offsets (every 500 ms and
+//	            when a session ends)
 //
 // Why index after route: a group message's per-member rows cost O(members)
 // mutations, a 1:1 message's four of its six rows are per user, and none of
@@ -64,13 +68,14 @@
 // Records are validated against the protocol's ceiling, not the configured
 // send limit, so a lowered limit never dead-letters acknowledged records.
 // A batch stops retrying when its consumer session ends (a rebalance); it
-// is handed back uncommitted and replays wherever the partition goes.
+// is handed back uncommitted and replays wherever its partitions go.
 //
 // A crash replays from the last commit: same offsets, same rows, same seqs;
 // devices de-duplicate repeated pushes by (conv_id, seq). On shutdown the
 // batch in progress and the lots queued for indexing get Consumer.Grace to
-// finish; otherwise they are handed back uncommitted. Before consuming, each claimed partition is checked
-// against the stored topic id and highest persisted offset
+// finish; otherwise they are handed back uncommitted. Before consuming,
+// each claimed partition is checked against the stored topic id and
+// highest persisted offset
 // (ErrTopicRecreated): seq is the offset, so a re-created topic must not be
 // consumed into the same keyspace.
 package pipeline

@@ -71,8 +71,9 @@ func (c *groupCache) get(g string) *store.GroupState {
 	return c.groups[g]
 }
 
-// keep stores the states a persisted batch produced.
-func (c *groupCache) keep(part int32, states map[string]*store.GroupState) {
+// keep stores the states a persisted batch produced; parts holds the
+// partition each group's records travel.
+func (c *groupCache) keep(states map[string]*store.GroupState, parts map[string]int32) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for g, st := range states {
@@ -83,7 +84,7 @@ func (c *groupCache) keep(part int32, states map[string]*store.GroupState) {
 				break
 			}
 		}
-		c.groups[g], c.parts[g] = st, part
+		c.groups[g], c.parts[g] = st, parts[g]
 	}
 }
 
@@ -101,7 +102,7 @@ func (c *groupCache) drop(states map[string]*store.GroupState) {
 // Members each reaches, the member rows a change writes, and rejects what
 // its sender may not do at that place in the log. It returns the items to
 // persist and the groups' states after the batch (to keep once persisted).
-func (p *Processor) applyGroups(ctx, giveUp context.Context, part int32, items []store.Item) ([]store.Item, map[string]*store.GroupState, error) {
+func (p *Processor) applyGroups(ctx, giveUp context.Context, items []store.Item) ([]store.Item, map[string]*store.GroupState, error) {
 	states := map[string]*store.GroupState{}
 	kept := items[:0]
 	for _, it := range items {

@@ -81,7 +81,7 @@ func TestGroupDecisions(t *testing.T) {
 			p, _, _, _, _ := newProc()
 			ctx := context.Background()
 			items := append([]store.Item(nil), tc.items...)
-			kept, _, err := p.applyGroups(ctx, ctx, 0, items)
+			kept, _, err := p.applyGroups(ctx, ctx, items)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -119,7 +119,7 @@ func TestGroupLimit(t *testing.T) {
 		groupItem(1, "own", protocol.KindGroup, change(protocol.GroupJoined, "b")),
 		groupItem(2, "own", protocol.KindGroup, change(protocol.GroupJoined, "c")),
 	}
-	kept, states, err := p.applyGroups(ctx, ctx, 0, items)
+	kept, states, err := p.applyGroups(ctx, ctx, items)
 	if err != nil {
 		t.Fatal(err)
 	}

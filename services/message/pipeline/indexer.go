@@ -8,7 +8,7 @@ import (
 	"github.com/IBM/sarama"
 )
 
-// Bounds of the index's lag behind routing, per partition.
+// Bounds of the index's lag behind routing, per consumer session.
 const (
 	// IndexMaxRecords bounds the routed records waiting for their index
 	// rows (memory, and the size of one lot).
@@ -35,12 +35,13 @@ const (
 	IndexMaxLag = time.Second
 )
 
-// indexer writes the index rows of one claim's delivered batches, in
-// order, on its own goroutine, and marks each batch for commit after them.
+// indexer writes the index rows of a session's delivered batches, in
+// order, on its own goroutine, and marks each batch's records for commit
+// after them.
 // Batches routed while it writes or lingers go in one Index call (a lot),
 // so a member's feed entries of several batches share one request.
 //
-// It is what lets a partition's pushes run ahead of its per-member writes:
+// It is what lets the pushes run ahead of the per-member writes:
 // Deliver of batch k+1 (timeline rows, routing) overlaps Index of batch k.
 // The order the feed contract needs is kept, since lots are written one
 // after the other, in offset order. The lag is bounded by IndexMaxRecords
@@ -61,8 +62,8 @@ type indexer struct {
 }
 
 type queued struct {
-	d    *Delivered
-	last *sarama.ConsumerMessage
+	d     *Delivered
+	lasts []*sarama.ConsumerMessage // the batch's last record of each partition
 }
 
 func newIndexer(proc *Processor, sess sarama.ConsumerGroupSession, work context.Context) *indexer {
@@ -98,11 +99,11 @@ func (x *indexer) wait(ctx context.Context) bool {
 	}
 }
 
-// add queues a delivered batch for indexing. Only the claim's goroutine
+// add queues a delivered batch for indexing. Only the session's loop
 // calls add and stop.
-func (x *indexer) add(d *Delivered, last *sarama.ConsumerMessage) {
+func (x *indexer) add(d *Delivered, lasts []*sarama.ConsumerMessage) {
 	x.mu.Lock()
-	x.pending = append(x.pending, queued{d, last})
+	x.pending = append(x.pending, queued{d, lasts})
 	x.records += d.records()
 	x.mu.Unlock()
 	x.signal()
@@ -126,7 +127,7 @@ func (x *indexer) signal() {
 
 // next returns the lot to index (everything pending), waiting for one and
 // then lingering (IndexLinger) unless half the record bound is pending or
-// the claim is ending; nil once closed and drained.
+// the session is ending; nil once closed and drained.
 func (x *indexer) next() []queued {
 	for {
 		x.mu.Lock()
@@ -183,11 +184,24 @@ func (x *indexer) run() {
 			ds[i] = q.d
 		}
 		if err := x.proc.Index(x.work, x.sess.Context(), ds); err != nil {
-			x.proc.Log.Warn("batches handed back uncommitted", "partition", ds[0].Part, "from", ds[0].First, "err", err)
+			x.proc.Log.Warn("batches handed back uncommitted", "batches", len(lot), "err", err)
 			x.finished(len(lot), true)
 			return
 		}
 		x.finished(len(lot), false)
-		x.sess.MarkMessage(lot[len(lot)-1].last, "")
+		for _, m := range lastOfEach(lot) {
+			x.sess.MarkMessage(m, "")
+		}
 	}
+}
+
+// lastOfEach returns the lot's last record of each partition.
+func lastOfEach(lot []queued) map[int32]*sarama.ConsumerMessage {
+	last := map[int32]*sarama.ConsumerMessage{}
+	for _, q := range lot { // in order: a later batch's record is later
+		for _, m := range q.lasts {
+			last[m.Partition] = m
+		}
+	}
+	return last
 }

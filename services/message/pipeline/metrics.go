@@ -20,6 +20,11 @@ var (
 		Help:    "Records per pipeline batch.",
 		Buckets: prometheus.ExponentialBuckets(1, 2, 11),
 	})
+	mBatchPartitions = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name:    "imcluster_pipeline_batch_partitions",
+		Help:    "Partitions whose records one pipeline batch holds (a batch spans the partitions the process consumes).",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 8),
+	})
 	mRetries = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "imcluster_pipeline_retries_total",
 		Help: "Transient failures retried with backoff, by stage.",

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/imcluster/imcluster/services/message/mlog"
 	"github.com/imcluster/imcluster/services/message/model"
 	"github.com/imcluster/imcluster/services/message/store"
@@ -50,9 +52,13 @@ type Record struct {
 	Value []byte
 }
 
-// Processor turns a batch of one partition's records into their effect:
-// decode → de-duplicate → check receipts → persist → route. It is safe for
-// concurrent use by different partitions.
+// Processor turns a batch of records into their effect: decode →
+// de-duplicate → check receipts → decide group records → persist → route.
+// A batch may hold the records of several partitions (each partition's in
+// offset order); every decision is made per partition, as its single
+// writer would, and the batch's fixed costs (the de-duplication read, the
+// timeline write, one delivery per push node) are shared. It is safe for
+// concurrent use by batches of different partitions.
 type Processor struct {
 	Store      Store
 	Router     Router
@@ -107,7 +113,7 @@ func (p *Processor) retry(ctx, giveUp context.Context, stage string, f func() er
 	}
 }
 
-// Process handles records (one partition, offset order). It returns nil once
+// Process handles records (each partition's in offset order). It returns nil once
 // every record is persisted, routed, or dead-lettered — the caller may then
 // commit — and an error only when ctx is done (nothing may be committed).
 func (p *Processor) Process(ctx context.Context, recs []Record) error {
@@ -132,9 +138,8 @@ func (p *Processor) ProcessSession(ctx, giveUp context.Context, recs []Record) e
 // user's feed entries and conversation rows) are still to be written by
 // Index before the batch may be committed.
 type Delivered struct {
-	Part  int32
-	First int64 // the batch's first offset
-	Last  int64 // the batch's last offset
+	// Last is the batch's last offset per partition.
+	Last  map[int32]int64
 	items []store.Item
 	start time.Time
 	// routedAt is when its events were routed (the index's lag).
@@ -145,11 +150,11 @@ type Delivered struct {
 // least one.
 func (d *Delivered) records() int { return max(1, len(d.items)) }
 
-// Deliver decodes, de-duplicates and decides recs (one partition, offset
-// order), writes their timeline rows and routes them: "pushed" implies
-// "stored". The index rows follow in Index, which the caller runs for a
-// partition's batches in order, one call after the other; Deliver of the
-// next batch need not wait for it (its pushes do not wait for the
+// Deliver decodes, de-duplicates and decides recs (each partition's in
+// offset order), writes their timeline rows and routes them: "pushed"
+// implies "stored". The index rows follow in Index, which the caller runs
+// for a partition's batches in order, one call after the other; Deliver of
+// the next batch need not wait for it (its pushes do not wait for the
 // previous batch's per-member writes). Errors as for ProcessSession.
 func (p *Processor) Deliver(ctx, giveUp context.Context, recs []Record) (*Delivered, error) {
 	if len(recs) == 0 {
@@ -157,19 +162,25 @@ func (p *Processor) Deliver(ctx, giveUp context.Context, recs []Record) (*Delive
 	}
 	start := time.Now()
 	mBatchSize.Observe(float64(len(recs)))
-	part := recs[0].Part
+	last := map[int32]int64{} // each partition's last offset
+	for _, r := range recs {
+		last[r.Part] = r.Off
+	}
 	items, err := p.decode(ctx, giveUp, recs)
 	if err != nil {
 		return nil, err
 	}
-	if items, err = p.dedupe(ctx, giveUp, part, items); err != nil {
+	if items, err = p.dedupe(ctx, giveUp, items); err != nil {
 		return nil, err
 	}
-	if items, err = p.checkReceipts(ctx, giveUp, part, items); err != nil {
+	if items, err = p.checkReceipts(ctx, giveUp, items); err != nil {
 		return nil, err
 	}
-	p.groups.session(part, giveUp)
-	items, groups, err := p.applyGroups(ctx, giveUp, part, items)
+	for part := range last {
+		p.groups.session(part, giveUp)
+	}
+	gparts := groupParts(items) // of every group decided, kept or not
+	items, groups, err := p.applyGroups(ctx, giveUp, items)
 	if err != nil {
 		return nil, err
 	}
@@ -181,25 +192,38 @@ func (p *Processor) Deliver(ctx, giveUp context.Context, recs []Record) (*Delive
 		// changes that were not stored.
 		p.groups.drop(groups)
 	} else {
-		p.groups.keep(part, groups)
+		p.groups.keep(groups, gparts)
 	}
 	if err != nil {
 		return nil, err
 	}
 	mBatchSeconds.WithLabelValues("persist").Observe(time.Since(t).Seconds())
-	p.window.remember(part, items)
+	p.window.remember(items)
 	t = time.Now()
 	if err := p.route(ctx, items); err != nil {
 		return nil, err
 	}
 	mBatchSeconds.WithLabelValues("route").Observe(time.Since(t).Seconds())
-	return &Delivered{Part: part, First: recs[0].Off, Last: recs[len(recs)-1].Off, items: items, start: start, routedAt: time.Now()}, nil
+	mBatchPartitions.Observe(float64(len(last)))
+	return &Delivered{Last: last, items: items, start: start, routedAt: time.Now()}, nil
 }
 
-// Index writes the index rows of ds (consecutive delivered batches of one
-// partition, in offset order) as one write — under load, the per-member
-// writes of several batches share their requests — and then records the
-// partition's persisted head (the start-up guard, the unread pull's sync
+// groupParts returns the partition of each group among items.
+func groupParts(items []store.Item) map[string]int32 {
+	parts := map[string]int32{}
+	for _, it := range items {
+		if it.Rec.IsGroup() {
+			gid, _ := model.ParseGroupConv(it.Rec.ConvID) // validated by Decode
+			parts[gid] = it.Part
+		}
+	}
+	return parts
+}
+
+// Index writes the index rows of ds (consecutive delivered batches, in
+// offset order) as one write — under load, the per-member writes of
+// several batches share their requests — and then records each of their
+// partitions' persisted head (the start-up guard, the unread pull's sync
 // cursor and the API's wait for group changes read it). Once it returns
 // nil the batches may be committed. An index write that fails permanently
 // on its own record is logged and counted (index_dropped), not retried:
@@ -217,10 +241,7 @@ func (p *Processor) Index(ctx, giveUp context.Context, ds []*Delivered) error {
 		return err
 	}
 	mBatchSeconds.WithLabelValues("index").Observe(time.Since(t).Seconds())
-	last := ds[len(ds)-1]
-	if err := p.retry(ctx, giveUp, "partition_state", func() error {
-		return p.Store.SetPartitionState(ctx, last.Part, p.TopicID, last.Last)
-	}); err != nil {
+	if err := p.setHeads(ctx, giveUp, ds); err != nil {
 		return err
 	}
 	for _, d := range ds {
@@ -235,6 +256,26 @@ func (p *Processor) Index(ctx, giveUp context.Context, ds []*Delivered) error {
 		mLateIndex.Inc()
 	}
 	return nil
+}
+
+// setHeads records the highest offset of ds of each partition, the
+// partitions' writes concurrent.
+func (p *Processor) setHeads(ctx, giveUp context.Context, ds []*Delivered) error {
+	heads := map[int32]int64{}
+	for _, d := range ds {
+		for part, off := range d.Last {
+			heads[part] = max(heads[part], off)
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for part, off := range heads {
+		g.Go(func() error {
+			return p.retry(gctx, giveUp, "partition_state", func() error {
+				return p.Store.SetPartitionState(gctx, part, p.TopicID, off)
+			})
+		})
+	}
+	return g.Wait()
 }
 
 // routedUsers returns every user the items' events were routed to.

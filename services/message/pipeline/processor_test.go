@@ -33,6 +33,7 @@ type fakeStore struct {
 	ids           map[string]store.StoredID // msg_ids rows: the lowest seq wins, as in Cassandra
 	lookups       int
 	timelineReads int
+	heads         map[int32]int64 // SetPartitionState's, per partition
 	log           *[]string
 }
 
@@ -97,7 +98,15 @@ func (f *fakeStore) LookupMessageIDs(_ context.Context, ids []string) (map[strin
 	return out, nil
 }
 
-func (f *fakeStore) SetPartitionState(context.Context, int32, string, int64) error { return nil }
+func (f *fakeStore) SetPartitionState(_ context.Context, part int32, _ string, maxOff int64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.heads == nil {
+		f.heads = map[int32]int64{}
+	}
+	f.heads[part] = maxOff
+	return nil
+}
 
 // TimelineHas: a 1:1 or group message row at seq, as the history holds.
 func (f *fakeStore) TimelineHas(_ context.Context, conv string, seq int64) (bool, error) {

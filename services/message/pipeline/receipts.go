@@ -39,9 +39,11 @@ func isDirectMessage(it store.Item) bool {
 
 func isReceipt(it store.Item) bool { return it.Rec.Kind == protocol.KindDelivered }
 
-// checkReceipts drops the delivered receipts among items (one partition,
-// offset order, de-duplicated) that acknowledge no message; see above.
-func (p *Processor) checkReceipts(ctx, giveUp context.Context, part int32, items []store.Item) ([]store.Item, error) {
+// checkReceipts drops the delivered receipts among items (each
+// partition's in offset order, de-duplicated) that acknowledge no message;
+// see above. A conversation's records share a partition, so a receipt and
+// its message are always of the same one.
+func (p *Processor) checkReceipts(ctx, giveUp context.Context, items []store.Item) ([]store.Item, error) {
 	if !slices.ContainsFunc(items, isReceipt) {
 		return items, nil
 	}
@@ -59,7 +61,7 @@ func (p *Processor) checkReceipts(ctx, giveUp context.Context, part int32, items
 			ok[i] = true
 		case it.Rec.RefSeq >= it.Off:
 			// Acks what was not sent yet: never a message.
-		case earlier || p.window.hasMessage(part, k.conv, k.seq):
+		case earlier || p.window.hasMessage(it.Part, k.conv, k.seq):
 			ok[i] = true
 		default:
 			unsure = append(unsure, i)

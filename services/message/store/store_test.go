@@ -174,3 +174,58 @@ func TestRejectedAndDeliveredFeedOneUser(t *testing.T) {
 		t.Fatalf("the rejected send is in history: %v %v", ok, err)
 	}
 }
+
+// One write may hold the records of several partitions (the pipeline
+// batches a fetch's records of every partition it consumes): each user's
+// feed is kept per partition, each in its own offset order, also when a
+// partition's records straddle a bucket (the ordered write), and the
+// conversations and history are those of separate writes.
+func TestPersistSpansPartitions(t *testing.T) {
+	cfg := msgtest.Config(t, 2)
+	msgtest.Keyspace(t, cfg)
+	st := msgtest.Store(t, cfg)
+	ctx := context.Background()
+	ab, ac := model.ConvID("alice", "bob"), model.ConvID("alice", "carol")
+	straddle := model.BucketStart(1) - 1 // partition 1's records span two buckets
+	// Interleaved, each partition's in offset order.
+	items := []store.Item{
+		{Part: 1, Off: straddle, Rec: msg(ac, "carol", "c1", 1000)},
+		{Part: 0, Off: 10, Rec: msg(ab, "alice", "b1", 1001)},
+		{Part: 1, Off: straddle + 1, Rec: msg(ac, "alice", "c2", 1002)},
+		{Part: 0, Off: 11, Rec: msg(ab, "bob", "b2", 1003)},
+	}
+	if err := st.Persist(ctx, items); err != nil {
+		t.Fatal(err)
+	}
+	sync := func(user string) map[string][]int64 {
+		p, err := st.Sync(ctx, user, model.NewSyncCursor(2), 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string][]int64{}
+		for _, ev := range p.Events {
+			got[ev.ConvID] = append(got[ev.ConvID], ev.Seq)
+		}
+		return got
+	}
+	want := map[string]map[string][]int64{
+		"alice": {ab: {10, 11}, ac: {straddle, straddle + 1}},
+		"bob":   {ab: {10, 11}},
+		"carol": {ac: {straddle, straddle + 1}},
+	}
+	for user, w := range want {
+		if got := sync(user); fmt.Sprint(got) != fmt.Sprint(w) {
+			t.Fatalf("%s's sync %v, want %v", user, got, w)
+		}
+	}
+	for conv, last := range map[string]int64{ab: 11, ac: straddle + 1} {
+		c, ok, err := st.Conversation(ctx, "alice", conv)
+		if err != nil || !ok || c.LastMsgSeq != last {
+			t.Fatalf("alice's conversation %s: %+v ok=%v err=%v, want last message %d", conv, c, ok, err, last)
+		}
+		h, _, err := st.History(ctx, conv, 1<<62, 10)
+		if err != nil || len(h) != 2 || h[0].Seq != last {
+			t.Fatalf("history of %s: %+v err=%v", conv, h, err)
+		}
+	}
+}

@@ -184,11 +184,13 @@ func (st *Store) Persist(ctx context.Context, items []Item) error {
 	return st.PersistStage(ctx, items, StageAll)
 }
 
-// PersistStage writes stage's part of the effect of items (one partition,
-// offset order): message rows and their msg_ids rows, both participants'
-// feeds and conversation rows (a delivered receipt: the peer's only; a
-// rejected send: the sender's feed only), and recalls. It is idempotent;
-// on error the caller retries it whole.
+// PersistStage writes stage's part of the effect of items (of one or more
+// partitions, each partition's in offset order): message rows and their
+// msg_ids rows, both participants' feeds and conversation rows (a delivered
+// receipt: the peer's only; a rejected send: the sender's feed only), and
+// recalls. A user's feed is kept per partition, so the items of several
+// partitions write several feeds of one user, each in its own order. It is
+// idempotent; on error the caller retries it whole.
 func (st *Store) PersistStage(ctx context.Context, items []Item, stage Stage) error {
 	if len(items) == 0 {
 		return nil
@@ -198,17 +200,25 @@ func (st *Store) PersistStage(ctx context.Context, items []Item, stage Stage) er
 		ctx = context.WithValue(ctx, indexStage{}, true)
 	}
 	type userWork struct {
-		buckets map[int32][]stmt
-		convs   map[string]*convUpdate
+		feeds map[int32]map[int32][]stmt // per partition, per bucket
+		convs map[string]*convUpdate
 	}
 	users := map[string]*userWork{}
 	work := func(u string) *userWork {
 		w := users[u]
 		if w == nil {
-			w = &userWork{buckets: map[int32][]stmt{}, convs: map[string]*convUpdate{}}
+			w = &userWork{feeds: map[int32]map[int32][]stmt{}, convs: map[string]*convUpdate{}}
 			users[u] = w
 		}
 		return w
+	}
+	bucketsOf := func(w *userWork, part int32) map[int32][]stmt {
+		bs := w.feeds[part]
+		if bs == nil {
+			bs = map[int32][]stmt{}
+			w.feeds[part] = bs
+		}
+		return bs
 	}
 	var discard convUpdate // what conv returns when the index is not written
 	conv := func(u, convID, peer string) *convUpdate {
@@ -236,12 +246,9 @@ func (st *Store) PersistStage(ctx context.Context, items []Item, stage Stage) er
 	var feedRecalls []stmt         // after the feed inserts of the same batch
 	var msgIDs []stmt              // one partition each
 	convBuckets := map[convBucket]struct{}{}
-	part := items[0].Part
 	for _, it := range items {
 		r := &it.Rec
-		if it.Part != part {
-			return fmt.Errorf("Persist: items of partitions %d and %d in one batch", part, it.Part)
-		}
+		part := it.Part
 		from, to := r.From, r.To()
 		ts := it.Off + 1
 		body, bodyLen := bodyJSON(r.Body)
@@ -253,16 +260,16 @@ func (st *Store) PersistStage(ctx context.Context, items []Item, stage Stage) er
 			if !index {
 				return
 			}
-			w := work(u)
+			bs := bucketsOf(work(u), part)
 			if kind == protocol.KindMessage && r.IsGroup() && !it.Rejected {
 				// A group message's entry refers to its history row, which
 				// Sync reads (hydrate.go): its content is stored once, not
 				// once per member.
-				w.buckets[b] = append(w.buckets[b], stmt{cqlInsertFeedRef, []any{
+				bs[b] = append(bs[b], stmt{cqlInsertFeedRef, []any{
 					u, part, b, it.Off, string(kind), r.ConvID, from, r.AtMs, ts, st.ret.ttl}, 96})
 				return
 			}
-			w.buckets[b] = append(w.buckets[b], stmt{cqlInsertFeed, []any{
+			bs[b] = append(bs[b], stmt{cqlInsertFeed, []any{
 				u, part, b, it.Off, string(kind), r.ConvID, from, nullable(r.DeviceID), ref, r.AtMs,
 				nullable(r.MsgID), nullable(r.ClientMsgID), nullable(string(r.Type)), nullable(body), nullable(it.Reason), ts, st.ret.ttl}, 200 + bodyLen})
 		}
@@ -344,10 +351,12 @@ func (st *Store) PersistStage(ctx context.Context, items []Item, stage Stage) er
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(writeConcurrency)
 	for u, w := range users {
-		if b, ok := st.singleKnownBucket(u, part, w.buckets); ok {
-			groups = append(groups, w.buckets[b])
-		} else if len(w.buckets) > 0 {
-			g.Go(func() error { return st.writeFeed(gctx, u, part, w.buckets) })
+		for part, buckets := range w.feeds {
+			if b, ok := st.singleKnownBucket(u, part, buckets); ok {
+				groups = append(groups, buckets[b])
+			} else if len(buckets) > 0 {
+				g.Go(func() error { return st.writeFeed(gctx, u, part, buckets) })
+			}
 		}
 		if cs := st.convStmts(u, w.convs); len(cs) > 0 {
 			groups = append(groups, cs)

@@ -1,0 +1,194 @@
+package pipeline
+
+import (
+	"cmp"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+// sessionLoop is the pipeline of one consumer-group session: the records
+// of every claimed partition are merged into batches, delivered one batch
+// after the other and indexed by one indexer.
+//
+// Why one loop for all partitions: a batch's fixed costs — the
+// de-duplication read, the timeline write, one delivery per push node, its
+// share of an index lot — do not grow with its records. sarama fetches all
+// of a broker's partitions in one request, so a fetch holds a little of
+// each; batched per partition, a process consuming six partitions paid
+// those costs six times per fetch. Merged, it pays them once. Each
+// partition's records stay in offset order within and across batches, and
+// every decision (de-duplication, receipts, groups) is still made per
+// partition (Processor); only the requests are shared.
+//
+// The claims' goroutines (ConsumeClaim) forward their records to in; the
+// loop owns everything else. It ends when the session's context is done:
+// the batch in progress finishes (within the consumer's grace), the queued
+// lots are indexed, and what was forwarded but not delivered is left
+// uncommitted, to replay wherever its partition goes.
+type sessionLoop struct {
+	h    *handler
+	sess sarama.ConsumerGroupSession
+	in   chan *sarama.ConsumerMessage
+	done chan struct{} // closed when run returns
+
+	claimed int // the session's partitions
+
+	mu     sync.Mutex
+	claims map[int32]sarama.ConsumerGroupClaim // those whose ConsumeClaim started
+}
+
+func (h *handler) startLoop(sess sarama.ConsumerGroupSession) *sessionLoop {
+	l := &sessionLoop{h: h, sess: sess, in: make(chan *sarama.ConsumerMessage, MaxBatch), done: make(chan struct{}),
+		claims: map[int32]sarama.ConsumerGroupClaim{}}
+	for _, parts := range sess.Claims() {
+		l.claimed += len(parts)
+	}
+	go l.run()
+	return l
+}
+
+// wait returns once the loop has ended (the session's context is done).
+func (l *sessionLoop) wait() { <-l.done }
+
+// forward hands claim's records to the loop until the claim or the session
+// ends.
+func (l *sessionLoop) forward(claim sarama.ConsumerGroupClaim) {
+	l.mu.Lock()
+	l.claims[claim.Partition()] = claim
+	l.mu.Unlock()
+	ctx := l.sess.Context()
+	for {
+		select {
+		case m, ok := <-claim.Messages():
+			if !ok {
+				return
+			}
+			select {
+			case l.in <- m:
+			case <-ctx.Done():
+				return
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (l *sessionLoop) run() {
+	defer close(l.done)
+	ix := newIndexer(l.h.c.Processor, l.sess, l.h.work)
+	defer ix.stop()
+	// The backlog gauges are this session's: a partition that moved to
+	// another process must not keep showing, here, the lag it had.
+	defer l.forgetLag()
+	linger := cmp.Or(l.h.c.BacklogLinger, DefaultBacklogLinger)
+	timer := time.NewTimer(linger) // re-armed per wait
+	timer.Stop()
+	taken := map[int32]int64{} // the last offset batched, per partition
+	batch := make([]Record, 0, MaxBatch)
+	for {
+		batch = batch[:0]
+		lasts := map[int32]*sarama.ConsumerMessage{}
+		add := func(m *sarama.ConsumerMessage) {
+			batch, lasts[m.Partition], taken[m.Partition] = append(batch, record(m)), m, m.Offset
+		}
+		select {
+		case m := <-l.in:
+			add(m)
+		case <-l.sess.Context().Done():
+			return
+		}
+	drain:
+		for len(batch) < MaxBatch {
+			// An empty channel is momentary: sarama feeds each claim from a
+			// fetch a record at a time, and the claims forward them one by
+			// one. While a claimed partition's high-water mark says records
+			// are waiting, wait a moment for them: a fetch's records of all
+			// partitions form one batch, and under a backlog the batch grows
+			// (up to MaxBatch). With nothing waiting the batch goes at once.
+			var timeout <-chan time.Time // nil: a record is ready
+			if len(l.in) == 0 {
+				if !l.waiting(taken) {
+					break drain
+				}
+				timer.Reset(linger)
+				timeout = timer.C
+			}
+			select {
+			case m := <-l.in:
+				timer.Stop()
+				add(m)
+			case <-timeout:
+				break drain
+			}
+		}
+		// The session's end (a rebalance, or shutdown) stops retries, so a
+		// batch stuck on a failing store hands its partitions back instead
+		// of holding the whole group's rebalance into the session timeout.
+		if !ix.wait(l.sess.Context()) {
+			return
+		}
+		d, err := l.h.c.Processor.Deliver(l.h.work, l.sess.Context(), batch)
+		if err != nil {
+			// The session ended (or the grace ran out) before the batch
+			// could finish: hand it back uncommitted; it replays wherever
+			// its partitions go.
+			l.h.c.Log.Warn("batch handed back uncommitted", "records", len(batch), "from", batch[0].Off, "err", err)
+			return
+		}
+		ix.add(d, valuesOf(lasts))
+		l.setLag(lasts)
+	}
+}
+
+// waiting reports whether a claimed partition's log holds records beyond
+// the last one batched (taken; a partition not batched yet: from the
+// claim's initial offset), or may: its ConsumeClaim has not started yet.
+func (l *sessionLoop) waiting(taken map[int32]int64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.claims) < l.claimed {
+		return true
+	}
+	for part, c := range l.claims {
+		last, ok := taken[part]
+		if !ok {
+			last = c.InitialOffset() - 1
+		}
+		if c.HighWaterMarkOffset() > last+1 {
+			return true
+		}
+	}
+	return false
+}
+
+// setLag sets the backlog gauge of each partition of a delivered batch:
+// the log's end minus its last record delivered.
+func (l *sessionLoop) setLag(lasts map[int32]*sarama.ConsumerMessage) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for part, m := range lasts {
+		if c := l.claims[part]; c != nil {
+			mLag.WithLabelValues(strconv.Itoa(int(part))).Set(float64(max(0, c.HighWaterMarkOffset()-m.Offset-1)))
+		}
+	}
+}
+
+func (l *sessionLoop) forgetLag() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for part := range l.claims {
+		mLag.DeleteLabelValues(strconv.Itoa(int(part)))
+	}
+}
+
+func valuesOf(m map[int32]*sarama.ConsumerMessage) []*sarama.ConsumerMessage {
+	out := make([]*sarama.ConsumerMessage, 0, len(m))
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}
