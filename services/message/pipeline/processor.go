@@ -22,10 +22,10 @@ import (
 // called concurrently (for different partitions) and must be idempotent:
 // the pipeline retries failures and replays batches.
 type Store interface {
-	// PersistStage writes stage's part of the effect of items of one
-	// partition, in offset order (store.StageTimeline before routing,
-	// store.StageIndex after it, a partition's index writes one after the
-	// other).
+	// PersistStage writes stage's part of the effect of items (of one or
+	// more partitions, each partition's in offset order;
+	// store.StageTimeline before routing, store.StageIndex after it, a
+	// partition's index writes one after the other).
 	PersistStage(ctx context.Context, items []store.Item, stage store.Stage) error
 	// LookupMessageIDs returns where each of ids is stored, if it is.
 	LookupMessageIDs(ctx context.Context, ids []string) (map[string]store.StoredID, error)
