@@ -21,7 +21,12 @@ import (
 // those costs six times per fetch. Merged, it pays them once. Each
 // partition's records stay in offset order within and across batches, and
 // every decision (de-duplication, receipts, groups) is still made per
-// partition (Processor); only the requests are shared.
+// partition (Processor); only the requests are shared. The price: the
+// partitions of a process now wait for each other — a batch that retries
+// (a store that fails) holds them all, where it held only its own
+// partition before; but they all write to the same store, which a
+// transient failure hits for all of them alike, and a record that fails
+// permanently is still written alone or dead-lettered (Processor.persist).
 //
 // The claims' goroutines (ConsumeClaim) forward their records to in; the
 // loop owns everything else. It ends when the session's context is done:
