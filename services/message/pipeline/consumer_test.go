@@ -387,3 +387,35 @@ func TestBatchSpansPartitions(t *testing.T) {
 		t.Fatalf("marked %v, heads %v; want %v for both", got, heads, want)
 	}
 }
+
+// TestBatchWaitsForUnstartedClaimsBriefly: a batch waits (a linger) for a
+// claimed partition whose ConsumeClaim has not started — its records may
+// come — but only for claimStartWait after the session began: sarama never
+// starts the claim of a partition whose consumer it could not create, and
+// every batch of the session would linger for it.
+func TestBatchWaitsForUnstartedClaimsBriefly(t *testing.T) {
+	p, fs, _, _, _ := newProc()
+	sizes := &batchSizes{Store: fs}
+	p.Store = sizes
+	h := testHandler(p, time.Minute) // a batch that lingered would miss the deadline below
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	started := &fakeClaim{part: 0, msgs: make(chan *sarama.ConsumerMessage, 1)}
+	started.hwm.Store(1)                               // nothing more waiting on partition 0
+	sess := fakeSession{ctx: ctx, claimed: []int32{1}} // partition 1 is claimed, never started
+	done := runSession(h, sess, started)
+	h.loop.mu.Lock()
+	h.loop.started = time.Now().Add(-claimStartWait) // the session began claimStartWait ago
+	h.loop.mu.Unlock()
+	r := rec(t, 0, message("alice", "bob", "c", "unstarted-0", false))
+	started.msgs <- &sarama.ConsumerMessage{Partition: 0, Offset: 0, Key: r.Key, Value: r.Value}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(sizes.get()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no batch after 5 s: it still waits for the claim that never started")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	awaitSessionEnd(t, done, "")
+}

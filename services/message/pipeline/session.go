@@ -41,13 +41,18 @@ type sessionLoop struct {
 
 	claimed int // the session's partitions
 
-	mu     sync.Mutex
-	claims map[int32]sarama.ConsumerGroupClaim // those whose ConsumeClaim started
+	mu      sync.Mutex
+	claims  map[int32]sarama.ConsumerGroupClaim // those whose ConsumeClaim started
+	started time.Time                           // when the session began
 }
+
+// claimStartWait bounds how long a batch waits for claims that have not
+// started (see waiting).
+const claimStartWait = time.Second
 
 func (h *handler) startLoop(sess sarama.ConsumerGroupSession) *sessionLoop {
 	l := &sessionLoop{h: h, sess: sess, in: make(chan *sarama.ConsumerMessage, MaxBatch), done: make(chan struct{}),
-		claims: map[int32]sarama.ConsumerGroupClaim{}}
+		claims: map[int32]sarama.ConsumerGroupClaim{}, started: time.Now()}
 	for _, parts := range sess.Claims() {
 		l.claimed += len(parts)
 	}
@@ -151,11 +156,13 @@ func (l *sessionLoop) run() {
 
 // waiting reports whether a claimed partition's log holds records beyond
 // the last one batched (taken; a partition not batched yet: from the
-// claim's initial offset), or may: its ConsumeClaim has not started yet.
+// claim's initial offset), or may: its ConsumeClaim has not started yet
+// (for at most claimStartWait: sarama never starts the claim of a
+// partition whose consumer it could not create).
 func (l *sessionLoop) waiting(taken map[int32]int64) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if len(l.claims) < l.claimed {
+	if len(l.claims) < l.claimed && time.Since(l.started) < claimStartWait {
 		return true
 	}
 	for part, c := range l.claims {
