@@ -39,7 +39,7 @@ func (b *batchSizes) get() []int {
 }
 
 type fakeSession struct {
-	sarama.ConsumerGroupSession // only Context, Claims, GenerationID and MarkMessage are used
+	sarama.ConsumerGroupSession // only Context, Claims, GenerationID and MarkOffset are used
 	ctx                         context.Context
 	marks                       chan int64 // if set, gets every marked offset
 	partMarks                   chan mark  // if set, gets every mark with its partition
@@ -54,12 +54,15 @@ type mark struct {
 func (s fakeSession) Context() context.Context   { return s.ctx }
 func (s fakeSession) Claims() map[string][]int32 { return map[string][]int32{"log": s.claimed} }
 func (s fakeSession) GenerationID() int32        { return 1 }
-func (s fakeSession) MarkMessage(m *sarama.ConsumerMessage, _ string) {
+
+// MarkOffset reports the marked record's offset (the next offset to
+// consume minus one).
+func (s fakeSession) MarkOffset(_ string, part int32, next int64, _ string) {
 	if s.marks != nil {
-		s.marks <- m.Offset
+		s.marks <- next - 1
 	}
 	if s.partMarks != nil {
-		s.partMarks <- mark{m.Partition, m.Offset}
+		s.partMarks <- mark{part, next - 1}
 	}
 }
 
@@ -294,7 +297,7 @@ func TestIndexLagBound(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			x := &indexer{progress: make(chan struct{})} // no run goroutine: the test finishes lots
 			for _, ago := range tc.pending {
-				x.pending = append(x.pending, queued{d: &Delivered{routedAt: time.Now().Add(-ago)}})
+				x.pending = append(x.pending, &Delivered{routedAt: time.Now().Add(-ago)})
 				x.records++
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"sync"
 
@@ -153,23 +154,22 @@ func (p *Processor) dedupe(ctx, giveUp context.Context, items []store.Item) ([]s
 	// earlier holds what the window or the store knows of each msg_id,
 	// read once per batch.
 	earlier := map[partMsgID]store.StoredID{}
-	var misses []string
-	missed := map[string][]int32{} // the partitions whose window lacked each miss
+	asked := map[partMsgID]bool{}
+	missed := map[string][]int32{} // the partitions whose window lacked each msg_id
 	for i := range items {
 		it := &items[i]
 		k := partMsgID{it.Part, it.Rec.MsgID}
-		if _, seen := earlier[k]; it.Rec.Kind != protocol.KindMessage || seen || slices.Contains(missed[k.id], k.part) {
+		if it.Rec.Kind != protocol.KindMessage || asked[k] {
 			continue
 		}
-		if s, ok := p.window.get(it.Part, it.Rec.MsgID); ok {
+		asked[k] = true
+		if s, ok := p.window.get(k.part, k.id); ok {
 			earlier[k] = s
-			continue
+		} else {
+			missed[k.id] = append(missed[k.id], k.part)
 		}
-		if len(missed[k.id]) == 0 {
-			misses = append(misses, k.id)
-		}
-		missed[k.id] = append(missed[k.id], k.part)
 	}
+	misses := slices.Collect(maps.Keys(missed))
 	for i := range items {
 		if items[i].Rec.Kind == protocol.KindMessage {
 			items[i].Hash = model.ContentHash(items[i].Rec.HashTarget(), items[i].Rec.Type, items[i].Rec.Body)

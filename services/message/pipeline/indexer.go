@@ -47,27 +47,23 @@ const (
 // after the other, in offset order. The lag is bounded by IndexMaxRecords
 // and IndexMaxLag (wait).
 type indexer struct {
-	proc *Processor
-	sess sarama.ConsumerGroupSession
-	work context.Context
-	wake chan struct{} // cap 1: pending grew, or closed was set
-	done chan struct{} // closed when run returns
+	proc  *Processor
+	sess  sarama.ConsumerGroupSession
+	topic string // of the records it marks
+	work  context.Context
+	wake  chan struct{} // cap 1: pending grew, or closed was set
+	done  chan struct{} // closed when run returns
 
 	mu       sync.Mutex
-	pending  []queued      // routed, not yet indexed; the lot in flight first
+	pending  []*Delivered  // routed, not yet indexed; the lot in flight first
 	records  int           // the pending batches' records
 	progress chan struct{} // closed (and replaced) whenever pending shrinks
 	closed   bool          // no more adds
 	failed   bool          // a lot could not be indexed: nothing more is
 }
 
-type queued struct {
-	d     *Delivered
-	lasts []*sarama.ConsumerMessage // the batch's last record of each partition
-}
-
-func newIndexer(proc *Processor, sess sarama.ConsumerGroupSession, work context.Context) *indexer {
-	x := &indexer{proc: proc, sess: sess, work: work, wake: make(chan struct{}, 1), done: make(chan struct{}),
+func newIndexer(proc *Processor, sess sarama.ConsumerGroupSession, topic string, work context.Context) *indexer {
+	x := &indexer{proc: proc, sess: sess, topic: topic, work: work, wake: make(chan struct{}, 1), done: make(chan struct{}),
 		progress: make(chan struct{})}
 	go x.run()
 	return x
@@ -82,7 +78,7 @@ func (x *indexer) wait(ctx context.Context) bool {
 	for {
 		x.mu.Lock()
 		failed := x.failed
-		ok := len(x.pending) == 0 || (x.records < IndexMaxRecords && time.Since(x.pending[0].d.routedAt) < IndexMaxLag)
+		ok := len(x.pending) == 0 || (x.records < IndexMaxRecords && time.Since(x.pending[0].routedAt) < IndexMaxLag)
 		ch := x.progress
 		x.mu.Unlock()
 		if failed {
@@ -101,9 +97,9 @@ func (x *indexer) wait(ctx context.Context) bool {
 
 // add queues a delivered batch for indexing. Only the session's loop
 // calls add and stop.
-func (x *indexer) add(d *Delivered, lasts []*sarama.ConsumerMessage) {
+func (x *indexer) add(d *Delivered) {
 	x.mu.Lock()
-	x.pending = append(x.pending, queued{d, lasts})
+	x.pending = append(x.pending, d)
 	x.records += d.records()
 	x.mu.Unlock()
 	x.signal()
@@ -128,16 +124,16 @@ func (x *indexer) signal() {
 // next returns the lot to index (everything pending), waiting for one and
 // then lingering (IndexLinger) unless half the record bound is pending or
 // the session is ending; nil once closed and drained.
-func (x *indexer) next() []queued {
+func (x *indexer) next() []*Delivered {
 	for {
 		x.mu.Lock()
 		n, closed := len(x.pending), x.closed
 		var linger time.Duration
 		if n > 0 && x.records < IndexMaxRecords/2 {
-			linger = IndexLinger - time.Since(x.pending[0].d.routedAt)
+			linger = IndexLinger - time.Since(x.pending[0].routedAt)
 		}
 		if closed || (n > 0 && linger <= 0) {
-			lot := append([]queued(nil), x.pending...)
+			lot := append([]*Delivered(nil), x.pending...)
 			x.mu.Unlock()
 			return lot
 		}
@@ -163,8 +159,8 @@ func (x *indexer) finished(n int, failed bool) {
 	if failed {
 		x.failed, x.pending, x.records = true, nil, 0
 	} else {
-		for _, q := range x.pending[:n] {
-			x.records -= q.d.records()
+		for _, d := range x.pending[:n] {
+			x.records -= d.records()
 		}
 		x.pending = x.pending[n:]
 	}
@@ -179,29 +175,14 @@ func (x *indexer) run() {
 		if len(lot) == 0 {
 			return
 		}
-		ds := make([]*Delivered, len(lot))
-		for i, q := range lot {
-			ds[i] = q.d
-		}
-		if err := x.proc.Index(x.work, x.sess.Context(), ds); err != nil {
+		if err := x.proc.Index(x.work, x.sess.Context(), lot); err != nil {
 			x.proc.Log.Warn("batches handed back uncommitted", "batches", len(lot), "err", err)
 			x.finished(len(lot), true)
 			return
 		}
 		x.finished(len(lot), false)
-		for _, m := range lastOfEach(lot) {
-			x.sess.MarkMessage(m, "")
+		for part, off := range lastOffsets(lot) {
+			x.sess.MarkOffset(x.topic, part, off+1, "") // the next offset to consume
 		}
 	}
-}
-
-// lastOfEach returns the lot's last record of each partition.
-func lastOfEach(lot []queued) map[int32]*sarama.ConsumerMessage {
-	last := map[int32]*sarama.ConsumerMessage{}
-	for _, q := range lot { // in order: a later batch's record is later
-		for _, m := range q.lasts {
-			last[m.Partition] = m
-		}
-	}
-	return last
 }

@@ -258,17 +258,22 @@ func (p *Processor) Index(ctx, giveUp context.Context, ds []*Delivered) error {
 	return nil
 }
 
+// lastOffsets returns the highest offset of ds of each partition.
+func lastOffsets(ds []*Delivered) map[int32]int64 {
+	last := map[int32]int64{}
+	for _, d := range ds {
+		for part, off := range d.Last {
+			last[part] = max(last[part], off)
+		}
+	}
+	return last
+}
+
 // setHeads records the highest offset of ds of each partition, the
 // partitions' writes concurrent.
 func (p *Processor) setHeads(ctx, giveUp context.Context, ds []*Delivered) error {
-	heads := map[int32]int64{}
-	for _, d := range ds {
-		for part, off := range d.Last {
-			heads[part] = max(heads[part], off)
-		}
-	}
 	g, gctx := errgroup.WithContext(ctx)
-	for part, off := range heads {
+	for part, off := range lastOffsets(ds) {
 		g.Go(func() error {
 			return p.retry(gctx, giveUp, "partition_state", func() error {
 				return p.Store.SetPartitionState(gctx, part, p.TopicID, off)

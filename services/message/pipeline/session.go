@@ -89,7 +89,7 @@ func (l *sessionLoop) forward(claim sarama.ConsumerGroupClaim) {
 
 func (l *sessionLoop) run() {
 	defer close(l.done)
-	ix := newIndexer(l.h.c.Processor, l.sess, l.h.work)
+	ix := newIndexer(l.h.c.Processor, l.sess, l.h.c.Kafka.Topic, l.h.work)
 	defer ix.stop()
 	// The backlog gauges are this session's: a partition that moved to
 	// another process must not keep showing, here, the lag it had.
@@ -101,9 +101,8 @@ func (l *sessionLoop) run() {
 	batch := make([]Record, 0, MaxBatch)
 	for {
 		batch = batch[:0]
-		lasts := map[int32]*sarama.ConsumerMessage{}
 		add := func(m *sarama.ConsumerMessage) {
-			batch, lasts[m.Partition], taken[m.Partition] = append(batch, record(m)), m, m.Offset
+			batch, taken[m.Partition] = append(batch, record(m)), m.Offset
 		}
 		select {
 		case m := <-l.in:
@@ -149,8 +148,8 @@ func (l *sessionLoop) run() {
 			l.h.c.Log.Warn("batch handed back uncommitted", "records", len(batch), "from", batch[0].Off, "err", err)
 			return
 		}
-		ix.add(d, valuesOf(lasts))
-		l.setLag(lasts)
+		ix.add(d)
+		l.setLag(d.Last)
 	}
 }
 
@@ -179,12 +178,12 @@ func (l *sessionLoop) waiting(taken map[int32]int64) bool {
 
 // setLag sets the backlog gauge of each partition of a delivered batch:
 // the log's end minus its last record delivered.
-func (l *sessionLoop) setLag(lasts map[int32]*sarama.ConsumerMessage) {
+func (l *sessionLoop) setLag(last map[int32]int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for part, m := range lasts {
+	for part, off := range last {
 		if c := l.claims[part]; c != nil {
-			mLag.WithLabelValues(strconv.Itoa(int(part))).Set(float64(max(0, c.HighWaterMarkOffset()-m.Offset-1)))
+			mLag.WithLabelValues(strconv.Itoa(int(part))).Set(float64(max(0, c.HighWaterMarkOffset()-off-1)))
 		}
 	}
 }
@@ -195,12 +194,4 @@ func (l *sessionLoop) forgetLag() {
 	for part := range l.claims {
 		mLag.DeleteLabelValues(strconv.Itoa(int(part)))
 	}
-}
-
-func valuesOf(m map[int32]*sarama.ConsumerMessage) []*sarama.ConsumerMessage {
-	out := make([]*sarama.ConsumerMessage, 0, len(m))
-	for _, v := range m {
-		out = append(out, v)
-	}
-	return out
 }
