@@ -27,6 +27,8 @@
 # and their markers are written, as on a server that has been running;
 # without it every run's 1,000 conversations are new (cold).
 # IMC_BENCH_PARTITIONS sets the topic's partitions (default 6, as make dev);
+# IMC_BENCH_GOMAXPROCS sets GOMAXPROCS of the message and push processes
+# (unset: Go's default, the machine's or the container's CPUs).
 # IMC_BENCH_ACK=1 makes the clients acknowledge every event, as the SDKs
 # do by default (imctl bench --ack: the delivered receipts' cost included).
 #
@@ -69,6 +71,7 @@ start() { # name subcommand env...
 	shift 2
 	(
 		export IM_NODE_ID=bench-$TAG-$name "$@"
+		[[ -z ${IMC_BENCH_GOMAXPROCS:-} ]] || export GOMAXPROCS=$IMC_BENCH_GOMAXPROCS
 		exec "$BIN/imcluster" "$sub" >>"$RUN/$name.log" 2>&1
 	) &
 	PIDS[$name]=$!
