@@ -51,7 +51,7 @@ const (
 	writeConcurrency   = 64       // statements/batches in flight per Persist
 	// MaxWritesInFlight bounds the pipeline's writes in flight per process,
 	// across all partitions, so a backlog cannot swamp Cassandra and starve
-	// the API's reads and idempotency claims.
+	// the API's reads (sync, history, a retry's msg_ids lookup).
 	MaxWritesInFlight = 96
 	// MaxIndexWritesInFlight bounds the index stage's share of them: a
 	// large lot of per-member writes never holds every slot, so the
