@@ -92,6 +92,8 @@ func scenarios() []scenario {
 				r.faultAt = first
 				return back, err
 			}},
+		{name: "msg-stop", desc: "SIGSTOP of message-2 of two for 30 s (its consumer's 10 s session expires; a zombie on SIGCONT), then SIGCONT",
+			inject: stopProc("message-2", 30*time.Second)},
 		{name: "push-kill", desc: "kill -9 of push-1 of two; restarted 2 s later", inject: killProc("push-1", 2*time.Second)},
 		{name: "push-stop", desc: "SIGSTOP of push-2 for 30 s (wedged but registered), then SIGCONT", inject: stopProc("push-2", 30*time.Second)},
 		{name: "etcd-kill", dep: "etcd", desc: "kill -9 of etcd, hack/deps.sh start at once", inject: killDep("etcd")},
