@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/imcluster/imcluster/test/testdeps"
 )
 
 // cluster is the suite's own stack: the dependency servers of hack/deps.sh
@@ -58,15 +60,6 @@ func (p *proc) alive() bool {
 	default:
 		return true
 	}
-}
-
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
 }
 
 // newCluster prepares keys and the environment of the tier processes; the
@@ -120,12 +113,19 @@ func newCluster(root, bin, out string) (*cluster, error) {
 		return nil, err
 	}
 	c.lb = lb
-	for _, n := range []string{"message-1", "message-2", "push-1", "push-2"} {
+	// The processes' ports: distinct, below the ephemeral range (a port
+	// listening on :0 gives may be handed out again, to another process's
+	// :0 or to an outgoing connection, before its server binds it — seen
+	// in CI as two processes given one port), and the same across restarts.
+	names := []string{"message-1", "message-2", "push-1", "push-2"}
+	ports, err := testdeps.PickPorts(3 * len(names))
+	if err != nil {
+		return nil, fmt.Errorf("while picking the processes' ports: %w", err)
+	}
+	for _, n := range names {
 		p := &proc{name: n, sub: strings.SplitN(n, "-", 2)[0]}
 		for _, a := range []*string{&p.httpAddr, &p.internal, &p.metrics} {
-			if *a, err = freeAddr(); err != nil {
-				return nil, err
-			}
+			*a, ports = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])), ports[1:]
 		}
 		c.procs[n] = p
 		c.order = append(c.order, n)

@@ -283,6 +283,17 @@ func depsScript(t testing.TB) string {
 // bind a port an established connection holds.
 func freePorts(t testing.TB, n int) []int {
 	t.Helper()
+	ports, err := PickPorts(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ports
+}
+
+// PickPorts is freePorts for programs that are not tests (the fault suite,
+// test/chaos): n distinct ports below the ephemeral range, free a moment
+// ago and claimed against the other test processes of this machine.
+func PickPorts(n int) ([]int, error) {
 	lo, hi := privatePortRange()
 	var ports []int
 	var lns []net.Listener
@@ -293,7 +304,7 @@ func freePorts(t testing.TB, n int) []int {
 	}()
 	for tries := 0; len(ports) < n; tries++ {
 		if tries == 1000 {
-			t.Fatalf("no %d free ports in [%d, %d) after %d tries", n, lo, hi, tries)
+			return nil, fmt.Errorf("no %d free ports in [%d, %d) after %d tries", n, lo, hi, tries)
 		}
 		p := lo + mrand.IntN(hi-lo)
 		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
@@ -307,7 +318,7 @@ func freePorts(t testing.TB, n int) []int {
 		lns = append(lns, ln)
 		ports = append(ports, p)
 	}
-	return ports
+	return ports, nil
 }
 
 // privatePortRange is where private servers' ports are picked: [lo, hi),
