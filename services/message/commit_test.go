@@ -36,15 +36,19 @@ func TestCommitsEveryPartition(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer admin.Close()
+	parts := make([]int32, partitions)
+	for p := range parts {
+		parts[p] = int32(p)
+	}
 	committed := func() []int64 {
-		res, err := admin.ListConsumerGroupOffsets(e.cfg.Kafka.Group, map[string][]int32{e.cfg.Kafka.Topic: {0, 1, 2, 3}})
+		res, err := admin.ListConsumerGroupOffsets(e.cfg.Kafka.Group, map[string][]int32{e.cfg.Kafka.Topic: parts})
 		if err != nil {
 			t.Logf("listing committed offsets: %v", err)
 			return nil
 		}
 		out := make([]int64, partitions)
-		for p := range out {
-			if b := res.GetBlock(e.cfg.Kafka.Topic, int32(p)); b != nil {
+		for _, p := range parts {
+			if b := res.GetBlock(e.cfg.Kafka.Topic, p); b != nil {
 				out[p] = b.Offset
 			}
 		}
